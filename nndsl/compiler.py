@@ -1,0 +1,153 @@
+"""The pipeline: load -> parse -> elaborate -> passes. Returns diagnostics and the IR."""
+from __future__ import annotations
+
+import difflib
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .diagnostics import Abort, Diagnostic, NNDSLError, Sink
+from .elaborate import Elaborator, Reported
+from .ir import IR, ModelOutput
+from .loader import Loader, Program
+from .passes.ensures import check_ensures
+from .passes.shapes import infer_shapes
+from .passes.validate import validate
+from .syntax import ast as A
+
+
+@dataclass
+class CheckResult:
+    diagnostics: list[Diagnostic]
+    ir: IR | None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.ir is not None and not any(d.is_error for d in self.diagnostics)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+    def raise_for_errors(self) -> "CheckResult":
+        if not self.ok:
+            raise NNDSLError(self.errors or self.diagnostics, self.sources)
+        return self
+
+
+# The ordered pass pipeline after elaboration; each pass takes (ir, state, sink).
+PIPELINE: tuple[tuple[str, Callable], ...] = (
+    ("shapes", lambda ir, st, sink: st.__setitem__("shapes", infer_shapes(ir, sink, st["dims"]))),
+    ("ensures", lambda ir, st, sink: check_ensures(ir, st["shapes"], sink)),
+    ("validate", lambda ir, st, sink: validate(ir, sink)),
+)
+
+
+def _pick_model(prog: Program, model: str | None, sink: Sink) -> A.BlockDef | None:
+    models = list(prog.local_models)
+    if model is not None:
+        for m in models:
+            if m.name == model:
+                return m
+        bd = prog.blocks.get(model)
+        if bd is not None:
+            return bd
+        names = [m.name for m in models] + [n for n in prog.blocks if n not in {m.name for m in models}]
+        sug = difflib.get_close_matches(model, names, n=1)
+        sink.error("E0110", f"no model named `{model}` in {prog.root}",
+                   help=f"did you mean `{sug[0]}`?" if sug else
+                   (f"models here: {', '.join(m.name for m in models)}" if models else None))
+        return None
+    if len(models) == 1:
+        return models[0]
+    if not models:
+        sink.error("E0110", f"{prog.root} defines no model",
+                   help="declare one with `model Name { ... }`, or pick a block with `-m NAME`")
+        return None
+    sink.error("E0110", f"{prog.root} defines {len(models)} models; choose one",
+               help=f"pass `-m NAME` (or model=...): {', '.join(m.name for m in models)}")
+    return None
+
+
+def _coerce_cli(value: Any, typ: str):
+    if not isinstance(value, str):
+        return value
+    v = value.strip()
+    if typ in ("int", "float", "dims") or typ == "":
+        from .syntax.parser import parse_number
+        if typ == "dims":
+            return [int(x) for x in v.strip("[]").split(",") if x.strip()]
+        n = parse_number(v)
+        return float(n) if typ == "float" else n
+    if typ == "bool":
+        if v.lower() in ("true", "1", "yes"):
+            return True
+        if v.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(v)
+    return v
+
+
+def check(path: str | Path | None = None, *, source: str | None = None, model: str | None = None,
+          dims: dict[str, Any] | None = None, passes: bool = True, filename: str = "<string>") -> CheckResult:
+    """Check a spec. `dims` binds model parameters and free dims (values may be strings, as from the CLI)."""
+    sink = Sink()
+    loader = Loader(sink)
+    try:
+        prog = loader.load_path(path) if source is None else loader.load_text(source, str(path or filename))
+    except RecursionError:
+        sink.error("E0112", "the spec is nested too deeply")
+        return CheckResult(sink.sorted(), None)
+    ir = None
+    try:
+        if not sink.has_errors:
+            bd = _pick_model(prog, model, sink)
+            if bd is not None:
+                ir = _elaborate_and_run(prog, bd, dims or {}, sink, passes)
+    except Abort as e:
+        sink.add(e.diagnostic)
+    except Reported:
+        pass
+    except RecursionError:
+        sink.error("E0112", "the spec is nested too deeply to check")
+    except Exception as e:  # noqa: BLE001 - an internal error must never surface as a traceback
+        tb = traceback.extract_tb(e.__traceback__)[-1]
+        sink.error("E9999", f"internal compiler error: {type(e).__name__}: {e}",
+                   notes=[f"at {Path(tb.filename).name}:{tb.lineno}"],
+                   help="this is a bug in nndsl; please report it with the spec")
+    return CheckResult(sink.sorted(), ir, prog.sources)
+
+
+def _elaborate_and_run(prog: Program, bd: A.BlockDef, dims: dict[str, Any], sink: Sink, passes: bool) -> IR:
+    param_types = {p.name: p.type for p in bd.params}
+    overrides, free = {}, {}
+    for k, v in dims.items():
+        try:
+            if k in param_types:
+                overrides[k] = _coerce_cli(v, param_types[k])
+            else:
+                free[k] = _coerce_cli(v, "int")
+        except ValueError:
+            sink.error("E0305", f"cannot read `{k}={v}` as {param_types.get(k, 'int')}")
+    el = Elaborator(prog, sink)
+    ir = el.build(bd, overrides)
+    inst = ir.meta.instances[""]
+    ir.meta.outputs = [ModelOutput(name=n, node=node, port=port)
+                       for (node, port), n in zip(inst.outputs, inst.output_names)]
+    bad = [k for k in free if k not in ir.meta.free_dims]
+    for k in bad:
+        cands = difflib.get_close_matches(k, list(param_types) + ir.meta.free_dims, n=1)
+        sink.error("E0305", f"`{k}` is neither a parameter of `{bd.name}` nor a free dim of its inputs",
+                   help=f"did you mean `{cands[0]}`?" if cands else
+                   f"parameters: {', '.join(param_types) or 'none'}; free dims: {', '.join(ir.meta.free_dims) or 'none'}")
+    for k, v in free.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            sink.error("E0305", f"a dim must be a positive integer, got `{k}={v}`")
+    free = {k: v for k, v in free.items() if k not in bad and isinstance(v, int) and v > 0}
+    if passes:
+        state: dict[str, Any] = {"dims": free}
+        for _name, fn in PIPELINE:
+            fn(ir, state, sink)
+    return ir

@@ -1,0 +1,143 @@
+"""The catalogue of diagnostic codes. `nndsl explain CODE` prints the long text; docs/errors.md
+is generated from this table (tests check that they agree)."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Code(NamedTuple):
+    title: str
+    text: str
+
+
+CODES: dict[str, Code] = {
+    # -- syntax ---------------------------------------------------------------------------------
+    "E0001": Code("syntax error", """\
+The parser met a token it did not expect. The message says what it found and what could have come
+instead. Common causes: a missing `)` or `]`, two statements on one line without `;`, or a keyword
+(`block`, `model`, `input`, `output`, `ensure`, `if`, `repeat`, ...) used as a name.
+
+    conv = conv2d(x 64)        # error: expected `,` or `)` after `x`
+    conv = conv2d(x, 64)       # ok"""),
+    "E0002": Code("unexpected end of file", """\
+The file ended while a construct was still open: usually a `{` of a block, model or `if` that was
+never closed, or an unfinished expression. The diagnostic points at the end of the file."""),
+    "E0003": Code("unexpected character", """\
+The lexer met a character that starts no token of `.nn`: for example `$`, a backtick, or a string
+that is never closed. Comments start with `#`; strings use double quotes."""),
+    # -- names and structure -------------------------------------------------------------------
+    "E0101": Code("unknown name", """\
+A name was used that is not a parameter, a dim, a binding or an input in scope. Bindings are visible
+only after the statement that defines them, and only inside their own block. The diagnostic suggests
+the closest name in scope."""),
+    "E0102": Code("unknown operation or block", """\
+A call names neither a built-in operation nor a block defined in this file or imported. Check the
+spelling (a suggestion is given), or add `import <module>` for a standard-library block."""),
+    "E0103": Code("unknown keyword argument", """\
+A keyword argument is not an attribute of the operation or a parameter of the block. The valid
+keywords are listed in the note."""),
+    "E0104": Code("wrong number of arguments", """\
+An operation or block received more or fewer positional arguments than its signature allows.
+Tensor inputs come first, then attributes; attributes may also be given by keyword."""),
+    "E0105": Code("duplicate definition", """\
+A block, model, parameter, input or binding is defined twice in the same scope. Every binding names
+a layer (its parameters appear under that name in the state dict), so each name may be bound once;
+choose a new name for the second definition."""),
+    "E0106": Code("wrong argument type", """\
+An argument has the wrong kind of value: a tensor where an integer is expected, a string where a
+bool is expected, and so on. The note gives the expected type."""),
+    "E0107": Code("missing argument", """\
+A required attribute of an operation or parameter of a block has no value and no default."""),
+    "E0108": Code("import not found", """\
+An `import` names a standard-library module or a file that does not exist. Paths in quotes are
+relative to the importing file; bare names refer to the standard library in stdlib_blocks/."""),
+    "E0109": Code("import cycle", """\
+Files import each other in a cycle. Move the shared blocks into a third file that both import."""),
+    "E0110": Code("no such model", """\
+The requested model (`-m NAME` or `model=`) is not defined, or the file defines several models and
+none was chosen, or defines none at all."""),
+    "E0111": Code("invalid attribute value", """\
+An attribute has a value of the right type but outside what the operation accepts: a zero kernel
+size, a negative stride, a dropout probability above 1, channels not divisible by groups, an unknown
+activation name, and the like."""),
+    "E0112": Code("limit exceeded", """\
+A spec asks for more than nndsl will build: too many repetitions, nodes, nested block
+instantiations, import depth, nesting of brackets, or a dim size beyond 2**40. The limits keep a
+bad spec from hanging the checker or exhausting memory; the message names the limit."""),
+    "E0113": Code("unpacking mismatch", """\
+The number of names on the left of `a, b = ...` differs from the number of values on the right,
+or a value with several outputs is used where a single tensor is expected."""),
+    "E0114": Code("invalid weight tying", """\
+`tie=` must name an earlier binding that owns a parameter of the same name and the same shape.
+Tied parameters are stored once and counted once."""),
+    "E0115": Code("condition not known at compile time", """\
+`if` conditions, `repeat` counts and loop bounds must be known when the spec is elaborated: they may
+use parameters and literals, not dims that are bound only by input shapes or tensors."""),
+    "E0116": Code("recursive block", """\
+A block instantiates itself, directly or through other blocks. Blocks are unrolled at compile time,
+so recursion would never end; use `repeat` instead."""),
+    # -- shapes ----------------------------------------------------------------------------------
+    "E0201": Code("shape mismatch", """\
+Two tensors that must agree in shape do not: the operands of an elementwise operation that cannot
+be broadcast, the inputs of `matmul`, `concat` along other axes, or an argument against a block's
+declared input shape. Both shapes are shown with where each came from."""),
+    "E0202": Code("rank mismatch", """\
+An operation received a tensor with the wrong number of axes, e.g. `conv2d` on a 3-d tensor.
+The expected layout is given in the note."""),
+    "E0203": Code("unbound dim", """\
+A parameter shape or an attribute depends on a dim that stays free (symbolic) until run time, e.g.
+`linear` on an axis of size `H*W` when H and W are free. Bind the dim in the input declaration, pass
+`--dim H=32`, or restructure so parameter shapes only depend on parameters."""),
+    "E0204": Code("conflicting dim", """\
+A dim is bound to two different sizes: for instance a block declares `input x: [B, C, H, H]` and
+receives a non-square image, or one input says `T` is 128 and another 64."""),
+    "E0205": Code("divisibility failed", """\
+A size must be divisible by another and is not, or cannot be proved to be: a rearrange group
+`(h d)` whose axis is not a multiple of `h`, channels not divisible by groups or heads. For
+symbolic sizes, state the fact with `ensure D % heads == 0`."""),
+    "E0206": Code("ensure failed", """\
+An `ensure` statement evaluated to false. The values of both sides are shown."""),
+    "E0207": Code("invalid pattern", """\
+A `rearrange` or `einsum` pattern is malformed: an axis appears twice, an axis on one side is
+missing on the other, parentheses are unbalanced, or the number of axes differs from the rank."""),
+    "E0208": Code("dtype mismatch", """\
+An operation received a tensor of the wrong element type: `embedding` needs integer indices,
+arithmetic needs floating-point tensors."""),
+    "E0209": Code("unknown axis", """\
+A reduction or other axis argument names an axis the tensor does not have, or gives an index
+outside its rank. Axes are named by the input declaration (`input x: [B, C, H, W]`) and keep their
+names through shape-preserving operations."""),
+    # -- validation ------------------------------------------------------------------------------
+    "W0301": Code("unused input", """\
+An input is declared but no operation consumes it. Remove it, or use it."""),
+    "W0302": Code("unused binding", """\
+A binding is computed but neither used nor returned. Its layer (and its parameters) is still built;
+remove it if it is not needed."""),
+    "E0303": Code("missing output", """\
+A block or model has no `output` statement, or an output names nothing."""),
+    "E0304": Code("missing lowering", """\
+An operation has no PyTorch lowering for the attributes given. This is a limitation of the backend;
+the message names the op."""),
+    "E0305": Code("invalid dimension binding", """\
+A `--dim NAME=VALUE` (or a keyword passed to `nndsl.load`) names neither a parameter of the model
+nor a free dim of its inputs, or its value cannot be read as the parameter's type."""),
+    # -- internal --------------------------------------------------------------------------------
+    "E9999": Code("internal compiler error", """\
+nndsl failed on this input: that is a bug in nndsl, not in the spec. Please report it with the
+spec that triggered it."""),
+}
+
+
+def explain(code: str) -> str | None:
+    entry = CODES.get(code.upper())
+    if entry is None:
+        return None
+    return f"{code.upper()}: {entry.title}\n\n{entry.text}\n"
+
+
+def errors_markdown() -> str:
+    out = ["# Diagnostic codes", "", "Every diagnostic nndsl emits has one of these codes. "
+           "`nndsl explain CODE` prints the same text.", ""]
+    for code, entry in CODES.items():
+        out += [f"## {code}: {entry.title}", "", entry.text, ""]
+    return "\n".join(out)

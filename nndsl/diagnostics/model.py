@@ -1,0 +1,104 @@
+"""Diagnostic data model: spans, labels, diagnostics, and the sink passes report into."""
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Span(BaseModel):
+    """A region of a source file; lines and columns are 1-based, `end_col` is exclusive."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class Severity(str, Enum):
+    error = "error"
+    warning = "warning"
+    note = "note"
+
+
+class Label(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    span: Span
+    message: str = ""
+    primary: bool = False
+
+
+class Diagnostic(BaseModel):
+    code: str
+    severity: Severity = Severity.error
+    message: str
+    span: Span | None = None
+    label: str = ""
+    secondary: list[Label] = []
+    notes: list[str] = []
+    help: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == Severity.error
+
+
+class NNDSLError(Exception):
+    """Raised by the Python API when a spec has errors; carries every diagnostic."""
+
+    def __init__(self, diagnostics: list[Diagnostic], sources: dict[str, str] | None = None):
+        self.diagnostics = diagnostics
+        self.sources = sources or {}
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        from .render import render_all
+
+        return render_all(self.diagnostics, self.sources, color=False)
+
+
+class Abort(Exception):
+    """Internal control flow: a diagnostic was reported and the current unit cannot go on."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        self.diagnostic = diagnostic
+        super().__init__(diagnostic.message)
+
+
+class Sink:
+    """Collects diagnostics from every pass; nothing stops at the first error."""
+
+    def __init__(self) -> None:
+        self.items: list[Diagnostic] = []
+        self._seen: set[tuple] = set()
+
+    def add(self, d: Diagnostic) -> Diagnostic:
+        key = (d.code, d.message, d.span)
+        if key not in self._seen:
+            self._seen.add(key)
+            self.items.append(d)
+        return d
+
+    def error(self, code: str, message: str, span: Span | None = None, **kw) -> Diagnostic:
+        return self.add(Diagnostic(code=code, message=message, span=span, **kw))
+
+    def warning(self, code: str, message: str, span: Span | None = None, **kw) -> Diagnostic:
+        return self.add(Diagnostic(code=code, severity=Severity.warning, message=message, span=span, **kw))
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.is_error for d in self.items)
+
+    def sorted(self) -> list[Diagnostic]:
+        def key(d: Diagnostic):
+            s = d.span
+            return (s.file, s.line, s.col) if s else ("", 0, 0)
+
+        return sorted(self.items, key=key)

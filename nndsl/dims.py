@@ -1,0 +1,416 @@
+"""Symbolic dims: integer polynomials over named symbols, with floor division and modulo.
+
+A `Dim` is immutable and kept in a canonical form, so equality is structural: `H*2 + 1` and
+`1 + 2*H` are the same Dim. Floor division and modulo by a constant that divides every coefficient
+simplify exactly; otherwise they become opaque atoms (`(H - 1) // 2`), which is enough for the
+shape rules of convolutions and pools. Divisibility facts (`ensure D % heads == 0`) let
+`(D // heads) * heads` simplify back to `D`.
+"""
+from __future__ import annotations
+
+import re
+from contextvars import ContextVar
+from functools import reduce
+from typing import Iterable, Union
+
+IntLike = Union[int, "Dim"]
+_ATOM_ORDER = {"s": 0, "f": 1, "m": 2}
+
+
+class Atom(tuple):
+    """('s', name) | ('f', num, den) | ('m', num, den)."""
+
+    def key(self) -> tuple:
+        if self[0] == "s":
+            return (0, self[1])
+        return (_ATOM_ORDER[self[0]], str(self[1]), str(self[2]))
+
+    def __str__(self) -> str:
+        if self[0] == "s":
+            return self[1]
+        op = "//" if self[0] == "f" else "%"
+        return f"{_paren(self[1])} {op} {_paren(self[2])}"
+
+
+def _paren(d: "Dim") -> str:
+    s = str(d)
+    return s if d.is_atomic() else f"({s})"
+
+
+class Dim:
+    __slots__ = ("terms", "_h")
+
+    def __init__(self, terms: dict):
+        # terms: {monomial(tuple of (Atom, power)): coeff}; zero coefficients dropped
+        self.terms = tuple(sorted(((m, c) for m, c in terms.items() if c != 0), key=lambda t: _mkey(t[0])))
+        self._h = hash(self.terms)
+
+    # -- construction ------------------------------------------------------------------------
+    @staticmethod
+    def const(n: int) -> "Dim":
+        return Dim({(): int(n)}) if n else _ZERO
+
+    @staticmethod
+    def sym(name: str) -> "Dim":
+        return Dim({((Atom(("s", name)), 1),): 1})
+
+    @staticmethod
+    def of(x: IntLike) -> "Dim":
+        if isinstance(x, Dim):
+            return x
+        if isinstance(x, bool) or not isinstance(x, int):
+            raise TypeError(f"not a dim: {x!r}")
+        return Dim.const(x)
+
+    # -- queries -----------------------------------------------------------------------------
+    @property
+    def is_const(self) -> bool:
+        return not self.terms or (len(self.terms) == 1 and self.terms[0][0] == ())
+
+    @property
+    def value(self) -> int:
+        if not self.terms:
+            return 0
+        if self.is_const:
+            return self.terms[0][1]
+        raise ValueError(f"dim {self} is symbolic")
+
+    def as_int(self) -> int | None:
+        return self.value if self.is_const else None
+
+    def is_atomic(self) -> bool:
+        if self.is_const:
+            return self.value >= 0
+        return len(self.terms) == 1 and self.terms[0][1] == 1 and len(self.terms[0][0]) == 1 and self.terms[0][0][0][1] == 1 and self.terms[0][0][0][0][0] == "s"
+
+    def symbol_name(self) -> str | None:
+        """The name when this Dim is a bare symbol, else None."""
+        if len(self.terms) == 1:
+            mono, c = self.terms[0]
+            if c == 1 and len(mono) == 1 and mono[0][1] == 1 and mono[0][0][0] == "s":
+                return mono[0][0][1]
+        return None
+
+    def free_symbols(self) -> set[str]:
+        out: set[str] = set()
+        for mono, _ in self.terms:
+            for atom, _p in mono:
+                if atom[0] == "s":
+                    out.add(atom[1])
+                else:
+                    out |= atom[1].free_symbols() | atom[2].free_symbols()
+        return out
+
+    def content(self) -> int:
+        """gcd of all coefficients (the largest constant that divides this Dim exactly)."""
+        from math import gcd
+
+        return reduce(gcd, (abs(c) for _, c in self.terms), 0)
+
+    # -- arithmetic ----------------------------------------------------------------------------
+    def __add__(self, other: IntLike) -> "Dim":
+        other = Dim.of(other)
+        t = dict(self.terms)
+        for m, c in other.terms:
+            t[m] = t.get(m, 0) + c
+        return Dim(t)
+
+    __radd__ = __add__
+
+    def __neg__(self) -> "Dim":
+        return Dim({m: -c for m, c in self.terms})
+
+    def __sub__(self, other: IntLike) -> "Dim":
+        return self + (-Dim.of(other))
+
+    def __rsub__(self, other: IntLike) -> "Dim":
+        return Dim.of(other) - self
+
+    def __mul__(self, other: IntLike) -> "Dim":
+        other = Dim.of(other)
+        t: dict = {}
+        for m1, c1 in self.terms:
+            for m2, c2 in other.terms:
+                m = _mono_mul(m1, m2)
+                t[m] = t.get(m, 0) + c1 * c2
+        return Dim(t)._use_facts()
+
+    __rmul__ = __mul__
+
+    def _use_facts(self) -> "Dim":
+        """Rewrite k*(X // k) to X where a fact says k divides X."""
+        facts = _FACTS.get()
+        if facts is None or not facts.pairs:
+            return self
+        out = _ZERO
+        changed = False
+        for mono, c in self.terms:
+            term = Dim({mono: c})
+            for atom, p in mono:
+                if atom[0] == "f" and p == 1 and atom[2].is_const and c % atom[2].value == 0 \
+                        and facts.divides(atom[2], atom[1]):
+                    rest = tuple(x for x in mono if x[0] != atom)
+                    term = Dim({rest: c // atom[2].value}) * atom[1]
+                    changed = True
+                    break
+            out = out + term
+        return out if changed else self
+
+    def floordiv(self, other: IntLike, facts: "Facts | None" = None) -> "Dim":
+        facts = facts if facts is not None else _FACTS.get()
+        other = Dim.of(other)
+        if other.is_const:
+            k = other.value
+            if k == 0:
+                raise ZeroDivisionError("division of a dim by zero")
+            if self.is_const:
+                return Dim.const(self.value // k)
+            if self.content() % k == 0:
+                return Dim({m: c // k for m, c in self.terms})
+            # split off a constant term: (a*k + r) // k == a + r // k when the rest divides by k
+            const = dict(self.terms).get((), 0)
+            rest = self - const
+            if const and rest.content() % k == 0:
+                return Dim({m: c // k for m, c in rest.terms}) + const // k
+        if facts is not None and facts.divides(other, self):
+            q = _exact_quotient(self, other)
+            if q is not None:
+                return q
+        return Dim({((Atom(("f", self, other)), 1),): 1})
+
+    def __floordiv__(self, other: IntLike) -> "Dim":
+        return self.floordiv(other)
+
+    def __rfloordiv__(self, other: IntLike) -> "Dim":
+        return Dim.of(other).floordiv(self)
+
+    def mod(self, other: IntLike, facts: "Facts | None" = None) -> "Dim":
+        facts = facts if facts is not None else _FACTS.get()
+        other = Dim.of(other)
+        if other.is_const:
+            k = other.value
+            if k == 0:
+                raise ZeroDivisionError("modulo of a dim by zero")
+            if self.is_const:
+                return Dim.const(self.value % k)
+            if self.content() % k == 0:
+                return _ZERO
+        if facts is not None and facts.divides(other, self):
+            return _ZERO
+        if self == other:
+            return _ZERO
+        return Dim({((Atom(("m", self, other)), 1),): 1})
+
+    def __mod__(self, other: IntLike) -> "Dim":
+        return self.mod(other)
+
+    def __rmod__(self, other: IntLike) -> "Dim":
+        return Dim.of(other).mod(self)
+
+    # -- substitution ----------------------------------------------------------------------------
+    def subs(self, mapping: dict[str, "Dim"], facts: "Facts | None" = None) -> "Dim":
+        if not mapping or not (self.free_symbols() & mapping.keys()):
+            return self
+        total = _ZERO
+        for mono, c in self.terms:
+            term = Dim.const(c)
+            for atom, p in mono:
+                if atom[0] == "s":
+                    base = mapping.get(atom[1], Dim.sym(atom[1]))
+                elif atom[0] == "f":
+                    base = atom[1].subs(mapping, facts).floordiv(atom[2].subs(mapping, facts), facts)
+                else:
+                    base = atom[1].subs(mapping, facts).mod(atom[2].subs(mapping, facts), facts)
+                for _ in range(p):
+                    term = term * base
+            total = total + term
+        return total
+
+    # -- comparison, hashing, printing -----------------------------------------------------------
+    def __eq__(self, other) -> bool:
+        if isinstance(other, bool):
+            return False
+        if isinstance(other, int):
+            return self.is_const and self.value == other
+        return isinstance(other, Dim) and self.terms == other.terms
+
+    def __hash__(self) -> int:
+        return self._h
+
+    def __repr__(self) -> str:
+        return f"Dim({str(self)!r})"
+
+    def __str__(self) -> str:
+        if not self.terms:
+            return "0"
+        parts: list[tuple[int, str]] = []
+        for mono, c in self.terms:
+            if mono == ():
+                parts.append((c, str(abs(c))))
+                continue
+            factors = []
+            for atom, p in mono:
+                a = str(atom) if atom[0] == "s" else f"({atom})"
+                factors.extend([a] * p)
+            body = "*".join(factors)
+            if abs(c) != 1:
+                body = f"{abs(c)}*{body}"
+            parts.append((c, body))
+        # symbolic terms first, constant last
+        parts = [p for p in parts if not p[1].isdigit()] + [p for p in parts if p[1].isdigit()]
+        out = ("-" if parts[0][0] < 0 else "") + parts[0][1]
+        for c, body in parts[1:]:
+            out += (" - " if c < 0 else " + ") + body
+        if len(self.terms) == 1 and len(self.terms[0][0]) == 1 and self.terms[0][1] == 1:
+            atom = self.terms[0][0][0][0]
+            if atom[0] != "s" and self.terms[0][0][0][1] == 1:
+                return str(atom)
+        return out
+
+
+def _mkey(mono) -> tuple:
+    return (len(mono) == 0, tuple((a.key(), p) for a, p in mono))
+
+
+def _mono_mul(m1, m2):
+    d: dict = {}
+    for a, p in m1 + m2:
+        d[a] = d.get(a, 0) + p
+    return tuple(sorted(d.items(), key=lambda t: t[0].key()))
+
+
+def _exact_quotient(num: Dim, den: Dim) -> Dim | None:
+    """num / den when den divides every term of num as a monomial with coefficient."""
+    if den.is_const:
+        k = den.value
+        if num.content() % k == 0:
+            return Dim({m: c // k for m, c in num.terms})
+        return None
+    if len(den.terms) != 1:
+        return None
+    dm, dc = den.terms[0]
+    out: dict = {}
+    for m, c in num.terms:
+        md = dict(m)
+        for a, p in dm:
+            if md.get(a, 0) < p:
+                return None
+            md[a] -= p
+        if c % dc:
+            return None
+        mono = tuple(sorted(((a, p) for a, p in md.items() if p), key=lambda t: t[0].key()))
+        out[mono] = out.get(mono, 0) + c // dc
+    return Dim(out)
+
+
+_ZERO = Dim({})
+_FACTS: ContextVar["Facts | None"] = ContextVar("nndsl_dim_facts", default=None)
+
+
+class Facts:
+    """Divisibility facts `den | num` collected from `ensure num % den == 0`."""
+
+    def __init__(self) -> None:
+        self.pairs: set[tuple[Dim, Dim]] = set()
+
+    def add(self, num: Dim, den: Dim) -> None:
+        self.pairs.add((num, den))
+
+    def activate(self):
+        """Context manager: arithmetic inside uses these facts."""
+        facts = self
+
+        class _Ctx:
+            def __enter__(self_inner):
+                self_inner.tok = _FACTS.set(facts)
+                return facts
+
+            def __exit__(self_inner, *exc):
+                _FACTS.reset(self_inner.tok)
+
+        return _Ctx()
+
+    def divides(self, den: Dim, num: Dim) -> bool:
+        if (num, den) in self.pairs:
+            return True
+        q = _exact_quotient(num, den)
+        if q is not None and not any(a[0] != "s" for m, _ in q.terms for a, _p in m):
+            return True
+        # num = a*den' where (den' , den) is a fact
+        for fnum, fden in self.pairs:
+            if fden == den:
+                q = _exact_quotient(num, fnum)
+                if q is not None:
+                    return True
+        return False
+
+
+# -- parsing back from text (used by the JSON round trip) ---------------------------------------
+_TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*(?:@[A-Za-z0-9_.@]+)?)|(//|[-+*%()]))")
+
+
+def parse_dim(text: str) -> Dim:
+    toks: list[tuple[str, str]] = []
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise ValueError(f"cannot read dim expression {text!r}")
+        pos = m.end()
+        if m.group(1):
+            toks.append(("num", m.group(1)))
+        elif m.group(2):
+            toks.append(("name", m.group(2)))
+        else:
+            toks.append(("op", m.group(3)))
+    toks.append(("end", ""))
+    i = 0
+
+    def peek():
+        return toks[i]
+
+    def take():
+        nonlocal i
+        i += 1
+        return toks[i - 1]
+
+    def expr() -> Dim:
+        d = term()
+        while peek() in (("op", "+"), ("op", "-")):
+            op = take()[1]
+            d = d + term() if op == "+" else d - term()
+        return d
+
+    def term() -> Dim:
+        d = unary()
+        while peek()[0] == "op" and peek()[1] in ("*", "//", "%"):
+            op = take()[1]
+            r = unary()
+            d = d * r if op == "*" else d.floordiv(r) if op == "//" else d.mod(r)
+        return d
+
+    def unary() -> Dim:
+        if peek() == ("op", "-"):
+            take()
+            return -unary()
+        kind, val = take()
+        if kind == "num":
+            return Dim.const(int(val))
+        if kind == "name":
+            return Dim.sym(val)
+        if (kind, val) == ("op", "("):
+            d = expr()
+            if take() != ("op", ")"):
+                raise ValueError(f"cannot read dim expression {text!r}")
+            return d
+        raise ValueError(f"cannot read dim expression {text!r}")
+
+    d = expr()
+    if peek()[0] != "end":
+        raise ValueError(f"cannot read dim expression {text!r}")
+    return d
+
+
+def fmt_shape(dims: Iterable[IntLike]) -> str:
+    return "[" + ", ".join(str(d) for d in dims) + "]"

@@ -1,0 +1,1032 @@
+"""AST -> IR. Instantiates blocks, binds parameters, unrolls `repeat`, selects `if` branches and
+builds the networkx graph. Shapes are not computed here (see passes/shapes.py): a block's input
+dims are fresh symbols (`H@layer1.0`) that shape inference binds by unification."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import ops as O
+from .diagnostics import Abort, Diagnostic, Label, Sink, Span
+from .dims import Dim, Facts
+from .ir import IR, EnsureCheck, GraphMeta, Instance, ModelInput, ModelOutput, Node
+from .loader import Program
+from .syntax import ast as A
+from .types import DTYPES, TensorType
+from .values import TensorVal, TupleVal, describe, encode
+
+MAX_REPEAT = 100_000
+MAX_NODES = 500_000
+MAX_BLOCK_DEPTH = 64
+MAX_DIM = 2 ** 40
+PARAM_TYPES = {"int", "float", "bool", "str", "dims"}
+BUILTINS = {"shape", "len", "min", "max_of", "int", "float", "rank"}
+
+
+class Deferred(Exception):
+    """An `ensure` needs shapes: evaluate it after shape inference."""
+
+
+class Undecidable(Exception):
+    """A comparison of symbolic dims that cannot be decided now."""
+
+
+class Reported(Exception):
+    """Unwinds a statement whose error has already been reported."""
+
+
+class _PoisonT:
+    def __repr__(self) -> str:
+        return "<poison>"
+
+
+POISON = _PoisonT()  # the value of a binding whose definition failed: using it reports nothing more
+
+
+@dataclass
+class Binding:
+    value: Any
+    span: Span
+    kind: str = "binding"          # binding | input | param | dim | loop
+    used: bool = False
+
+
+@dataclass
+class Scope:
+    path: str                      # instance path ("" for the model)
+    file: str
+    names: dict[str, Binding] = field(default_factory=dict)
+    blocks: dict[str, A.BlockDef] = field(default_factory=dict)
+    parent: "Scope | None" = None  # only for loop variables inside `repeat`
+
+    def lookup(self, name: str) -> Binding | None:
+        s: Scope | None = self
+        while s is not None:
+            b = s.names.get(name)
+            if b is not None:
+                return b
+            s = s.parent
+        return None
+
+    def all_names(self) -> list[str]:
+        out, s = [], self
+        while s is not None:
+            out += list(s.names)
+            s = s.parent
+        return out
+
+
+class Elaborator:
+    def __init__(self, prog: Program, sink: Sink):
+        self.prog = prog
+        self.sink = sink
+        self.ir: IR | None = None
+        self.facts = Facts()
+        self.used_ids: set[str] = set()
+        self.stack: list[str] = []
+        self.sym_counter = 0
+
+    # ------------------------------------------------------------------------------------------
+    def fail(self, code: str, message: str, span: Span | None, **kw):
+        raise Abort(Diagnostic(code=code, message=message, span=span, **kw))
+
+    def build(self, model: A.BlockDef, overrides: dict[str, Any]) -> IR:
+        self.ir = IR(GraphMeta(model=model.name, file=model.span.file))
+        scope = Scope(path="", file=model.span.file, blocks=self.prog.scopes.get(model.span.file, self.prog.blocks))
+        params = self._bind_params(model, [], {}, model.name_span, overrides=overrides)
+        inst = Instance(path="", block=model.name, file=model.span.file, params=encode(params), span=model.span)
+        self.ir.meta.instances[""] = inst
+        self.stack.append(model.name)
+        with self.facts.activate():
+            self._body(model, scope, params, inputs=None, inst=inst)
+        self.ir.meta.facts = [(str(a), str(b)) for a, b in self.facts.pairs]
+        return self.ir
+
+    # -- parameters -----------------------------------------------------------------------------
+    def _bind_params(self, bd: A.BlockDef, pos: list[tuple[Any, Span]], kw: dict[str, tuple[Any, Span]],
+                     call_span: Span, overrides: dict | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        names = [p.name for p in bd.params]
+        seen: set[str] = set()
+        for p in bd.params:
+            if p.name in seen:
+                self.sink.error("E0105", f"parameter `{p.name}` is declared twice", p.span)
+            seen.add(p.name)
+            if p.type not in PARAM_TYPES:
+                self.fail("E0106", f"unknown parameter type `{p.type}`", p.type_span,
+                          help=f"parameter types are {', '.join(sorted(PARAM_TYPES))}")
+        if len(pos) > len(bd.params):
+            self.fail("E0104", f"`{bd.name}` takes {len(bd.params)} parameter{'s' if len(bd.params) != 1 else ''}"
+                      f" but {len(pos)} were given", pos[len(bd.params)][1],
+                      secondary=[Label(span=bd.name_span, message=f"`{bd.name}` is defined here")])
+        for (v, sp), p in zip(pos, bd.params):
+            out[p.name] = self._coerce_param(v, p, sp)
+        for k, (v, sp) in kw.items():
+            if k not in names:
+                self._unknown_kw(k, names, sp, bd.name)
+            if k in out:
+                self.fail("E0104", f"parameter `{k}` of `{bd.name}` is given twice", sp)
+            out[k] = self._coerce_param(v, next(p for p in bd.params if p.name == k), sp)
+        for k, v in (overrides or {}).items():
+            if k in names:
+                out[k] = self._coerce_param(v, next(p for p in bd.params if p.name == k), call_span)
+        # defaults may refer to earlier parameters
+        for p in bd.params:
+            if p.name not in out:
+                if p.default is None:
+                    self.fail("E0107", f"`{bd.name}` needs a value for parameter `{p.name}: {p.type}`", call_span,
+                              secondary=[Label(span=p.span, message="declared here without a default")])
+                sc = Scope(path="", file=bd.span.file)
+                for k, v in out.items():
+                    sc.names[k] = Binding(v, p.span, "param", True)
+                out[p.name] = self._coerce_param(self.ev(p.default, sc, None), p, p.default.span)
+        return {p.name: out[p.name] for p in bd.params}
+
+    def _unknown_kw(self, k: str, valid: list[str], span: Span, what: str):
+        sug = difflib.get_close_matches(k, valid, n=1)
+        self.fail("E0103", f"`{what}` has no parameter or attribute `{k}`", span,
+                  label="unknown keyword", help=f"did you mean `{sug[0]}`?" if sug else None,
+                  notes=[f"valid keywords: {', '.join(valid) if valid else 'none'}"])
+
+    def _coerce_param(self, v, p: A.Param, span: Span):
+        t = p.type
+        if t == "int":
+            if isinstance(v, Dim):
+                return v.value if v.is_const else v
+            if isinstance(v, int) and not isinstance(v, bool):
+                return v
+            if isinstance(v, float) and v.is_integer():
+                return int(v)
+        elif t == "float":
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
+            if isinstance(v, Dim) and v.is_const:
+                return float(v.value)
+        elif t == "bool" and isinstance(v, bool):
+            return v
+        elif t == "str" and isinstance(v, str):
+            return v
+        elif t == "dims" and isinstance(v, list) and all(isinstance(x, (int, Dim)) and not isinstance(x, bool) for x in v):
+            return [x.value if isinstance(x, Dim) and x.is_const else x for x in v]
+        self.fail("E0106", f"parameter `{p.name}` expects {t}, got {describe(v)}", span,
+                  label=f"this is {describe(v)}")
+
+    # -- bodies -----------------------------------------------------------------------------------
+    def _body(self, bd: A.BlockDef, scope: Scope, params: dict, inputs: list[tuple[TensorVal, Span]] | None,
+              inst: Instance):
+        assert self.ir is not None
+        for k, v in params.items():
+            p = next(pp for pp in bd.params if pp.name == k)
+            scope.names[k] = Binding(v, p.span, "param", True)
+        input_stmts = [s for s in bd.body if isinstance(s, A.Input)]
+        if inputs is not None and len(inputs) != len(input_stmts):
+            raise AssertionError("arity checked by caller")
+        self._input_i = 0
+        ctx = _Ctx(bd=bd, scope=scope, inst=inst, inputs=inputs, outputs=[])
+        failed = False
+        for st in bd.body:
+            try:
+                self._stmt(st, ctx)
+            except (Abort, Reported) as e:
+                failed = True
+                if isinstance(e, Abort):
+                    self.sink.add(e.diagnostic)
+                for n in _targets(st):
+                    if n not in scope.names:
+                        scope.names[n] = Binding(POISON, st.span, "poison", True)
+        if failed and inputs is not None:
+            raise Reported()
+        if not ctx.outputs and not any(isinstance(s, A.Output) for s in bd.body):
+            self.sink.error("E0303", f"`{bd.name}` has no `output`", bd.name_span, label="defines no output",
+                            help="add `output <expr>` at the end of the body")
+        for name, b in scope.names.items():
+            if not b.used and b.kind in ("binding", "input"):
+                if b.kind == "input":
+                    self.sink.warning("W0301", f"input `{name}` is never used", b.span, label="declared here")
+                else:
+                    self.sink.warning("W0302", f"`{name}` is computed but never used", b.span,
+                                      label="bound here", help=f"remove it, or use `{name}`")
+        inst.outputs = [(t.node, t.port) for t, _ in ctx.outputs]
+        inst.output_names = [n for _, n in ctx.outputs]
+        return ctx.outputs
+
+    def _stmt(self, st, ctx: "_Ctx"):
+        if isinstance(st, A.Input):
+            self._input(st, ctx)
+        elif isinstance(st, A.Bind):
+            self._bind(st, ctx)
+        elif isinstance(st, A.Output):
+            for i, item in enumerate(st.items):
+                name = item.name or ("out" if len(st.items) == 1 else f"out{i}")
+                if item.name:
+                    self._check_new(item.name, ctx.scope, item.span)
+                v = self.ev(item.value, ctx.scope, name)
+                if isinstance(v, TupleVal) and not item.name:
+                    for j, t in enumerate(v.items):
+                        ctx.outputs.append((t, f"{name}{j}"))
+                    continue
+                if not isinstance(v, TensorVal):
+                    self.fail("E0106", f"an output must be a tensor, got {describe(v)}", item.value.span)
+                if item.name:
+                    ctx.scope.names[item.name] = Binding(v, item.span, "output", True)
+                ctx.outputs.append((v, name))
+        elif isinstance(st, A.Ensure):
+            self._ensure(st, ctx)
+        elif isinstance(st, A.If):
+            c = self._cond(st.cond, ctx.scope)
+            branch = st.then if c else (st.orelse or [])
+            for s in branch:
+                self._stmt(s, ctx)
+
+    def _cond(self, e: A.Expr, scope: Scope) -> bool:
+        try:
+            c = self.ev(e, scope, None, const=True)
+        except Undecidable:
+            self.fail("E0115", "this condition depends on dims that are only known from input shapes", e.span,
+                      help="conditions may use parameters and literals")
+        if isinstance(c, Dim) and c.is_const:
+            c = c.value
+        if not isinstance(c, bool):
+            self.fail("E0106", f"a condition must be a bool, got {describe(c)}", e.span)
+        return c
+
+    def _check_new(self, name: str, scope: Scope, span: Span):
+        prev = scope.names.get(name)
+        if prev is not None:
+            self.fail("E0105", f"`{name}` is defined twice", span, label="second definition",
+                      secondary=[Label(span=prev.span, message="first defined here")],
+                      help="every binding names a layer; choose a new name")
+
+    def _input(self, st: A.Input, ctx: "_Ctx"):
+        assert self.ir is not None
+        self._check_new(st.name, ctx.scope, st.name_span)
+        dtype = st.dtype or "float32"
+        if dtype not in DTYPES:
+            self.fail("E0106", f"unknown dtype `{dtype}`", st.span, help=f"dtypes: {', '.join(DTYPES)}")
+        block_level = ctx.inputs is not None
+        dims, axes = [], []
+        for e in st.shape:
+            if isinstance(e, A.Name) and ctx.scope.lookup(e.id) is None:
+                sym = f"{e.id}@{ctx.scope.path or '_'}" if block_level else e.id
+                d = Dim.sym(sym)
+                ctx.scope.names[e.id] = Binding(d, e.span, "dim", True)
+                if not block_level and e.id not in self.ir.meta.free_dims:
+                    self.ir.meta.free_dims.append(e.id)
+                dims.append(d)
+                axes.append(e.id)
+                continue
+            v = self.ev(e, ctx.scope, None, const=True)
+            if isinstance(v, int) and not isinstance(v, bool):
+                v = Dim.const(v)
+            if not isinstance(v, Dim):
+                self.fail("E0106", f"a dim must be an integer, got {describe(v)}", e.span)
+            if v.is_const and not 0 < v.value <= MAX_DIM:
+                self.fail("E0112" if v.value > 0 else "E0111", f"dim {v.value} is out of range (1 .. 2**40)", e.span)
+            dims.append(v)
+            axes.append(e.id if isinstance(e, A.Name) else None)
+        decl = TensorType.make(dims, dtype, axes)
+        if block_level:
+            val, vspan = ctx.inputs[self._input_i]
+            self._input_i += 1
+            nid = self._new_id(ctx.scope.path, st.name)
+            self.ir.add_node(Node.model_construct(
+                id=nid, op="block_input", attrs={"shape": dims, "dtype": dtype, "axes": axes, "name": st.name},
+                scope=ctx.scope.path, local=st.name, span=st.span, arg_spans=[vspan], binding=st.name, tie=None,
+                outputs=[], params=[], flops=None))
+            self.ir.add_edge(val.node, val.port, nid, 0)
+            ctx.inst.inputs.append(nid)
+        else:
+            nid = self._new_id("", st.name)
+            self.ir.add_node(Node.model_construct(
+                id=nid, op="input", attrs={"shape": dims, "dtype": dtype, "axes": axes, "name": st.name},
+                scope="", local=st.name, span=st.span, arg_spans=[], binding=st.name, tie=None,
+                outputs=[], params=[], flops=None))
+            self.ir.meta.inputs.append(ModelInput(name=st.name, node=nid, type=decl))
+        ctx.scope.names[st.name] = Binding(TensorVal(nid, 0), st.name_span, "input")
+
+    def _bind(self, st: A.Bind, ctx: "_Ctx"):
+        for n, sp in zip(st.targets, st.target_spans):
+            self._check_new(n, ctx.scope, sp)
+        name = st.targets[0] if len(st.targets) == 1 else "_".join(st.targets)
+        v = self.ev(st.value, ctx.scope, name)
+        if len(st.targets) == 1:
+            ctx.scope.names[name] = Binding(v, st.target_spans[0])
+            return
+        items = v.items if isinstance(v, TupleVal) else v if isinstance(v, list) else None
+        if items is None or len(items) != len(st.targets):
+            n = len(items) if items is not None else 1
+            self.fail("E0113", f"{len(st.targets)} names on the left but {n} value{'s' if n != 1 else ''} on the right",
+                      st.span, label=f"this gives {describe(v)}")
+        for n, sp, item in zip(st.targets, st.target_spans, items):
+            ctx.scope.names[n] = Binding(item, sp)
+
+    def _ensure(self, st: A.Ensure, ctx: "_Ctx"):
+        assert self.ir is not None
+        try:
+            v = self.ev(st.expr, ctx.scope, None, const=True, ensure=True)
+        except (Deferred, Undecidable):
+            # divisibility facts on symbolic dims are assumptions the checker uses
+            e = st.expr
+            if isinstance(e, A.Compare) and e.op == "==" and isinstance(e.left, A.BinOp) and e.left.op == "%":
+                try:
+                    num = self.ev(e.left.left, ctx.scope, None, const=True)
+                    den = self.ev(e.left.right, ctx.scope, None, const=True)
+                    zero = self.ev(e.right, ctx.scope, None, const=True)
+                    if isinstance(num, (Dim, int)) and isinstance(den, (Dim, int)) and zero == 0:
+                        self.facts.add(Dim.of(num), Dim.of(den))
+                        return
+                except (Deferred, Undecidable):
+                    pass
+            names = _names_in(st.expr)
+            env = {}
+            for n in names:
+                b = ctx.scope.lookup(n)
+                if b is not None:
+                    b.used = True
+                    env[n] = encode(b.value)
+            self.ir.meta.ensures.append(EnsureCheck(expr=st.expr, env=env, scope=ctx.scope.path, span=st.span))
+            return
+        if v is not True:
+            if v is False:
+                self.fail("E0206", "ensure failed", st.span, label="this is false", notes=_explain(st.expr, self, ctx.scope))
+            self.fail("E0106", f"`ensure` needs a condition, got {describe(v)}", st.expr.span)
+
+    # -- naming -------------------------------------------------------------------------------------
+    def _new_id(self, scope_path: str, local: str) -> str:
+        base = f"{scope_path}.{local}" if scope_path else local
+        nid, k = base, 1
+        while nid in self.used_ids:
+            nid = f"{base}_{k}"
+            k += 1
+        self.used_ids.add(nid)
+        if len(self.used_ids) > MAX_NODES:
+            raise Abort(Diagnostic(code="E0112", message=f"the model has more than {MAX_NODES} nodes"))
+        return nid
+
+    # -- expressions ------------------------------------------------------------------------------
+    def ev(self, e: A.Expr, scope: Scope, name: str | None, const: bool = False, ensure: bool = False):
+        """Evaluate an expression. `name` is the binding the created nodes are named after; `const`
+        forbids creating nodes (conditions, shapes); `ensure` allows shape()/params (deferred)."""
+        k = e.kind
+        if k == "num":
+            return e.value
+        if k == "str":
+            return e.value
+        if k == "bool":
+            return e.value
+        if k == "name":
+            return self._name(e, scope, ensure)
+        if k == "list":
+            return [self.ev(x, scope, _sub(name), const, ensure) for x in e.items]
+        if k == "neg":
+            v = self.ev(e.value, scope, _sub(name), const, ensure)
+            if isinstance(v, TensorVal):
+                return self._make_node("mul", [v], {"scalar": -1, "reverse": False}, name, scope, e.span, [e.value.span])
+            if isinstance(v, (int, float, Dim)) and not isinstance(v, bool):
+                return -v
+            self.fail("E0106", f"cannot negate {describe(v)}", e.span)
+        if k == "binop":
+            return self._binop(e, scope, name, const, ensure)
+        if k == "compare":
+            return self._compare(e, scope, ensure)
+        if k == "boolop":
+            vals = []
+            for x in e.values:
+                v = self.ev(x, scope, None, True, ensure)
+                if not isinstance(v, bool):
+                    self.fail("E0106", f"`{e.op}` needs bools, got {describe(v)}", x.span)
+                vals.append(v)
+                if e.op == "and" and not v:
+                    return False
+                if e.op == "or" and v:
+                    return True
+            return e.op == "and"
+        if k == "not":
+            v = self.ev(e.value, scope, None, True, ensure)
+            if not isinstance(v, bool):
+                self.fail("E0106", f"`not` needs a bool, got {describe(v)}", e.value.span)
+            return not v
+        if k == "cond":
+            c = self._cond(e.cond, scope)
+            return self.ev(e.then if c else e.orelse, scope, name, const, ensure)
+        if k == "index":
+            v = self.ev(e.value, scope, None, const, ensure)
+            i = self.ev(e.index, scope, None, True, ensure)
+            if isinstance(i, Dim) and i.is_const:
+                i = i.value
+            if isinstance(v, TupleVal):
+                v = list(v.items)
+            if not isinstance(v, list):
+                self.fail("E0106", f"cannot index {describe(v)}", e.value.span,
+                          help="use `select(x, axis, index)` or `slice(...)` for tensors" if isinstance(v, TensorVal) else None)
+            if not isinstance(i, int) or isinstance(i, bool):
+                self.fail("E0106", f"an index must be an int, got {describe(i)}", e.index.span)
+            if not -len(v) <= i < len(v):
+                self.fail("E0111", f"index {i} is out of range for a list of {len(v)}", e.index.span)
+            return v[i]
+        if k == "call":
+            if const and not ensure and not self._is_builtin(e):
+                self.fail("E0115", "a layer cannot be created here: this position needs a value known at "
+                          "compile time", e.span)
+            return self._call(e, scope, name, [], ensure)
+        if k == "pipe":
+            if const:
+                self.fail("E0115", "a pipeline cannot be used here", e.span)
+            return self._pipe(e, scope, name)
+        if k == "attr":
+            self.fail("E0101", f"unknown name `{_dotted(e)}`", e.span)
+        if k == "repeat":
+            self.fail("E0106", "`repeat` is a pipeline stage: write `x |> repeat N { ... }`", e.span)
+        raise AssertionError(f"unhandled expression {k}")
+
+    def _is_builtin(self, e: A.Call) -> bool:
+        return isinstance(e.func, A.Name) and e.func.id in BUILTINS
+
+    def _name(self, e: A.Name, scope: Scope, ensure: bool):
+        b = scope.lookup(e.id)
+        if b is not None:
+            b.used = True
+            if b.value is POISON:
+                raise Reported()
+            return b.value
+        if e.id == "params" and ensure:
+            raise Deferred()
+        cands = [n for n in scope.all_names()]
+        sug = difflib.get_close_matches(e.id, cands, n=1)
+        help_ = f"did you mean `{sug[0]}`?" if sug else None
+        if O.get(e.id) is not None or e.id in scope.blocks:
+            help_ = f"`{e.id}` is an operation: call it, `{e.id}(...)`, or use it as a stage, `x |> {e.id}`"
+        self.fail("E0101", f"unknown name `{e.id}`", e.span, label="not found in this scope", help=help_)
+
+    def _binop(self, e: A.BinOp, scope: Scope, name, const, ensure):
+        a = self.ev(e.left, scope, _sub(name), const, ensure)
+        b = self.ev(e.right, scope, _sub(name), const, ensure)
+        op = e.op
+        if isinstance(a, TensorVal) or isinstance(b, TensorVal):
+            if const:
+                self.fail("E0115", "tensor arithmetic cannot be used here", e.span)
+            if op == "@":
+                if not (isinstance(a, TensorVal) and isinstance(b, TensorVal)):
+                    self.fail("E0106", "`@` needs two tensors", e.span)
+                return self._make_node("matmul", [a, b], {}, name, scope, e.span, [e.left.span, e.right.span])
+            opname = {"+": "add", "-": "sub", "*": "mul", "/": "div"}.get(op)
+            if opname is None:
+                self.fail("E0106", f"`{op}` is not defined on tensors", e.op_span,
+                          help="tensors support `+ - * / @`")
+            for v, sp in ((a, e.left.span), (b, e.right.span)):
+                if not isinstance(v, (TensorVal, int, float)) or isinstance(v, bool):
+                    if not (isinstance(v, Dim) and v.is_const):
+                        self.fail("E0106", f"cannot apply `{op}` to a tensor and {describe(v)}", sp)
+            if isinstance(a, TensorVal) and isinstance(b, TensorVal):
+                return self._make_node(opname, [a, b], {"scalar": None, "reverse": False}, name, scope, e.span,
+                                       [e.left.span, e.right.span])
+            if isinstance(a, TensorVal):
+                s = b.value if isinstance(b, Dim) else b
+                return self._make_node(opname, [a], {"scalar": s, "reverse": False}, name, scope, e.span, [e.left.span])
+            s = a.value if isinstance(a, Dim) else a
+            return self._make_node(opname, [b], {"scalar": s, "reverse": True}, name, scope, e.span, [e.right.span])
+        return self._arith(op, a, b, e)
+
+    def _arith(self, op, a, b, e: A.BinOp):
+        for v, sp in ((a, e.left.span), (b, e.right.span)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, Dim)):
+                if op == "+" and isinstance(a, list) and isinstance(b, list):
+                    return a + b
+                if op == "+" and isinstance(a, str) and isinstance(b, str):
+                    return a + b
+                self.fail("E0106", f"cannot apply `{op}` to {describe(v)}", sp)
+        if isinstance(a, float) or isinstance(b, float):
+            a = float(a.value) if isinstance(a, Dim) else a
+            b = float(b.value) if isinstance(b, Dim) else b
+            if isinstance(a, Dim) or isinstance(b, Dim):
+                self.fail("E0106", "cannot mix a symbolic dim with a float", e.span)
+            try:
+                return {"+": a + b, "-": a - b, "*": a * b}[op] if op in "+-*" else \
+                    a / b if op == "/" else a // b if op == "//" else a % b if op == "%" else None
+            except ZeroDivisionError:
+                self.fail("E0111", "division by zero", e.span)
+        try:
+            if isinstance(a, int) and isinstance(b, int):
+                if op == "+":
+                    r = a + b
+                elif op == "-":
+                    r = a - b
+                elif op == "*":
+                    r = a * b
+                elif op == "//":
+                    r = a // b
+                elif op == "%":
+                    r = a % b
+                elif op == "/":
+                    r = a / b
+                    return int(r) if r.is_integer() else r
+                else:
+                    self.fail("E0106", "`@` needs tensors", e.op_span)
+                if abs(r) > 2 ** 62:
+                    self.fail("E0112", "integer too large", e.span)
+                return r
+            A_, B_ = Dim.of(a), Dim.of(b)
+            if op == "+":
+                r = A_ + B_
+            elif op == "-":
+                r = A_ - B_
+            elif op == "*":
+                r = A_ * B_
+            elif op in ("//", "/"):
+                r = A_.floordiv(B_)
+            elif op == "%":
+                r = A_.mod(B_)
+            else:
+                self.fail("E0106", "`@` needs tensors", e.op_span)
+            return r.value if r.is_const else r
+        except ZeroDivisionError:
+            self.fail("E0111", "division by zero", e.span)
+
+    def _compare(self, e: A.Compare, scope: Scope, ensure: bool):
+        a = self.ev(e.left, scope, None, True, ensure)
+        b = self.ev(e.right, scope, None, True, ensure)
+        return compare(e.op, a, b, lambda: self.fail("E0106", f"cannot compare {describe(a)} with {describe(b)}", e.span))
+
+    # -- calls ----------------------------------------------------------------------------------------
+    def _callee(self, f: A.Expr, scope: Scope):
+        if isinstance(f, A.Name):
+            fname = f.id
+        elif isinstance(f, A.Attr) and isinstance(f.value, A.Name):
+            fname = f"{f.value.id}.{f.name}"
+        else:
+            self.fail("E0106", "only operations and blocks can be called", f.span)
+        if fname in scope.blocks:
+            return fname, scope.blocks[fname]
+        od = O.get(fname)
+        if od is not None:
+            return fname, od
+        if fname in BUILTINS:
+            return fname, None
+        b = scope.lookup(fname)
+        if b is not None:
+            self.fail("E0106", f"`{fname}` is {describe(b.value)}, not an operation or block", f.span)
+        sug = O.suggest(fname, list(scope.blocks))
+        self.fail("E0102", f"unknown operation or block `{fname}`", f.span, label="not defined",
+                  help=f"did you mean `{sug}`?" if sug else "define it with `block`, or import it from the standard library")
+
+    def _call(self, e: A.Call, scope: Scope, name: str | None, piped: list[tuple[Any, Span]], ensure=False):
+        fname, target = self._callee(e.func, scope)
+        if target is None:
+            return self._builtin(fname, e, scope, ensure)
+        pos: list[tuple[Any, Span]] = list(piped)
+        kw: dict[str, tuple[Any, Span]] = {}
+        tie = None
+        for a in e.args:
+            if a.name is not None and a.name == "tie":
+                if not isinstance(a.value, A.Name):
+                    self.fail("E0114", "`tie=` must name an earlier binding", a.value.span)
+                tb = scope.lookup(a.value.id)
+                if tb is None or not isinstance(tb.value, TensorVal):
+                    self.fail("E0114", f"`tie={a.value.id}` does not name an earlier layer", a.value.span,
+                              help="tie to a binding defined before this line, e.g. `tie=wte`")
+                tb.used = True
+                tie = (tb.value.node, a.value.span)
+                continue
+            v = self.ev(a.value, scope, _sub(name))
+            if a.name is None:
+                if kw:
+                    self.fail("E0104", "a positional argument follows a keyword argument", a.span)
+                pos.append((v, a.value.span))
+            else:
+                if a.name in kw:
+                    self.fail("E0104", f"`{a.name}` is given twice", a.span)
+                kw[a.name] = (v, a.value.span)
+        if isinstance(target, A.BlockDef):
+            if tie is not None:
+                self.fail("E0114", "`tie=` applies to operations, not blocks", tie[1])
+            return self._instantiate(target, fname, pos, kw, scope, _local_name(name, fname.lower()), e.span)
+        return self._op_call(target, pos, kw, scope, name, e.span, tie)
+
+    def _op_call(self, od: O.OpDef, pos, kw, scope: Scope, name, span: Span, tie):
+        tensors: list[TensorVal] = []
+        tspans: list[Span] = []
+        n_fixed = len(od.inputs) - (1 if od.variadic else 0)
+        i = 0
+        while i < len(pos) and (i < n_fixed or od.variadic):
+            v, sp = pos[i]
+            if isinstance(v, TupleVal) and od.variadic:
+                tensors.extend(v.items)
+                tspans.extend([sp] * len(v.items))
+            elif isinstance(v, list) and od.variadic and v and all(isinstance(x, TensorVal) for x in v):
+                tensors.extend(v)
+                tspans.extend([sp] * len(v))
+            elif isinstance(v, TensorVal):
+                tensors.append(v)
+                tspans.append(sp)
+            elif i < n_fixed:
+                self.fail("E0106", f"`{od.name}` expects a tensor for `{od.inputs[i]}`, got {describe(v)}", sp,
+                          label=f"this is {describe(v)}")
+            else:
+                break
+            i += 1
+        if len(tensors) < n_fixed:
+            self.fail("E0104", f"`{od.name}` takes {n_fixed} tensor input{'s' if n_fixed != 1 else ''} "
+                      f"({', '.join(od.inputs)}) but {len(tensors)} {'was' if len(tensors) == 1 else 'were'} given", span)
+        rest = pos[i:]
+        attrs: dict[str, Any] = {}
+        free_attrs = [a for a in od.attrs if a.type != "kwargs"]
+        if len(rest) > len(free_attrs):
+            v, sp = rest[len(free_attrs)]
+            if isinstance(v, TensorVal):
+                self.fail("E0104", f"`{od.name}` takes {n_fixed} tensor input{'s' if n_fixed != 1 else ''}, got more",
+                          sp, label="one tensor too many")
+            self.fail("E0104", f"`{od.name}` takes at most {len(free_attrs)} positional attribute"
+                      f"{'s' if len(free_attrs) != 1 else ''} after its inputs", sp, label="unexpected argument",
+                      notes=[f"signature: {signature(od)}"])
+        for (v, sp), at in zip(rest, free_attrs):
+            attrs[at.name] = self._coerce_attr(od, at, v, sp)
+        kw_attr = next((a for a in od.attrs if a.type == "kwargs"), None)
+        extra: dict[str, Any] = {}
+        for k, (v, sp) in kw.items():
+            at = od.attr(k)
+            if at is None or at.type == "kwargs":
+                if kw_attr is not None:
+                    extra[k] = self._coerce_attr(od, O.Attr(k, "dim"), v, sp)
+                    continue
+                self._unknown_kw(k, [a.name for a in free_attrs], sp, od.name)
+            if k in attrs:
+                self.fail("E0104", f"`{k}` of `{od.name}` is given twice", sp)
+            attrs[k] = self._coerce_attr(od, at, v, sp)
+        if kw_attr is not None:
+            attrs[kw_attr.name] = extra
+        for at in od.attrs:
+            if at.name not in attrs:
+                if at.required:
+                    self.fail("E0107", f"`{od.name}` needs `{at.name}`", span, notes=[f"signature: {signature(od)}"])
+                attrs[at.name] = at.default
+        if od.check_attrs is not None and _concrete_attrs(attrs):
+            try:
+                od.check_attrs(attrs)
+            except O.OpError as err:
+                self.fail(err.code, err.message, span, help=err.help)
+        return self._make_node(od.name, tensors, attrs, name, scope, span, tspans, tie=tie)
+
+    def _coerce_attr(self, od: O.OpDef, at: O.Attr, v, sp: Span):
+        t = at.type
+        bad = lambda want: self.fail("E0106", f"`{at.name}` of `{od.name}` expects {want}, got {describe(v)}", sp,  # noqa: E731
+                                     label=f"this is {describe(v)}")
+        if isinstance(v, (TensorVal, TupleVal)) and t != "any":
+            bad("a value known at compile time")
+        if v is None:
+            return None
+        if isinstance(v, Dim) and v.is_const and t not in ("axes",):
+            v = v.value
+        if t == "int":
+            if isinstance(v, bool):
+                bad("an int")
+            if isinstance(v, float) and v.is_integer():
+                return int(v)
+            if isinstance(v, (int, Dim)):
+                if isinstance(v, int) and abs(v) > MAX_DIM:
+                    self.fail("E0112", f"`{at.name}` = {v} is beyond the limit of 2**40", sp)
+                return v
+            bad("an int")
+        if t == "float":
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
+            bad("a number")
+        if t == "bool":
+            if isinstance(v, bool):
+                return v
+            bad("true or false")
+        if t == "str":
+            if isinstance(v, str):
+                if at.choices and v not in at.choices:
+                    self.fail("E0111", f"`{at.name}` of `{od.name}` must be one of "
+                              f"{', '.join(repr(c) for c in at.choices)}, got {v!r}", sp)
+                return v
+            bad("a string")
+        if t == "ints":
+            if isinstance(v, int) and not isinstance(v, bool):
+                return v
+            if isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) for x in
+                                                 [y.value if isinstance(y, Dim) and y.is_const else y for y in v]):
+                return [y.value if isinstance(y, Dim) else y for y in v]
+            bad("an int or a list of ints")
+        if t == "dim":
+            if isinstance(v, (int, Dim)) and not isinstance(v, bool):
+                return v if isinstance(v, Dim) else Dim.const(v)
+            bad("an int")
+        if t == "dims":
+            if isinstance(v, list) and all(isinstance(x, (int, Dim)) and not isinstance(x, bool) for x in v):
+                out = [Dim.of(x) for x in v]
+                for d in out:
+                    if d.is_const and abs(d.value) > MAX_DIM:
+                        self.fail("E0112", f"dim {d.value} is beyond the limit of 2**40", sp)
+                return out
+            bad("a list of dims")
+        if t == "axes":
+            items = v if isinstance(v, list) else [v]
+            out = []
+            for x in items:
+                if isinstance(x, Dim):
+                    n = x.symbol_name()
+                    if n is None:
+                        bad("axis names or indices")
+                    out.append(n.split("@")[0])
+                elif isinstance(x, (int, str)) and not isinstance(x, bool):
+                    out.append(x)
+                else:
+                    bad("axis names or indices")
+            return out if isinstance(v, list) else out[0]
+        if t == "any":
+            if isinstance(v, (TensorVal, TupleVal)):
+                bad("a value known at compile time")
+            return v
+        raise AssertionError(t)
+
+    def _make_node(self, op: str, tensors: list[TensorVal], attrs: dict, name: str | None, scope: Scope, span: Span,
+                   tspans: list[Span], tie=None):
+        assert self.ir is not None
+        od = O.get(op)
+        nid = self._new_id(scope.path, _local_name(name, op))
+        node = Node.model_construct(id=nid, op=od.name, attrs=attrs, scope=scope.path,
+                                    local=nid[len(scope.path) + 1:] if scope.path else nid, span=span,
+                                    arg_spans=list(tspans), binding=str(name) if name and not isinstance(name, Nested) else None,
+                                    tie=tie[0] if tie else None,
+                                    outputs=[], params=[], flops=None)
+        if tie is not None:
+            node.attrs = dict(attrs, tie_span=tie[1].model_dump())
+        self.ir.add_node(node)
+        for port, t in enumerate(tensors):
+            self.ir.add_edge(t.node, t.port, nid, port)
+        n = od.outputs_for(attrs)
+        if n == 1:
+            return TensorVal(nid, 0)
+        return TupleVal(tuple(TensorVal(nid, i) for i in range(n)))
+
+    def _builtin(self, fname: str, e: A.Call, scope: Scope, ensure: bool):
+        args = [self.ev(a.value, scope, None, True, ensure) for a in e.args]
+        if fname == "shape":
+            if len(args) != 1 or not isinstance(args[0], TensorVal):
+                self.fail("E0106", "`shape` takes one tensor", e.span)
+            raise Deferred()
+        if fname == "rank":
+            raise Deferred()
+        if fname == "len":
+            if len(args) != 1 or not isinstance(args[0], list):
+                self.fail("E0106", "`len` takes one list", e.span)
+            return len(args[0])
+        if fname in ("min", "max_of"):
+            if not args or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
+                self.fail("E0106", f"`{fname}` takes numbers", e.span)
+            return min(args) if fname == "min" else max(args)
+        if fname in ("int", "float"):
+            if len(args) != 1 or not isinstance(args[0], (int, float)) or isinstance(args[0], bool):
+                self.fail("E0106", f"`{fname}` takes one number", e.span)
+            return int(args[0]) if fname == "int" else float(args[0])
+        raise AssertionError(fname)
+
+    # -- pipelines and blocks ---------------------------------------------------------------------
+    def _pipe(self, e: A.Pipe, scope: Scope, name: str | None):
+        base = _local_name(name, "pipe")
+        head_is_stage = isinstance(e.head, A.Call) and not self._is_builtin(e.head)
+        n_stages = len(e.stages) + (1 if head_is_stage else 0)
+        names = [base if n_stages == 1 else f"{base}.{i}" for i in range(n_stages)]
+        k = 0
+        if head_is_stage:
+            v = self.ev(e.head, scope, names[0])
+            k = 1
+        else:
+            v = self.ev(e.head, scope, None)
+        for st in e.stages:
+            v = self._stage(st, v, e.head.span if k == 0 else st.span, scope, names[k])
+            k += 1
+        return v
+
+    def _stage(self, st: A.Expr, v, vspan: Span, scope: Scope, name: str):
+        if not isinstance(v, (TensorVal, TupleVal)):
+            self.fail("E0106", f"only tensors can be piped, this is {describe(v)}", vspan)
+        piped = [(v, vspan)]
+        if isinstance(st, A.Call):
+            return self._call(st, scope, name, piped)
+        if isinstance(st, (A.Name, A.Attr)):
+            call = A.Call.model_construct(span=st.span, func=st, args=[])
+            return self._call(call, scope, name, piped)
+        if isinstance(st, A.Repeat):
+            n = self.ev(st.count, scope, None, const=True)
+            if isinstance(n, Dim):
+                if not n.is_const:
+                    self.fail("E0115", "a repeat count must be known at compile time", st.count.span)
+                n = n.value
+            if not isinstance(n, int) or isinstance(n, bool):
+                self.fail("E0106", f"a repeat count must be an int, got {describe(n)}", st.count.span)
+            if n < 0:
+                self.fail("E0111", f"a repeat count must not be negative, got {n}", st.count.span)
+            if n > MAX_REPEAT:
+                self.fail("E0112", f"repeat {n} exceeds the limit of {MAX_REPEAT}", st.count.span)
+            for j in range(n):
+                inner = Scope(path=scope.path, file=scope.file, blocks=scope.blocks, names={}, parent=scope)
+                inner.names = scope.names  # bindings stay in the enclosing scope
+                if st.var:
+                    loop = Scope(path=scope.path, file=scope.file, blocks=scope.blocks, parent=scope)
+                    loop.names = {st.var: Binding(j, st.span, "loop", True)}
+                    loop_scope = _Overlay(scope, loop)
+                else:
+                    loop_scope = scope
+                sub = [f"{name}.{j}" if len(st.stages) == 1 else f"{name}.{j}.{i}" for i in range(len(st.stages))]
+                for s, nm in zip(st.stages, sub):
+                    v = self._stage(s, v, vspan, loop_scope, nm)
+            return v
+        self.fail("E0106", "a pipeline stage must be an operation, a block or `repeat`", st.span,
+                  help="write `x |> relu`, `x |> conv2d(64, kernel=3)` or `x |> repeat 2 { Block(64) }`")
+
+    def _instantiate(self, bd: A.BlockDef, fname: str, pos, kw, scope: Scope, name: str, span: Span):
+        assert self.ir is not None
+        if bd.is_model:
+            self.fail("E0106", f"`{bd.name}` is a model; only blocks can be used inside other definitions",
+                      span, help=f"declare it with `block {bd.name}`")
+        if bd.name in self.stack:
+            self.fail("E0116", f"block `{bd.name}` instantiates itself", span,
+                      notes=[f"instantiation chain: {' -> '.join(self.stack + [bd.name])}"])
+        if len(self.stack) >= MAX_BLOCK_DEPTH:
+            self.fail("E0112", f"blocks nested more than {MAX_BLOCK_DEPTH} deep", span)
+        n_in = sum(isinstance(s, A.Input) for s in bd.body)
+        tensors = []
+        for v, sp in pos[:n_in]:
+            if isinstance(v, TupleVal):
+                self.fail("E0113", f"`{bd.name}` expects a single tensor here, got {describe(v)}", sp)
+            if not isinstance(v, TensorVal):
+                self.fail("E0106", f"`{bd.name}` expects {n_in} tensor input{'s' if n_in != 1 else ''} first, "
+                          f"got {describe(v)}", sp, secondary=[Label(span=bd.name_span, message="defined here")])
+            tensors.append((v, sp))
+        if len(tensors) < n_in:
+            self.fail("E0104", f"`{bd.name}` takes {n_in} tensor input{'s' if n_in != 1 else ''} but "
+                      f"{len(tensors)} {'was' if len(tensors) == 1 else 'were'} given", span,
+                      secondary=[Label(span=bd.name_span, message="defined here")])
+        params = self._bind_params(bd, pos[n_in:], kw, span)
+        path = self._new_id(scope.path, name)
+        self.used_ids.discard(path)  # the path names a module, its nodes live below it
+        self.used_ids.add(path + "#inst")
+        inst = Instance(path=path, block=bd.name, file=bd.span.file, params=encode(params), parent=scope.path,
+                        span=span)
+        self.ir.meta.instances[path] = inst
+        inner = Scope(path=path, file=bd.span.file, blocks=self.prog.scopes.get(bd.span.file, scope.blocks))
+        self.stack.append(bd.name)
+        saved = self._input_i
+        try:
+            outs = self._body(bd, inner, params, tensors, inst)
+        finally:
+            self.stack.pop()
+            self._input_i = saved
+        if not outs:
+            self.fail("E0303", f"`{bd.name}` has no output", span)
+        if len(outs) == 1:
+            return outs[0][0]
+        return TupleVal(tuple(t for t, _ in outs))
+
+
+class _Overlay(Scope):
+    """A scope that adds loop variables on top of another without copying it."""
+
+    def __init__(self, base: Scope, extra: Scope):
+        super().__init__(path=base.path, file=base.file, names=base.names, blocks=base.blocks, parent=None)
+        self._extra = extra
+        self._base = base
+
+    def lookup(self, name: str):
+        b = self._extra.names.get(name)
+        return b if b is not None else self._base.lookup(name)
+
+    def all_names(self):
+        return list(self._extra.names) + self._base.all_names()
+
+
+@dataclass
+class _Ctx:
+    bd: A.BlockDef
+    scope: Scope
+    inst: Instance
+    inputs: list | None
+    outputs: list
+
+
+def _targets(st) -> list[str]:
+    if isinstance(st, A.Bind):
+        return list(st.targets)
+    if isinstance(st, A.Output):
+        return [i.name for i in st.items if i.name]
+    if isinstance(st, A.If):
+        return [n for s in st.then + (st.orelse or []) for n in _targets(s)]
+    if isinstance(st, A.Input):
+        return [st.name]
+    return []
+
+
+class Nested(str):
+    """The name context of a sub-expression: nodes created there are called `<binding>_<op>`."""
+
+
+def _sub(name: str | None) -> str | None:
+    if name is None:
+        return None
+    return name if isinstance(name, Nested) else Nested(name)
+
+
+def _local_name(name: str | None, op: str) -> str:
+    if name is None:
+        return op
+    if isinstance(name, Nested):
+        return f"{name}_{op}"
+    return name
+
+
+def _dotted(e) -> str:
+    if isinstance(e, A.Name):
+        return e.id
+    if isinstance(e, A.Attr):
+        return f"{_dotted(e.value)}.{e.name}"
+    return "?"
+
+
+def _names_in(e) -> set[str]:
+    out: set[str] = set()
+
+    def walk(x):
+        if isinstance(x, A.Name):
+            out.add(x.id)
+        elif isinstance(x, list):
+            for y in x:
+                walk(y)
+        elif isinstance(x, A.Node):
+            for f in type(x).model_fields:
+                if f != "span":
+                    walk(getattr(x, f))
+        elif isinstance(x, A.Arg):
+            walk(x.value)
+    walk(e)
+    return out
+
+
+def _explain(e, el: Elaborator, scope: Scope) -> list[str]:
+    if isinstance(e, A.Compare):
+        try:
+            a = el.ev(e.left, scope, None, True, True)
+            b = el.ev(e.right, scope, None, True, True)
+            return [f"the left side is {_show(a)} and the right side is {_show(b)}"]
+        except Exception:
+            return []
+    return []
+
+
+def _show(v) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_show(x) for x in v) + "]"
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10000:
+        return f"{v:,}"
+    return str(v)
+
+
+def _concrete_attrs(attrs: dict) -> bool:
+    def ok(v):
+        if isinstance(v, Dim):
+            return v.is_const
+        if isinstance(v, (list, tuple)):
+            return all(ok(x) for x in v)
+        if isinstance(v, dict):
+            return all(ok(x) for x in v.values())
+        return True
+    return all(ok(v) for v in attrs.values())
+
+
+def compare(op: str, a, b, bad):
+    if isinstance(a, list) and isinstance(b, list):
+        if op not in ("==", "!="):
+            bad()
+        eq = len(a) == len(b) and all(compare("==", x, y, bad) for x, y in zip(a, b))
+        return eq if op == "==" else not eq
+    if isinstance(a, (Dim, int)) and isinstance(b, (Dim, int)) and not isinstance(a, bool) and not isinstance(b, bool) \
+            and (isinstance(a, Dim) or isinstance(b, Dim)):
+        diff = Dim.of(a) - Dim.of(b)
+        if diff.is_const:
+            a, b = diff.value, 0
+        elif op == "==" or op == "!=":
+            raise Undecidable()
+        else:
+            raise Undecidable()
+    if isinstance(a, bool) != isinstance(b, bool) and op in ("==", "!="):
+        return op == "!="
+    try:
+        return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op] \
+            if op in ("==", "!=") else \
+            {"<": lambda: a < b, "<=": lambda: a <= b, ">": lambda: a > b, ">=": lambda: a >= b}[op]()
+    except TypeError:
+        bad()
+
+
+def signature(od: O.OpDef) -> str:
+    parts = list(od.inputs)
+    for a in od.attrs:
+        if a.type == "kwargs":
+            parts.append("**sizes")
+        elif a.required:
+            parts.append(f"{a.name}: {a.type}")
+        else:
+            parts.append(f"{a.name}: {a.type} = {a.default!r}".replace("None", "none"))
+    return f"{od.name}({', '.join(parts)})"

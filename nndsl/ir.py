@@ -1,0 +1,179 @@
+"""The IR: a networkx MultiDiGraph whose node and edge attributes are pydantic models.
+
+Node ids are hierarchical names (`layer1.0.conv1`); the insertion order of nodes is a topological
+order (elaboration creates a node after its inputs), which passes and backends rely on. Edges are
+keyed by the consumer's input port and carry the tensor type once shape inference has run.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import networkx as nx
+from pydantic import BaseModel, ConfigDict
+
+from .diagnostics import Span
+from .dims import Dim, parse_dim
+from .syntax import ast as A
+from .types import TensorType
+
+
+class ParamInfo(BaseModel):
+    name: str
+    shape: tuple[int, ...]
+    kind: str = "param"
+    dtype: str = "float32"
+    tied_to: Optional[str] = None     # "node.param" this one shares storage with
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    id: str                            # hierarchical name, unique in the graph
+    op: str
+    attrs: dict[str, Any] = {}
+    scope: str = ""                    # path of the enclosing block instance ("" for the model)
+    local: str = ""                    # name relative to the scope
+    span: Span
+    arg_spans: list[Optional[Span]] = []
+    binding: Optional[str] = None      # the user binding this node was created for
+    tie: Optional[str] = None          # node id whose same-named parameters this node shares
+    outputs: list[TensorType] = []     # filled by shape inference
+    params: list[ParamInfo] = []       # filled by shape inference
+    flops: Any = None                  # Dim: FLOPs of one forward, filled by shape inference
+
+
+class EdgeAttr(BaseModel):
+    src_port: int = 0
+    dst_port: int = 0
+    type: Optional[TensorType] = None
+
+
+class Instance(BaseModel):
+    """One instantiation of a block: the unit the PyTorch backend turns into a module."""
+
+    path: str
+    block: str
+    file: str
+    params: dict[str, Any] = {}
+    parent: Optional[str] = None
+    inputs: list[str] = []             # block_input node ids, in declaration order
+    outputs: list[tuple[str, int]] = []
+    output_names: list[str] = []
+    span: Span
+
+
+class EnsureCheck(BaseModel):
+    """An `ensure` that needs shapes or parameter counts; evaluated after shape inference."""
+
+    expr: A.Expr
+    env: dict[str, Any]
+    scope: str
+    span: Span
+
+
+class ModelInput(BaseModel):
+    name: str
+    node: str
+    type: TensorType
+
+
+class ModelOutput(BaseModel):
+    name: str
+    node: str
+    port: int = 0
+
+
+class GraphMeta(BaseModel):
+    model: str
+    file: str
+    inputs: list[ModelInput] = []
+    outputs: list[ModelOutput] = []
+    instances: dict[str, Instance] = {}
+    ensures: list[EnsureCheck] = []
+    facts: list[tuple[str, str]] = []  # divisibility facts (num, den) as dim strings
+    free_dims: list[str] = []
+
+
+class IR:
+    """The elaborated model."""
+
+    def __init__(self, meta: GraphMeta):
+        self.g = nx.MultiDiGraph()
+        self.meta = meta
+
+    # -- construction
+    def add_node(self, node: Node) -> Node:
+        self.g.add_node(node.id, node=node)
+        return node
+
+    def add_edge(self, src: str, src_port: int, dst: str, dst_port: int) -> None:
+        self.g.add_edge(src, dst, key=dst_port, attr=EdgeAttr.model_construct(src_port=src_port, dst_port=dst_port,
+                                                                               type=None))
+
+    # -- queries
+    def node(self, nid: str) -> Node:
+        return self.g.nodes[nid]["node"]
+
+    def nodes(self):
+        for nid in self.g.nodes:
+            yield self.g.nodes[nid]["node"]
+
+    def inputs_of(self, nid: str) -> list[tuple[str, int]]:
+        edges = sorted(self.g.in_edges(nid, keys=True, data="attr"), key=lambda e: e[2])
+        return [(u, a.src_port) for u, _v, _k, a in edges]
+
+    def in_types(self, nid: str) -> list[TensorType | None]:
+        return [self.node(u).outputs[p] if p < len(self.node(u).outputs) else None for u, p in self.inputs_of(nid)]
+
+    def __len__(self) -> int:
+        return self.g.number_of_nodes()
+
+    # -- serialisation
+    def to_json(self) -> str:
+        return json.dumps({
+            "meta": self.meta.model_dump(mode="json"),
+            "nodes": [_enc(n.model_dump(mode="python")) for n in self.nodes()],
+            "edges": [{"src": u, "dst": v, **a.model_dump(mode="json")}
+                      for u, v, _k, a in self.g.edges(keys=True, data="attr")],
+        }, sort_keys=False)
+
+    @staticmethod
+    def from_json(text: str) -> "IR":
+        data = json.loads(text)
+        ir = IR(GraphMeta.model_validate(data["meta"]))
+        for nd in data["nodes"]:
+            ir.add_node(Node.model_validate(_dec(nd)))
+        for e in data["edges"]:
+            ir.g.add_edge(e["src"], e["dst"], key=e["dst_port"],
+                          attr=EdgeAttr.model_validate({k: e[k] for k in ("src_port", "dst_port", "type")}))
+        return ir
+
+
+def _enc(v):
+    if isinstance(v, Dim):
+        return {"$dim": str(v)}
+    if isinstance(v, dict):
+        return {k: _enc(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_enc(x) for x in v]
+    if isinstance(v, BaseModel):
+        return _enc(v.model_dump(mode="python"))
+    return v
+
+
+def _dec(v):
+    if isinstance(v, dict):
+        if set(v) == {"$dim"}:
+            return parse_dim(v["$dim"])
+        return {k: _dec(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_dec(x) for x in v]
+    return v

@@ -1,0 +1,5 @@
+"""Operations: one declaration per op (see registry.py)."""
+from .registry import OPS, Attr, Lowered, LowerCtx, OpDef, OpError, ParamSpec, all_names, get, register, suggest
+
+__all__ = ["OPS", "Attr", "Lowered", "LowerCtx", "OpDef", "OpError", "ParamSpec", "all_names", "get",
+           "register", "suggest"]

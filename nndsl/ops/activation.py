@@ -1,0 +1,103 @@
+"""Pointwise activations, dropout and softmax."""
+from __future__ import annotations
+
+from ..dims import Dim
+from .registry import Attr, Lowered, OpDef, OpError, need_float, prod, register
+
+
+def _same(ins, a, facts):
+    need_float(ins[0], "an activation")
+    return [ins[0]]
+
+
+def _act(name, call, attrs=(), flops_per=1, aliases=(), doc="", check=None):
+    register(OpDef(
+        name=name, inputs=("x",), attrs=attrs, infer=_same,
+        flops=lambda ins, outs, a: flops_per * prod(ins[0].shape),
+        lower=lambda c: Lowered(None, call(c)),
+        traits=frozenset({"pointwise", "activation", "parameter_free", "shape_preserving"}),
+        aliases=aliases, glyph=name, doc=doc, check_attrs=check,
+    ))
+
+
+_act("relu", lambda c: f"F.relu({c.args[0]})", doc="max(0, x)")
+_act("leaky_relu", lambda c: f"F.leaky_relu({c.args[0]}, {c.a['slope']!r})",
+     attrs=(Attr("slope", "float", 0.01),), flops_per=2, doc="max(0, x) + slope * min(0, x)")
+
+
+def _gelu(c):
+    if c.a["approximate"] == "tanh":
+        return f"F.gelu({c.args[0]}, approximate='tanh')"
+    return f"F.gelu({c.args[0]})"
+
+
+def _choice(attr, choices):
+    def check(a):
+        if a[attr] not in choices:
+            raise OpError("E0111", f"`{attr}` must be one of {', '.join(map(repr, choices))}, got {a[attr]!r}")
+    return check
+
+
+_act("gelu", _gelu, attrs=(Attr("approximate", "str", "none", choices=("none", "tanh")),), flops_per=8,
+     doc="Gaussian error linear unit; approximate=\"tanh\" for GPT-2's variant",
+     check=_choice("approximate", ("none", "tanh")))
+_act("silu", lambda c: f"F.silu({c.args[0]})", flops_per=4, aliases=("swish",), doc="x * sigmoid(x)")
+_act("tanh", lambda c: f"torch.tanh({c.args[0]})", flops_per=4)
+_act("sigmoid", lambda c: f"torch.sigmoid({c.args[0]})", flops_per=4)
+_act("softplus", lambda c: f"F.softplus({c.args[0]}, beta={c.a['beta']!r}, threshold={c.a['threshold']!r})",
+     attrs=(Attr("beta", "float", 1.0), Attr("threshold", "float", 20.0)), flops_per=4)
+_act("elu", lambda c: f"F.elu({c.args[0]}, alpha={c.a['alpha']!r})", attrs=(Attr("alpha", "float", 1.0),),
+     flops_per=4)
+
+
+def _identity_infer(ins, a, facts):
+    return [ins[0]]
+
+
+register(OpDef(
+    name="identity", inputs=("x",), infer=_identity_infer, flops=lambda ins, outs, a: Dim.const(0),
+    lower=lambda c: Lowered(None, c.args[0]),
+    traits=frozenset({"pointwise", "parameter_free", "shape_preserving"}), glyph="id", doc="y = x",
+))
+
+
+def _softmax_infer(ins, a, facts):
+    x = ins[0]
+    need_float(x, "softmax")
+    from .tensor import resolve_axis
+    resolve_axis(x, a["axis"])
+    return [x]
+
+
+def _softmax(name, fn):
+    register(OpDef(
+        name=name, inputs=("x",), attrs=(Attr("axis", "axes", -1),), infer=_softmax_infer,
+        flops=lambda ins, outs, a: 5 * prod(ins[0].shape),
+        lower=lambda c: Lowered(None, f"{fn}({c.args[0]}, dim={_axis(c)})"),
+        traits=frozenset({"activation", "parameter_free", "shape_preserving"}), glyph=name,
+        doc=f"{name} along one axis (default the last).",
+    ))
+
+
+def _axis(c):
+    from .tensor import resolve_axis
+    return resolve_axis(c.ins[0], c.a["axis"])
+
+
+_softmax("softmax", "F.softmax")
+_softmax("log_softmax", "F.log_softmax")
+
+
+def _dropout_check(a):
+    if not 0.0 <= a["p"] <= 1.0:
+        raise OpError("E0111", f"dropout probability must be in [0, 1], got {a['p']}")
+
+
+register(OpDef(
+    name="dropout", inputs=("x",), attrs=(Attr("p", "float", 0.5),), infer=_identity_infer,
+    flops=lambda ins, outs, a: prod(ins[0].shape),
+    lower=lambda c: Lowered(None, f"F.dropout({c.args[0]}, p={c.a['p']!r}, training=self.training)"
+                            if c.a["p"] > 0 else c.args[0]),
+    traits=frozenset({"pointwise", "parameter_free", "shape_preserving"}), check_attrs=_dropout_check,
+    glyph="drop", doc="Zero elements with probability p during training.",
+))

@@ -1,0 +1,143 @@
+"""Normalisation layers."""
+from __future__ import annotations
+
+from ..types import TensorType
+from .registry import Attr, Lowered, OpDef, OpError, ParamSpec, concrete, need_float, need_rank, prod, register
+
+
+def _same(ins, a, facts):
+    need_float(ins[0], "normalisation")
+    return [ins[0]]
+
+
+def _bn(nd: int, ranks):
+    name = f"batchnorm{nd}d"
+
+    def infer(ins, a, facts):
+        need_rank(ins[0], ranks, name)
+        return _same(ins, a, facts)
+
+    def params(ins, a):
+        c = concrete(ins[0].shape[1], f"the channels of `{name}`")
+        ps = []
+        if a["affine"]:
+            ps += [ParamSpec("weight", (c,)), ParamSpec("bias", (c,))]
+        ps += [ParamSpec("running_mean", (c,), "buffer"), ParamSpec("running_var", (c,), "buffer"),
+               ParamSpec("num_batches_tracked", (), "buffer", "int64")]
+        return ps
+
+    def lower(c):
+        ch = c.ins[0].shape[1].value
+        kw = ""
+        if c.a["eps"] != 1e-5:
+            kw += f", eps={c.a['eps']!r}"
+        if c.a["momentum"] != 0.1:
+            kw += f", momentum={c.a['momentum']!r}"
+        if not c.a["affine"]:
+            kw += ", affine=False"
+        return Lowered(f"nn.BatchNorm{nd}d({ch}{kw})", f"{c.m}({c.args[0]})")
+
+    register(OpDef(
+        name=name, inputs=("x",),
+        attrs=(Attr("eps", "float", 1e-5), Attr("momentum", "float", 0.1), Attr("affine", "bool", True)),
+        infer=infer, params=params, flops=lambda ins, outs, a: 2 * prod(ins[0].shape), lower=lower,
+        traits=frozenset({"norm", "weighted", "shape_preserving"}), aliases=(f"bn{nd}d",), glyph="BN",
+        doc=f"Batch normalisation over axis 1 of a {' or '.join(str(r) for r in ranks)}-d tensor.",
+    ))
+
+
+_bn(1, (2, 3))
+_bn(2, (4,))
+_bn(3, (5,))
+
+
+def _ln_shape(ins, a):
+    n = a["dims"]
+    x = ins[0]
+    if n < 1 or n > x.rank:
+        raise OpError("E0111", f"layernorm: dims={n} for a {x.rank}-d input")
+    return tuple(concrete(d, "the normalised shape of `layernorm`") for d in x.shape[x.rank - n:])
+
+
+def _ln_params(ins, a):
+    shape = _ln_shape(ins, a)
+    if not a["affine"]:
+        return []
+    ps = [ParamSpec("weight", shape)]
+    if a["bias"]:
+        ps.append(ParamSpec("bias", shape))
+    return ps
+
+
+def _ln_lower(c):
+    shape = _ln_shape(c.ins, c.a)
+    s = str(shape[0]) if len(shape) == 1 else repr(shape)
+    kw = ""
+    if c.a["eps"] != 1e-5:
+        kw += f", eps={c.a['eps']!r}"
+    if not c.a["affine"]:
+        kw += ", elementwise_affine=False"
+    elif not c.a["bias"]:
+        kw += ", bias=False"
+    return Lowered(f"nn.LayerNorm({s}{kw})", f"{c.m}({c.args[0]})")
+
+
+register(OpDef(
+    name="layernorm", inputs=("x",),
+    attrs=(Attr("eps", "float", 1e-5), Attr("dims", "int", 1, doc="trailing axes normalised"),
+           Attr("affine", "bool", True), Attr("bias", "bool", True)),
+    infer=_same, params=_ln_params, flops=lambda ins, outs, a: 5 * prod(ins[0].shape), lower=_ln_lower,
+    traits=frozenset({"norm", "weighted", "shape_preserving"}), aliases=("ln",), glyph="LN",
+    doc="Layer normalisation over the trailing `dims` axes.",
+))
+
+
+def _rms_params(ins, a):
+    d = concrete(ins[0].shape[-1], "the features of `rmsnorm`")
+    return [ParamSpec("weight", (d,))] if a["affine"] else []
+
+
+def _rms_lower(c):
+    d = c.ins[0].shape[-1].value
+    kw = f", eps={c.a['eps']!r}" if c.a["eps"] is not None else ""
+    if not c.a["affine"]:
+        kw += ", elementwise_affine=False"
+    return Lowered(f"nn.RMSNorm({d}{kw})", f"{c.m}({c.args[0]})")
+
+
+register(OpDef(
+    name="rmsnorm", inputs=("x",), attrs=(Attr("eps", "float", None), Attr("affine", "bool", True)),
+    infer=_same, params=_rms_params, flops=lambda ins, outs, a: 4 * prod(ins[0].shape), lower=_rms_lower,
+    traits=frozenset({"norm", "weighted", "shape_preserving"}), glyph="RMS",
+    doc="Root-mean-square normalisation over the last axis.",
+))
+
+
+def _gn_infer(ins, a, facts):
+    x = ins[0]
+    if x.rank < 2:
+        raise OpError("E0202", "groupnorm expects at least a 2-d [B, C, ...] input", arg=0)
+    c = x.shape[1]
+    if c.is_const and c.value % a["groups"]:
+        raise OpError("E0205", f"groupnorm: channels {c} are not divisible by groups={a['groups']}", arg=0)
+    return _same(ins, a, facts)
+
+
+def _gn_params(ins, a):
+    c = concrete(ins[0].shape[1], "the channels of `groupnorm`")
+    return [ParamSpec("weight", (c,)), ParamSpec("bias", (c,))] if a["affine"] else []
+
+
+register(OpDef(
+    name="groupnorm", inputs=("x",),
+    attrs=(Attr("groups", "int"), Attr("eps", "float", 1e-5), Attr("affine", "bool", True)),
+    infer=_gn_infer, params=_gn_params, flops=lambda ins, outs, a: 5 * prod(ins[0].shape),
+    lower=lambda c: Lowered(
+        f"nn.GroupNorm({c.a['groups']}, {c.ins[0].shape[1].value}"
+        + (f", eps={c.a['eps']!r}" if c.a["eps"] != 1e-5 else "")
+        + (", affine=False" if not c.a["affine"] else "") + ")", f"{c.m}({c.args[0]})"),
+    traits=frozenset({"norm", "weighted", "shape_preserving"}), glyph="GN",
+    check_attrs=lambda a: None if a["groups"] > 0 else (_ for _ in ()).throw(
+        OpError("E0111", f"`groups` must be positive, got {a['groups']}")),
+    doc="Group normalisation over channel groups.",
+))

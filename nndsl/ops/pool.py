@@ -1,0 +1,137 @@
+"""Max/average pooling, adaptive average pooling, upsampling and pixel shuffle."""
+from __future__ import annotations
+
+from ..dims import Dim
+from ..types import TensorType
+from .conv import conv_out
+from .registry import Attr, Lowered, OpDef, OpError, need_rank, prod, pyval, register, tup
+
+
+def _make_pool(kind: str, nd: int):
+    name = f"{kind}pool{nd}d"
+
+    def infer(ins, a, facts):
+        x = ins[0]
+        need_rank(x, (nd + 1, nd + 2), name)
+        k = tup(a["kernel"], nd)
+        s = tup(a["stride"] if a["stride"] is not None else a["kernel"], nd)
+        p = tup(a["padding"], nd)
+        if any(pp * 2 > kk for pp, kk in zip(p, k)):
+            raise OpError("E0111", f"{name}: padding must be at most half the kernel size")
+        lead = x.rank - nd
+        sp = []
+        for i in range(nd):
+            size = x.shape[lead + i]
+            if a["ceil_mode"]:
+                o = (size + 2 * p[i] - k[i] + s[i] - 1).floordiv(s[i]) + 1
+            else:
+                o = conv_out(size, k[i], s[i], p[i], 1)
+            if o.is_const and o.value <= 0:
+                raise OpError("E0201", f"{name}: kernel {k[i]} is larger than the input size {size}", arg=0)
+            sp.append(o)
+        return [TensorType.make((*x.shape[:lead], *sp), x.dtype, x.axis_names())]
+
+    def lower(c):
+        cls = f"nn.{'MaxPool' if kind == 'max' else 'AvgPool'}{nd}d"
+        parts = [f"kernel_size={pyval(c.a['kernel'])}"]
+        if c.a["stride"] is not None:
+            parts.append(f"stride={pyval(c.a['stride'])}")
+        if c.a["padding"] != 0:
+            parts.append(f"padding={pyval(c.a['padding'])}")
+        if c.a["ceil_mode"]:
+            parts.append("ceil_mode=True")
+        return Lowered(f"{cls}({', '.join(parts)})", f"{c.m}({c.args[0]})")
+
+    register(OpDef(
+        name=name, inputs=("x",),
+        attrs=(Attr("kernel", "ints"), Attr("stride", "ints", None), Attr("padding", "ints", 0),
+               Attr("ceil_mode", "bool", False)),
+        infer=infer, flops=lambda ins, outs, a: prod(outs[0].shape) * prod(tup(a["kernel"], nd)),
+        lower=lower, traits=frozenset({"pool", "parameter_free"}),
+        check_attrs=lambda a: _pos(a, "kernel", "stride"), glyph=f"{kind}pool",
+        doc=f"{kind.capitalize()} pooling over the last {nd} axes.",
+    ))
+
+
+def _pos(a, *names):
+    for n in names:
+        v = a.get(n)
+        if v is None:
+            continue
+        vals = v if isinstance(v, (list, tuple)) else [v]
+        if any(x <= 0 for x in vals):
+            raise OpError("E0111", f"`{n}` must be positive, got {v}")
+
+
+for _nd in (1, 2, 3):
+    _make_pool("max", _nd)
+    _make_pool("avg", _nd)
+
+
+def _adaptive_infer(ins, a, facts):
+    x = ins[0]
+    need_rank(x, (3, 4), "adaptive_avgpool2d")
+    o = tup(a["size"], 2)
+    return [TensorType.make((*x.shape[:-2], *o), x.dtype, x.axis_names())]
+
+
+register(OpDef(
+    name="adaptive_avgpool2d", inputs=("x",), attrs=(Attr("size", "ints", 1),),
+    infer=_adaptive_infer, flops=lambda ins, outs, a: prod(ins[0].shape),
+    lower=lambda c: Lowered(f"nn.AdaptiveAvgPool2d({pyval(c.a['size'])})", f"{c.m}({c.args[0]})"),
+    traits=frozenset({"pool", "parameter_free"}), check_attrs=lambda a: _pos(a, "size"), glyph="avgpool",
+    doc="Average pooling to a fixed output size.",
+))
+
+
+def _up_infer(ins, a, facts):
+    x = ins[0]
+    need_rank(x, (3, 4, 5), "upsample")
+    nd = x.rank - 2
+    if a["size"] is not None:
+        sp = tup(a["size"], nd)
+    else:
+        sc = tup(a["scale"], nd)
+        if any(not float(v).is_integer() for v in sc):
+            raise OpError("E0111", "upsample needs an integer scale (or an explicit `size`) to keep shapes exact")
+        sp = [x.shape[2 + i] * int(sc[i]) for i in range(nd)]
+    return [TensorType.make((*x.shape[:2], *sp), x.dtype, x.axis_names())]
+
+
+def _up_lower(c):
+    kw = [f"size={pyval(c.a['size'])}"] if c.a["size"] is not None else [f"scale_factor={pyval(c.a['scale'])}"]
+    kw.append(f"mode={c.a['mode']!r}")
+    if c.a["mode"] in ("bilinear", "bicubic", "linear", "trilinear"):
+        kw.append(f"align_corners={c.a['align_corners']}")
+    return Lowered(None, f"F.interpolate({c.args[0]}, {', '.join(kw)})")
+
+
+register(OpDef(
+    name="upsample", inputs=("x",),
+    attrs=(Attr("scale", "any", 2), Attr("size", "ints", None),
+           Attr("mode", "str", "nearest", choices=("nearest", "linear", "bilinear", "bicubic", "trilinear")),
+           Attr("align_corners", "bool", False)),
+    infer=_up_infer, flops=lambda ins, outs, a: prod(outs[0].shape), lower=_up_lower,
+    traits=frozenset({"parameter_free"}), aliases=("interpolate",), glyph="up",
+    doc="Resize the spatial axes by an integer scale or to a fixed size.",
+))
+
+
+def _ps_infer(ins, a, facts):
+    x = ins[0]
+    need_rank(x, (4,), "pixel_shuffle")
+    r = a["factor"]
+    c = x.shape[1]
+    if c.is_const and c.value % (r * r):
+        raise OpError("E0205", f"pixel_shuffle: channels {c} are not divisible by factor**2 = {r * r}", arg=0)
+    return [TensorType.make((x.shape[0], c.floordiv(r * r), x.shape[2] * r, x.shape[3] * r), x.dtype,
+                            x.axis_names())]
+
+
+register(OpDef(
+    name="pixel_shuffle", inputs=("x",), attrs=(Attr("factor", "int"),),
+    infer=_ps_infer, flops=lambda ins, outs, a: Dim.const(0),
+    lower=lambda c: Lowered(None, f"F.pixel_shuffle({c.args[0]}, {c.a['factor']})"),
+    traits=frozenset({"parameter_free", "layout"}), check_attrs=lambda a: _pos(a, "factor"), glyph="shuffle",
+    doc="[B, C*r*r, H, W] -> [B, C, H*r, W*r].",
+))

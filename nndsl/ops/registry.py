@@ -1,0 +1,222 @@
+"""The op registry: one `OpDef` per operation carrying everything every pass and backend needs.
+
+An op is declared once, in `nndsl/ops/<family>.py`, with `@op(...)` or `register(OpDef(...))`:
+signature (tensor inputs and typed attributes), traits, shape rule, parameter shapes, fan-in/fan-out,
+FLOPs and the PyTorch lowering. Later facets (init rules, sparsity, equivariance, diagram glyphs) are
+further optional fields of the same record. Passes ask for traits, never for lists of op names.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from ..dims import Dim, Facts
+from ..types import TensorType
+
+REQUIRED = object()
+
+
+class OpError(Exception):
+    """Raised by shape rules; the shape pass turns it into a Diagnostic at the node's span."""
+
+    def __init__(self, code: str, message: str, label: str = "", notes=(), help: str | None = None,
+                 arg: int | None = None, arg_labels: dict[int, str] | None = None):
+        super().__init__(message)
+        self.code, self.message, self.label = code, message, label
+        self.notes, self.help, self.arg = list(notes), help, arg
+        self.arg_labels = arg_labels or {}
+
+
+@dataclass(frozen=True)
+class Attr:
+    """A typed attribute. Types: int, float, bool, str, dim, ints (int or list of int), dims (list of
+    dims), axes (int, name, or list of them), any."""
+
+    name: str
+    type: str
+    default: Any = REQUIRED
+    choices: tuple | None = None
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str                     # "" for a free parameter that is the node itself
+    shape: tuple[int, ...]
+    kind: str = "param"           # "param" (trainable) or "buffer"
+    dtype: str = "float32"
+
+
+@dataclass
+class Lowered:
+    """PyTorch lowering of one node: a module constructor (or None) and a forward expression."""
+
+    init: Optional[str]
+    expr: str
+    imports: tuple[str, ...] = ()
+
+
+@dataclass
+class LowerCtx:
+    node: Any                     # ir.Node
+    a: dict                       # resolved attributes
+    ins: list[TensorType]
+    outs: list[TensorType]
+    args: list[str]               # python expressions of the inputs
+    m: str                        # python expression of this node's module (when it has one)
+
+    def size(self, i: int, axis: int) -> str:
+        """Python expression for the size of axis `axis` of input `i` (a literal when known)."""
+        d = self.ins[i].shape[axis]
+        return str(d.value) if d.is_const else f"{self.args[i]}.shape[{axis}]"
+
+
+@dataclass
+class OpDef:
+    name: str
+    inputs: tuple[str, ...]                              # tensor inputs; a trailing "*" makes it variadic
+    attrs: tuple[Attr, ...] = ()
+    infer: Callable[..., list[TensorType]] = None        # (ins, a, facts) -> outputs
+    params: Callable[..., list[ParamSpec]] | None = None  # (ins, a) -> parameter tensors
+    fan: Callable[..., tuple[Dim, Dim]] | None = None    # (ins, a) -> (fan_in, fan_out) of `weight`
+    flops: Callable[..., Dim] | None = None              # (ins, outs, a) -> FLOPs of one forward
+    lower: Callable[[LowerCtx], Lowered] | None = None
+    traits: frozenset = frozenset()
+    aliases: tuple[str, ...] = ()
+    n_outputs: Callable[[dict], int] | None = None       # for ops with several outputs
+    doc: str = ""
+    glyph: str = ""                                     # short label for diagrams
+    check_attrs: Callable[[dict], None] | None = None    # validate attribute values -> OpError
+
+    @property
+    def variadic(self) -> bool:
+        return bool(self.inputs) and self.inputs[-1].endswith("*")
+
+    def attr(self, name: str) -> Attr | None:
+        for a in self.attrs:
+            if a.name == name:
+                return a
+        return None
+
+    def outputs_for(self, a: dict) -> int:
+        return self.n_outputs(a) if self.n_outputs else 1
+
+
+OPS: dict[str, OpDef] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(d: OpDef) -> OpDef:
+    for n in (d.name, *d.aliases):
+        if n in OPS or n in _ALIASES:
+            raise ValueError(f"op {n!r} is declared twice")
+    OPS[d.name] = d
+    for al in d.aliases:
+        _ALIASES[al] = d.name
+    return d
+
+
+def get(name: str) -> OpDef | None:
+    _load()
+    return OPS.get(name) or OPS.get(_ALIASES.get(name, ""))
+
+
+def all_names() -> list[str]:
+    _load()
+    return sorted(set(OPS) | set(_ALIASES))
+
+
+def suggest(name: str, extra=()) -> str | None:
+    cands = difflib.get_close_matches(name, list(all_names()) + list(extra), n=1, cutoff=0.6)
+    return cands[0] if cands else None
+
+
+_loaded = False
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        from . import activation, attention, conv, elementwise, linear, norm, pool, tensor  # noqa: F401
+
+
+# -- helpers shared by op families --------------------------------------------------------------
+def prod(dims) -> Dim:
+    out = Dim.const(1)
+    for d in dims:
+        out = out * d
+    return out
+
+
+def need_rank(t: TensorType, ranks, what: str, arg: int = 0) -> None:
+    ranks = (ranks,) if isinstance(ranks, int) else tuple(ranks)
+    if t.rank not in ranks:
+        want = " or ".join(str(r) for r in ranks)
+        raise OpError("E0202", f"{what} expects a {want}-d input, got {t.rank}-d {t}",
+                      label=f"this is {t.rank}-d", arg=arg)
+
+
+def need_float(t: TensorType, what: str, arg: int = 0) -> None:
+    if not t.is_float:
+        raise OpError("E0208", f"{what} expects a floating-point tensor, got {t.dtype}", arg=arg,
+                      label=f"{t.dtype} tensor")
+
+
+def concrete(d: Dim, what: str, arg: int = 0) -> int:
+    if not d.is_const:
+        raise OpError("E0203", f"{what} depends on the free dim `{d}`", arg=arg,
+                      label=f"size `{d}` is only known at run time",
+                      help="parameter shapes must be known when the spec is checked: bind the dim in the "
+                           "input declaration or with `--dim`")
+    return d.value
+
+
+def tup(v, n: int) -> tuple:
+    if isinstance(v, (list, tuple)):
+        if len(v) != n:
+            raise OpError("E0111", f"expected {n} values, got {len(v)}")
+        return tuple(v)
+    return (v,) * n
+
+
+def pyval(v) -> str:
+    """A python literal for an attribute value."""
+    if isinstance(v, Dim):
+        return str(v.value) if v.is_const else repr(str(v))
+    if isinstance(v, (list, tuple)):
+        inner = ", ".join(pyval(x) for x in v)
+        return f"({inner},)" if len(v) == 1 else f"({inner})"
+    return repr(v)
+
+
+def same_axes(t: TensorType) -> tuple:
+    return t.axis_names()
+
+
+def broadcast(a: TensorType, b: TensorType, what: str) -> TensorType:
+    ra, rb = a.shape, b.shape
+    n = max(len(ra), len(rb))
+    pa = (Dim.const(1),) * (n - len(ra)) + tuple(ra)
+    pb = (Dim.const(1),) * (n - len(rb)) + tuple(rb)
+    an = (None,) * (n - len(ra)) + a.axis_names()
+    bn = (None,) * (n - len(rb)) + b.axis_names()
+    out, names = [], []
+    for i, (x, y) in enumerate(zip(pa, pb)):
+        if x == y or y == 1:
+            out.append(x)
+            names.append(an[i] or bn[i])
+        elif x == 1:
+            out.append(y)
+            names.append(bn[i] or an[i])
+        else:
+            raise OpError("E0201", f"shapes do not match in `{what}`", label=str(a),
+                          arg_labels={0: str(a), 1: str(b)},
+                          notes=[f"axis {i - n} is `{x}` on the left and `{y}` on the right; "
+                                 f"sizes must be equal or 1 to broadcast"])
+    return TensorType.make(out, a.dtype, names)

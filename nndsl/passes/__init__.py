@@ -1,0 +1,1 @@
+"""Passes over the IR, run in order by `nndsl.compiler.PIPELINE`."""

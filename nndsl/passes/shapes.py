@@ -1,0 +1,233 @@
+"""Shape inference: unify block inputs with their declared shapes, run every op's shape rule, fill
+edge types, parameter shapes (with weight tying) and FLOPs. Errors become Diagnostics."""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import ops as O
+from ..diagnostics import Diagnostic, Label, Sink, Span
+from ..dims import Dim, Facts, parse_dim
+from ..ir import IR, Node, ParamInfo
+from ..types import TensorType
+
+
+class ShapeContext:
+    def __init__(self, ir: IR, sink: Sink, dim_overrides: dict[str, int]):
+        self.ir = ir
+        self.sink = sink
+        self.bindings: dict[str, Dim] = {k: Dim.const(v) for k, v in dim_overrides.items()}
+        self.bound_at: dict[str, Span] = {}
+        self.facts = Facts()
+        for a, b in ir.meta.facts:
+            self.facts.add(parse_dim(a), parse_dim(b))
+
+    def subst(self, v: Any) -> Any:
+        if isinstance(v, Dim):
+            return v.subs(self.bindings) if self.bindings else v
+        if isinstance(v, list):
+            return [self.subst(x) for x in v]
+        if isinstance(v, tuple):
+            return tuple(self.subst(x) for x in v)
+        if isinstance(v, dict):
+            return {k: self.subst(x) for k, x in v.items()}
+        return v
+
+
+def infer_shapes(ir: IR, sink: Sink, dim_overrides: dict[str, int] | None = None) -> ShapeContext:
+    ctx = ShapeContext(ir, sink, dim_overrides or {})
+    with ctx.facts.activate():
+        for node in ir.nodes():
+            try:
+                _node(ctx, node)
+            except O.OpError as err:
+                sink.add(_diag(ctx, node, err))
+            except ZeroDivisionError:
+                sink.error("E0111", "division by zero in a shape", node.span)
+        # the declared model inputs now carry the --dim bindings
+        for mi in ir.meta.inputs:
+            mi.type = ir.node(mi.node).outputs[0] if ir.node(mi.node).outputs else mi.type
+        _fill_edges(ir)
+    return ctx
+
+
+def _fill_edges(ir: IR) -> None:
+    for u, v, k, a in ir.g.edges(keys=True, data="attr"):
+        outs = ir.node(u).outputs
+        a.type = outs[a.src_port] if a.src_port < len(outs) else None
+
+
+def _node(ctx: ShapeContext, node: Node) -> None:
+    ir = ctx.ir
+    if node.op == "input":
+        a = node.attrs
+        shape = [ctx.subst(d) for d in a["shape"]]
+        node.attrs = dict(a, shape=shape)
+        node.outputs = [TensorType.make(shape, a["dtype"], a["axes"])]
+        node.flops = Dim.const(0)
+        return
+    ins = ir.in_types(node.id)
+    if any(t is None for t in ins):
+        return  # an upstream node failed and was reported
+    if node.op == "block_input":
+        _unify(ctx, node, ins[0])
+        node.flops = Dim.const(0)
+        return
+    od = O.get(node.op)
+    attrs = ctx.subst(node.attrs)
+    for at in od.attrs:
+        v = attrs.get(at.name)
+        if at.type == "int" and isinstance(v, Dim):
+            if not v.is_const:
+                raise O.OpError("E0203", f"`{at.name}` of `{od.name}` depends on the free dim `{v}`",
+                                help="attributes that size parameters must be known when the spec is checked")
+            attrs[at.name] = v.value
+    if od.check_attrs is not None:
+        od.check_attrs(attrs)
+    node.attrs = attrs
+    outs = od.infer(ins, attrs, ctx.facts)
+    for t in outs:
+        for d in t.shape:
+            if d.is_const and d.value <= 0:
+                raise O.OpError("E0201", f"`{od.name}` would produce an empty axis: {t}",
+                                label=f"output shape {t}")
+            if d.is_const and d.value > 2 ** 40:
+                raise O.OpError("E0112", f"`{od.name}` would produce an axis of size {d.value}, beyond 2**40")
+    node.outputs = outs
+    node.params = [ParamInfo(name=p.name, shape=p.shape, kind=p.kind, dtype=p.dtype)
+                   for p in (od.params(ins, attrs) if od.params else [])]
+    for p in node.params:
+        n = 1
+        for s in p.shape:
+            n *= s
+        if n > 2 ** 36:
+            raise O.OpError("E0112", f"parameter `{p.name or node.id}` of {n:,} elements is beyond the limit")
+    node.flops = od.flops(ins, outs, attrs) if od.flops else Dim.const(0)
+    if node.tie:
+        _tie(ctx, node)
+
+
+def _tie(ctx: ShapeContext, node: Node) -> None:
+    target = ctx.ir.node(node.tie)
+    span = Span.model_validate(node.attrs.get("tie_span")) if node.attrs.get("tie_span") else node.span
+    theirs = {p.name: p for p in target.params}
+    shared = 0
+    for p in node.params:
+        q = theirs.get(p.name)
+        if q is None or p.kind != "param":
+            continue
+        if q.shape != p.shape:
+            ctx.sink.error("E0114", f"cannot tie `{node.id}.{p.name}` {list(p.shape)} to `{target.id}.{q.name}` "
+                           f"{list(q.shape)}: shapes differ", span, label=f"`{target.id}.{q.name}` is {list(q.shape)}")
+            return
+        p.tied_to = f"{target.id}.{q.name}" if q.tied_to is None else q.tied_to
+        shared += 1
+    if not shared:
+        ctx.sink.error("E0114", f"`{node.id}` and `{target.id}` have no parameter of the same name to tie", span,
+                       notes=[f"`{node.id}` has {', '.join(p.name for p in node.params) or 'no parameters'}; "
+                              f"`{target.id}` has {', '.join(theirs) or 'none'}"])
+
+
+def _unify(ctx: ShapeContext, node: Node, actual: TensorType) -> None:
+    pattern = node.attrs["shape"]
+    name = node.attrs["name"]
+    arg_span = node.arg_spans[0] if node.arg_spans else node.span
+    decl = node.span
+    inst = node.scope
+    block = ctx.ir.meta.instances[inst].block if inst in ctx.ir.meta.instances else "block"
+    if len(pattern) != actual.rank:
+        ctx.sink.add(Diagnostic(
+            code="E0202", message=f"`{block}` expects `{name}` to be {len(pattern)}-d, got {actual.rank}-d {actual}",
+            span=arg_span, label=f"this is {actual}",
+            secondary=[Label(span=decl, message=f"declared as [{', '.join(_show(d) for d in pattern)}]")]))
+        return
+    if node.attrs["dtype"] != actual.dtype:
+        ctx.sink.add(Diagnostic(code="E0208", message=f"`{block}` expects `{name}` as {node.attrs['dtype']}, got "
+                                f"{actual.dtype}", span=arg_span, label=f"{actual.dtype} tensor",
+                                secondary=[Label(span=decl, message="declared here")]))
+        return
+    for i, (p, d) in enumerate(zip(pattern, actual.shape)):
+        p = ctx.subst(p)
+        if p == d:
+            continue
+        free = sorted(s for s in p.free_symbols() if "@" in s and s not in ctx.bindings)
+        if p.symbol_name() is not None and p.symbol_name() in free:
+            ctx.bindings[p.symbol_name()] = d
+            ctx.bound_at[p.symbol_name()] = arg_span
+            continue
+        if len(free) == 1:
+            sol = _solve_linear(p, free[0], d)
+            if sol is not None:
+                ctx.bindings[free[0]] = sol
+                ctx.bound_at[free[0]] = arg_span
+                continue
+        if len(free) == 0 and not p.free_symbols() & {s for s in p.free_symbols() if "@" in s}:
+            pass
+        pretty = _show(p)
+        sec = [Label(span=decl, message=f"`{name}` is declared as [{', '.join(_show(ctx.subst(x)) for x in pattern)}]")]
+        syms = [s for s in pattern[i].free_symbols() if "@" in s]
+        code, what = ("E0204", f"dim `{syms[0].split('@')[0]}` is bound to {_show(p)} but axis {i} of `{name}` is {d}") \
+            if syms else ("E0201", f"axis {i} of `{name}` must be {pretty}, got {d}")
+        for s in syms:
+            if s in ctx.bound_at and ctx.bound_at[s] != arg_span:
+                sec.append(Label(span=ctx.bound_at[s], message=f"`{s.split('@')[0]}` bound to {_show(ctx.bindings[s])} here"))
+        ctx.sink.add(Diagnostic(code=code, message=f"`{block}` input `{name}`: {what}", span=arg_span,
+                                label=f"this is {actual}", secondary=sec))
+        return
+    names = [n if n is not None else m for n, m in zip(node.attrs["axes"], actual.axis_names())]
+    node.outputs = [TensorType.make(actual.shape, actual.dtype, names)]
+
+
+def _solve_linear(p: Dim, sym: str, d: Dim) -> Dim | None:
+    """Solve p(sym) == d for p affine in sym with an exact integer solution."""
+    x = Dim.sym(sym)
+    c = p.subs({sym: Dim.const(0)})
+    a = p.subs({sym: Dim.const(1)}) - c
+    if not a.is_const or a.value == 0:
+        return None
+    if p != a * x + c:
+        return None
+    rhs = d - c
+    if rhs.content() % a.value:
+        return None
+    return rhs.floordiv(a.value)
+
+
+def _show(d: Dim) -> str:
+    s = str(d)
+    return s.replace("@", "'").split("'")[0] if d.symbol_name() else _strip(s)
+
+
+def _strip(s: str) -> str:
+    import re
+    return re.sub(r"@[A-Za-z0-9_.@]+", "", s)
+
+
+def _diag(ctx: ShapeContext, node: Node, err: O.OpError) -> Diagnostic:
+    ir = ctx.ir
+    od_name = node.op
+    spans = node.arg_spans
+    inputs = ir.inputs_of(node.id)
+    sec: list[Label] = []
+    primary, label = node.span, err.label
+    if err.arg_labels:
+        keys = sorted(err.arg_labels)
+        first = keys[0]
+        if first < len(spans) and spans[first] is not None:
+            primary, label = spans[first], err.arg_labels[first]
+        for k in keys[1:]:
+            if k < len(spans) and spans[k] is not None:
+                sec.append(Label(span=spans[k], message=err.arg_labels[k]))
+        for k in keys:
+            if k < len(inputs):
+                src = ir.node(inputs[k][0])
+                if spans[k] is not None and src.span.line != spans[k].line and src.op != "input":
+                    what = f"`{src.binding}`" if src.binding else "this"
+                    sec.append(Label(span=src.span, message=f"{what} gets its shape here"))
+    elif err.arg is not None and err.arg < len(spans) and spans[err.arg] is not None:
+        primary = spans[err.arg]
+        if not label and err.arg < len(inputs):
+            label = f"this is {ir.node(inputs[err.arg][0]).outputs[inputs[err.arg][1]]}"
+        sec.append(Label(span=node.span, message=f"in this `{od_name}`"))
+    notes = [_strip(n) for n in err.notes]
+    return Diagnostic(code=err.code, message=_strip(err.message), span=primary, label=_strip(label or ""),
+                      secondary=sec, notes=notes, help=err.help and _strip(err.help))

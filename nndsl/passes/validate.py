@@ -1,0 +1,44 @@
+"""Structural validation and the IR verifier (every node checked against its op record)."""
+from __future__ import annotations
+
+import networkx as nx
+
+from .. import ops as O
+from ..diagnostics import Sink
+from ..ir import IR
+
+
+def validate(ir: IR, sink: Sink) -> None:
+    if not nx.is_directed_acyclic_graph(ir.g):
+        sink.error("E9999", "internal compiler error: the elaborated graph has a cycle")
+    if not ir.meta.outputs:
+        return
+    for o in ir.meta.outputs:
+        if o.node not in ir.g:
+            sink.error("E0303", f"output `{o.name}` names nothing")
+
+
+def verify(ir: IR) -> list[str]:
+    """Check every node against its op's declaration. Returns a list of problems (empty when sound)."""
+    problems = []
+    order = {nid: i for i, nid in enumerate(ir.g.nodes)}
+    for n in ir.nodes():
+        ins = ir.inputs_of(n.id)
+        for u, _p in ins:
+            if order[u] >= order[n.id]:
+                problems.append(f"{n.id}: input {u} comes later in node order")
+        if n.op in ("input", "block_input"):
+            continue
+        od = O.get(n.op)
+        if od is None:
+            problems.append(f"{n.id}: unknown op {n.op}")
+            continue
+        n_fixed = len(od.inputs) - (1 if od.variadic else 0)
+        if len(ins) < n_fixed or (not od.variadic and len(ins) != n_fixed):
+            problems.append(f"{n.id}: {len(ins)} inputs for {od.name}{od.inputs}")
+        for a in od.attrs:
+            if a.name not in n.attrs:
+                problems.append(f"{n.id}: attribute {a.name} missing")
+        if n.outputs and len(n.outputs) != od.outputs_for(n.attrs):
+            problems.append(f"{n.id}: {len(n.outputs)} outputs, op declares {od.outputs_for(n.attrs)}")
+    return problems

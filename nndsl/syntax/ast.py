@@ -1,0 +1,203 @@
+"""The AST of `.nn` files: pydantic models, every node carrying its source span.
+
+Nodes are built by the parser with `model_construct` (the grammar already guarantees their shape);
+`Module.model_validate(json)` reads a dumped AST back with full validation.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..diagnostics import Span
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    span: Span
+
+
+# -- expressions ------------------------------------------------------------------------------
+class Num(Node):
+    kind: Literal["num"] = "num"
+    value: Union[int, float]
+    text: str
+
+
+class Str(Node):
+    kind: Literal["str"] = "str"
+    value: str
+
+
+class Bool(Node):
+    kind: Literal["bool"] = "bool"
+    value: bool
+
+
+class Name(Node):
+    kind: Literal["name"] = "name"
+    id: str
+
+
+class ListExpr(Node):
+    kind: Literal["list"] = "list"
+    items: list["Expr"]
+
+
+class Arg(Node):
+    name: Optional[str] = None
+    value: "Expr"
+
+
+class Call(Node):
+    kind: Literal["call"] = "call"
+    func: "Expr"
+    args: list[Arg]
+
+
+class Attr(Node):
+    kind: Literal["attr"] = "attr"
+    value: "Expr"
+    name: str
+
+
+class Index(Node):
+    kind: Literal["index"] = "index"
+    value: "Expr"
+    index: "Expr"
+
+
+class BinOp(Node):
+    kind: Literal["binop"] = "binop"
+    op: str
+    left: "Expr"
+    right: "Expr"
+    op_span: Span
+
+
+class Compare(Node):
+    kind: Literal["compare"] = "compare"
+    op: str
+    left: "Expr"
+    right: "Expr"
+
+
+class BoolOp(Node):
+    kind: Literal["boolop"] = "boolop"
+    op: Literal["and", "or"]
+    values: list["Expr"]
+
+
+class Not(Node):
+    kind: Literal["not"] = "not"
+    value: "Expr"
+
+
+class Neg(Node):
+    kind: Literal["neg"] = "neg"
+    value: "Expr"
+
+
+class Cond(Node):
+    kind: Literal["cond"] = "cond"
+    cond: "Expr"
+    then: "Expr"
+    orelse: "Expr"
+
+
+class Repeat(Node):
+    kind: Literal["repeat"] = "repeat"
+    count: "Expr"
+    var: Optional[str] = None
+    stages: list["Expr"]
+
+
+class Pipe(Node):
+    kind: Literal["pipe"] = "pipe"
+    head: "Expr"
+    stages: list["Expr"]
+
+
+Expr = Annotated[
+    Union[Num, Str, Bool, Name, ListExpr, Call, Attr, Index, BinOp, Compare, BoolOp, Not, Neg, Cond,
+          Repeat, Pipe],
+    Field(discriminator="kind"),
+]
+
+
+# -- statements -------------------------------------------------------------------------------
+class Input(Node):
+    kind: Literal["input"] = "input"
+    name: str
+    name_span: Span
+    shape: list[Expr]
+    dtype: Optional[str] = None
+
+
+class Bind(Node):
+    kind: Literal["bind"] = "bind"
+    targets: list[str]
+    target_spans: list[Span]
+    value: Expr
+
+
+class OutputItem(Node):
+    name: Optional[str] = None
+    value: Expr
+
+
+class Output(Node):
+    kind: Literal["output"] = "output"
+    items: list[OutputItem]
+
+
+class Ensure(Node):
+    kind: Literal["ensure"] = "ensure"
+    expr: Expr
+
+
+class If(Node):
+    kind: Literal["if"] = "if"
+    cond: Expr
+    then: list["Stmt"]
+    orelse: Optional[list["Stmt"]] = None
+
+
+Stmt = Annotated[Union[Input, Bind, Output, Ensure, If], Field(discriminator="kind")]
+
+
+# -- top level --------------------------------------------------------------------------------
+class Param(Node):
+    name: str
+    type: str
+    type_span: Span
+    default: Optional[Expr] = None
+
+
+class Import(Node):
+    kind: Literal["import"] = "import"
+    path: Optional[str] = None        # a quoted file path, relative to the importing file
+    module: Optional[str] = None      # a dotted standard-library module name
+    alias: Optional[str] = None
+
+
+class BlockDef(Node):
+    kind: Literal["block"] = "block"
+    is_model: bool = False
+    name: str
+    name_span: Span
+    params: list[Param]
+    body: list[Stmt]
+
+
+Item = Annotated[Union[Import, BlockDef], Field(discriminator="kind")]
+
+
+class Module(BaseModel):
+    file: str
+    items: list[Item]
+
+
+for _cls in (ListExpr, Arg, Call, Attr, Index, BinOp, Compare, BoolOp, Not, Neg, Cond, Repeat, Pipe,
+             If, Input, Bind, OutputItem, Output, Ensure, Param, BlockDef, Module):
+    _cls.model_rebuild()

@@ -1,0 +1,72 @@
+"""Tensor types: symbolic shape, dtype and optional axis names. Used on IR edges."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
+
+from .dims import Dim, parse_dim
+
+
+def _to_dim(v: Any) -> Dim:
+    if isinstance(v, Dim):
+        return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return Dim.const(v)
+    if isinstance(v, str):
+        return parse_dim(v)
+    raise ValueError(f"not a dim: {v!r}")
+
+
+def _dump_dim(d: Dim) -> int | str:
+    return d.value if d.is_const else str(d)
+
+
+DimField = Annotated[Dim, BeforeValidator(_to_dim), PlainSerializer(_dump_dim),
+                     WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}]})]
+
+FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "bool")
+DTYPES = FLOAT_DTYPES + INT_DTYPES
+
+
+class TensorType(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    shape: tuple[DimField, ...]
+    dtype: str = "float32"
+    axes: tuple[Optional[str], ...] = ()
+
+    @staticmethod
+    def make(shape, dtype: str = "float32", axes=None) -> "TensorType":
+        shape = tuple(Dim.of(d) for d in shape)
+        axes = tuple(axes) if axes is not None else (None,) * len(shape)
+        if len(axes) != len(shape):
+            axes = (None,) * len(shape)
+        return TensorType.model_construct(shape=shape, dtype=dtype, axes=axes)
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def axis_names(self) -> tuple[Optional[str], ...]:
+        return self.axes if len(self.axes) == len(self.shape) else (None,) * len(self.shape)
+
+    def with_shape(self, shape, axes=None) -> "TensorType":
+        return TensorType.make(shape, self.dtype, axes)
+
+    def __str__(self) -> str:
+        return "[" + ", ".join(str(d) for d in self.shape) + "]"
+
+    def describe(self) -> str:
+        return f"{self}" if self.dtype == "float32" else f"{self} {self.dtype}"
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_DTYPES
+
+    def numel(self) -> Dim:
+        n = Dim.const(1)
+        for d in self.shape:
+            n = n * d
+        return n
