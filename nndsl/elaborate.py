@@ -335,7 +335,6 @@ class Elaborator:
                     zero = self.ev(e.right, ctx.scope, None, const=True)
                     if isinstance(num, (Dim, int)) and isinstance(den, (Dim, int)) and zero == 0:
                         self.facts.add(Dim.of(num), Dim.of(den))
-                        return
                 except (Deferred, Undecidable):
                     pass
             names = _names_in(st.expr)
@@ -787,18 +786,47 @@ class Elaborator:
     def _pipe(self, e: A.Pipe, scope: Scope, name: str | None):
         base = _local_name(name, "pipe")
         head_is_stage = isinstance(e.head, A.Call) and not self._is_builtin(e.head)
-        n_stages = len(e.stages) + (1 if head_is_stage else 0)
-        names = [base if n_stages == 1 else f"{base}.{i}" for i in range(n_stages)]
-        k = 0
+        counts = [self._repeat_count(st, scope) if isinstance(st, A.Repeat) else 1 for st in e.stages]
+        total = sum(counts) + (1 if head_is_stage else 0)
         if head_is_stage:
-            v = self.ev(e.head, scope, names[0])
-            k = 1
+            v = self.ev(e.head, scope, base if total == 1 else f"{base}.0")
         else:
             v = self.ev(e.head, scope, None)
-        for st in e.stages:
-            v = self._stage(st, v, e.head.span if k == 0 else st.span, scope, names[k])
-            k += 1
+        return self._chain(e.stages, counts, v, e.head.span, scope, base, 1 if head_is_stage else 0, total)
+
+    def _chain(self, stages, counts, v, vspan: Span, scope: Scope, base: str, k: int, total: int):
+        """Apply stages to v. Stage k is named `base.k` (just `base` when the chain has one stage);
+        `repeat N { S }` counts as N stages, exactly as if S were written N times."""
+        name = lambda i: base if total == 1 else f"{base}.{i}"  # noqa: E731
+        for st, n in zip(stages, counts):
+            if isinstance(st, A.Repeat):
+                body_counts = [self._repeat_count(b, scope) if isinstance(b, A.Repeat) else 1 for b in st.stages]
+                for j in range(n):
+                    sc = scope
+                    if st.var:
+                        loop = Scope(path=scope.path, file=scope.file, blocks=scope.blocks)
+                        loop.names = {st.var: Binding(j, st.span, "loop", True)}
+                        sc = _Overlay(scope, loop)
+                    v = self._chain(st.stages, body_counts, v, vspan, sc, name(k + j), 0, sum(body_counts))
+                k += n
+            else:
+                v = self._stage(st, v, vspan, scope, name(k))
+                k += 1
         return v
+
+    def _repeat_count(self, st: A.Repeat, scope: Scope) -> int:
+        n = self.ev(st.count, scope, None, const=True)
+        if isinstance(n, Dim):
+            if not n.is_const:
+                self.fail("E0115", "a repeat count must be known at compile time", st.count.span)
+            n = n.value
+        if not isinstance(n, int) or isinstance(n, bool):
+            self.fail("E0106", f"a repeat count must be an int, got {describe(n)}", st.count.span)
+        if n < 0:
+            self.fail("E0111", f"a repeat count must not be negative, got {n}", st.count.span)
+        if n > MAX_REPEAT:
+            self.fail("E0112", f"repeat {n} exceeds the limit of {MAX_REPEAT}", st.count.span)
+        return n
 
     def _stage(self, st: A.Expr, v, vspan: Span, scope: Scope, name: str):
         if not isinstance(v, (TensorVal, TupleVal)):
@@ -809,31 +837,6 @@ class Elaborator:
         if isinstance(st, (A.Name, A.Attr)):
             call = A.Call.model_construct(span=st.span, func=st, args=[])
             return self._call(call, scope, name, piped)
-        if isinstance(st, A.Repeat):
-            n = self.ev(st.count, scope, None, const=True)
-            if isinstance(n, Dim):
-                if not n.is_const:
-                    self.fail("E0115", "a repeat count must be known at compile time", st.count.span)
-                n = n.value
-            if not isinstance(n, int) or isinstance(n, bool):
-                self.fail("E0106", f"a repeat count must be an int, got {describe(n)}", st.count.span)
-            if n < 0:
-                self.fail("E0111", f"a repeat count must not be negative, got {n}", st.count.span)
-            if n > MAX_REPEAT:
-                self.fail("E0112", f"repeat {n} exceeds the limit of {MAX_REPEAT}", st.count.span)
-            for j in range(n):
-                inner = Scope(path=scope.path, file=scope.file, blocks=scope.blocks, names={}, parent=scope)
-                inner.names = scope.names  # bindings stay in the enclosing scope
-                if st.var:
-                    loop = Scope(path=scope.path, file=scope.file, blocks=scope.blocks, parent=scope)
-                    loop.names = {st.var: Binding(j, st.span, "loop", True)}
-                    loop_scope = _Overlay(scope, loop)
-                else:
-                    loop_scope = scope
-                sub = [f"{name}.{j}" if len(st.stages) == 1 else f"{name}.{j}.{i}" for i in range(len(st.stages))]
-                for s, nm in zip(st.stages, sub):
-                    v = self._stage(s, v, vspan, loop_scope, nm)
-            return v
         self.fail("E0106", "a pipeline stage must be an operation, a block or `repeat`", st.span,
                   help="write `x |> relu`, `x |> conv2d(64, kernel=3)` or `x |> repeat 2 { Block(64) }`")
 

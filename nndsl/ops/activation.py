@@ -101,3 +101,20 @@ register(OpDef(
     traits=frozenset({"pointwise", "parameter_free", "shape_preserving"}), check_attrs=_dropout_check,
     glyph="drop", doc="Zero elements with probability p during training.",
 ))
+
+_BY_NAME = {
+    "relu": lambda x: f"F.relu({x})", "gelu": lambda x: f"F.gelu({x})",
+    "gelu_tanh": lambda x: f"F.gelu({x}, approximate='tanh')", "silu": lambda x: f"F.silu({x})",
+    "tanh": lambda x: f"torch.tanh({x})", "sigmoid": lambda x: f"torch.sigmoid({x})",
+    "softplus": lambda x: f"F.softplus({x})", "elu": lambda x: f"F.elu({x})",
+    "leaky_relu": lambda x: f"F.leaky_relu({x})", "identity": lambda x: x,
+}
+
+register(OpDef(
+    name="activation", inputs=("x",), attrs=(Attr("fn", "str", "relu", choices=tuple(_BY_NAME)),),
+    infer=_same, flops=lambda ins, outs, a: 4 * prod(ins[0].shape),
+    lower=lambda c: Lowered(None, _BY_NAME[c.a["fn"]](c.args[0])),
+    traits=frozenset({"pointwise", "activation", "parameter_free", "shape_preserving"}),
+    aliases=("act",), glyph="φ", check_attrs=_choice("fn", tuple(_BY_NAME)),
+    doc="An activation chosen by name, for blocks parametrised by their nonlinearity.",
+))

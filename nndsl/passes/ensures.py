@@ -53,6 +53,10 @@ class _PostEval(Elaborator):
         return super()._name(e, scope, ensure)
 
 
+def _is_fact(e) -> bool:
+    return isinstance(e, A.Compare) and e.op == "==" and isinstance(e.left, A.BinOp) and e.left.op == "%"
+
+
 def check_ensures(ir: IR, ctx: ShapeContext, sink: Sink) -> None:
     with ctx.facts.activate():
         for chk in ir.meta.ensures:
@@ -71,6 +75,8 @@ def check_ensures(ir: IR, ctx: ShapeContext, sink: Sink) -> None:
             except (Reported, Deferred):
                 continue
             except Undecidable:
+                if _is_fact(chk.expr):
+                    continue  # a divisibility fact on free dims: assumed, and used by the checker
                 sink.error("E0206", "ensure cannot be proved for every size of the free dims", chk.span,
                            label="undecided", help="bind the dims with `--dim`, or state a simpler fact")
                 continue
