@@ -227,7 +227,7 @@ class Codegen:
             for p in n.params:
                 if p.tied_to and p.name:
                     tgt_node, tgt_param = p.tied_to.rsplit(".", 1)
-                    out.append(f"{module_ref('self', n.id)}.{p.name} = {module_ref('self', tgt_node)}.{tgt_param}")
+                    out.append(f'self.get_submodule("{n.id}").{p.name} = self.get_submodule("{tgt_node}").{tgt_param}')
         return out
 
     def _subtree_nodes(self, P: str) -> list[Node]:
