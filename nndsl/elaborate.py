@@ -3,6 +3,8 @@ builds the networkx graph. Shapes are not computed here (see passes/shapes.py): 
 dims are fresh symbols (`H@layer1.0`) that shape inference binds by unification."""
 from __future__ import annotations
 
+from .fastmodel import make
+
 import difflib
 from dataclasses import dataclass, field
 from typing import Any
@@ -290,7 +292,7 @@ class Elaborator:
             val, vspan = ctx.inputs[self._input_i]
             self._input_i += 1
             nid = self._new_id(ctx.scope.path, st.name)
-            self.ir.add_node(Node.model_construct(
+            self.ir.add_node(make(Node, 
                 id=nid, op="block_input", attrs={"shape": dims, "dtype": dtype, "axes": axes, "name": st.name},
                 scope=ctx.scope.path, local=st.name, span=st.span, arg_spans=[vspan], binding=st.name, tie=None,
                 outputs=[], params=[], flops=None))
@@ -298,7 +300,7 @@ class Elaborator:
             ctx.inst.inputs.append(nid)
         else:
             nid = self._new_id("", st.name)
-            self.ir.add_node(Node.model_construct(
+            self.ir.add_node(make(Node, 
                 id=nid, op="input", attrs={"shape": dims, "dtype": dtype, "axes": axes, "name": st.name},
                 scope="", local=st.name, span=st.span, arg_spans=[], binding=st.name, tie=None,
                 outputs=[], params=[], flops=None))
@@ -745,7 +747,7 @@ class Elaborator:
         assert self.ir is not None
         od = O.get(op)
         nid = self._new_id(scope.path, _local_name(name, op))
-        node = Node.model_construct(id=nid, op=od.name, attrs=attrs, scope=scope.path,
+        node = make(Node, id=nid, op=od.name, attrs=attrs, scope=scope.path,
                                     local=nid[len(scope.path) + 1:] if scope.path else nid, span=span,
                                     arg_spans=list(tspans), binding=str(name) if name and not isinstance(name, Nested) else None,
                                     tie=tie[0] if tie else None,

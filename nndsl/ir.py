@@ -6,6 +6,8 @@ keyed by the consumer's input port and carry the tensor type once shape inferenc
 """
 from __future__ import annotations
 
+from .fastmodel import make
+
 import json
 from typing import Any, Optional
 
@@ -115,7 +117,7 @@ class IR:
         return node
 
     def add_edge(self, src: str, src_port: int, dst: str, dst_port: int) -> None:
-        self.g.add_edge(src, dst, key=dst_port, attr=EdgeAttr.model_construct(src_port=src_port, dst_port=dst_port,
+        self.g.add_edge(src, dst, key=dst_port, attr=make(EdgeAttr, src_port=src_port, dst_port=dst_port,
                                                                                type=None))
 
     # -- queries

@@ -1,6 +1,8 @@
 """Tensor types: symbolic shape, dtype and optional axis names. Used on IR edges."""
 from __future__ import annotations
 
+from .fastmodel import make
+
 from typing import Annotated, Any, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
@@ -43,7 +45,7 @@ class TensorType(BaseModel):
         axes = tuple(axes) if axes is not None else (None,) * len(shape)
         if len(axes) != len(shape):
             axes = (None,) * len(shape)
-        return TensorType.model_construct(shape=shape, dtype=dtype, axes=axes)
+        return make(TensorType, shape=shape, dtype=dtype, axes=axes)
 
     @property
     def rank(self) -> int:

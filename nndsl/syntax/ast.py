@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..diagnostics import Span
+from ..fastmodel import make  # noqa: F401  (re-exported for the parser)
 
 
 class Node(BaseModel):

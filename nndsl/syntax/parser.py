@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..diagnostics import Abort, Diagnostic, Span
@@ -61,9 +61,9 @@ def _lark() -> Lark:
         parser="lalr",
         lexer="basic",
         postlex=_PostLex(),
-        propagate_positions=True,
+        keep_all_tokens=True,
         maybe_placeholders=False,
-        cache=False,
+        transformer=_TRANSFORMER,
     )
 
 
@@ -153,7 +153,8 @@ def _span(file: str, meta) -> Span:
 
 
 def _tspan(file: str, tok: Token) -> Span:
-    return Span(file=file, line=tok.line, col=tok.column, end_line=tok.end_line, end_col=tok.end_column)
+    return A.make(Span, file=file, line=tok.line, col=tok.column, end_line=tok.end_line,
+                                end_col=tok.end_column)
 
 
 _SUFFIX = {"k": 10**3, "M": 10**6, "G": 10**9, "B": 10**9}
@@ -172,162 +173,210 @@ def parse_number(text: str) -> int | float:
     return int(text) * mult
 
 
-@v_args(meta=True)
+_VALUE_TOKENS = {"NAME", "NUMBER", "STRING", "COMP_OP", "PLUS", "MINUS", "MUL_OP"}
+
+
+class _Seq(list):
+    """A list of children that remembers the span of its brackets."""
+
+    span: Span
+
+
+def _start(x):
+    if isinstance(x, Token):
+        return x.line, x.column
+    return x.span.line, x.span.col
+
+
+def _end(x):
+    if isinstance(x, Token):
+        return x.end_line, x.end_column
+    return x.span.end_line, x.span.end_col
+
+
+def _vals(ch):
+    return [c for c in ch if not isinstance(c, Token) or c.type in _VALUE_TOKENS]
+
+
 class _ToAST(Transformer):
+    """Applied inline by the LALR parser (no parse tree is built). With keep_all_tokens every child is
+    present, so each node's span runs from its first to its last child, brackets included."""
+
     def __init__(self, file: str):
         super().__init__()
         self.file = file
 
-    def _s(self, meta) -> Span:
-        return _span(self.file, meta)
+    def _s(self, ch) -> Span:
+        (l1, c1), (l2, c2) = _start(ch[0]), _end(ch[-1])
+        return A.make(Span, file=self.file, line=l1, col=c1, end_line=l2, end_col=c2)
+
+    def _seq(self, ch, items) -> _Seq:
+        out = _Seq(items)
+        out.span = self._s(ch) if ch else Span(file=self.file, line=1, col=1, end_line=1, end_col=1)
+        return out
 
     # -- top level
-    def start(self, meta, items):
-        return A.Module.model_construct(file=self.file, items=list(items))
+    def start(self, ch):
+        return A.make(A.Module, file=self.file, items=[c for c in ch if not isinstance(c, Token)])
 
-    def import_stmt(self, meta, ch):
-        target, alias = ch[0], (str(ch[1]) if len(ch) > 1 else None)
+    def import_stmt(self, ch):
+        v = _vals(ch)
+        target, alias = v[0], (str(v[1]) if len(v) > 1 else None)
         if isinstance(target, Token) and target.type == "STRING":
-            return A.Import.model_construct(span=self._s(meta), path=_unquote(target), module=None, alias=alias)
-        return A.Import.model_construct(span=self._s(meta), path=None, module=target, alias=alias)
+            return A.make(A.Import, span=self._s(ch), path=_unquote(target), module=None, alias=alias)
+        return A.make(A.Import, span=self._s(ch), path=None, module=str(target), alias=alias)
 
-    def dotted(self, meta, ch):
-        return ".".join(str(c) for c in ch)
+    def dotted(self, ch):
+        t = Token("NAME", ".".join(str(c) for c in _vals(ch)))
+        t.line, t.column = _start(ch[0])
+        t.end_line, t.end_column = _end(ch[-1])
+        return t
 
-    def _blockdef(self, meta, ch, is_model):
-        name = ch[0]
-        params = ch[1] if len(ch) == 3 else []
-        body = ch[-1]
-        return A.BlockDef.model_construct(span=self._s(meta), is_model=is_model, name=str(name),
-                                          name_span=_tspan(self.file, name), params=params, body=body)
+    def _blockdef(self, ch, is_model):
+        v = _vals(ch)
+        name = v[0]
+        params = list(v[1]) if len(v) == 3 else []
+        return A.make(A.BlockDef, span=self._s(ch), is_model=is_model, name=str(name),
+                                          name_span=_tspan(self.file, name), params=params, body=list(v[-1]))
 
-    def block_def(self, meta, ch):
-        return self._blockdef(meta, ch, False)
+    def block_def(self, ch):
+        return self._blockdef(ch, False)
 
-    def model_def(self, meta, ch):
-        return self._blockdef(meta, ch, True)
+    def model_def(self, ch):
+        return self._blockdef(ch, True)
 
-    def param_list(self, meta, ch):
-        return list(ch)
+    def param_list(self, ch):
+        return self._seq(ch, _vals(ch))
 
-    def param(self, meta, ch):
-        return A.Param.model_construct(span=self._s(meta), name=str(ch[0]), type=str(ch[1]),
-                                       type_span=_tspan(self.file, ch[1]), default=ch[2] if len(ch) > 2 else None)
+    def param(self, ch):
+        v = _vals(ch)
+        return A.make(A.Param, span=self._s(ch), name=str(v[0]), type=str(v[1]),
+                                       type_span=_tspan(self.file, v[1]), default=v[2] if len(v) > 2 else None)
 
-    def body(self, meta, ch):
-        return list(ch)
+    def body(self, ch):
+        return self._seq(ch, [c for c in _vals(ch)])
 
     # -- statements
-    def input_stmt(self, meta, ch):
-        return A.Input.model_construct(span=self._s(meta), name=str(ch[0]), name_span=_tspan(self.file, ch[0]),
-                                       shape=ch[1], dtype=str(ch[2]) if len(ch) > 2 else None)
+    def input_stmt(self, ch):
+        v = _vals(ch)
+        return A.make(A.Input, span=self._s(ch), name=str(v[0]), name_span=_tspan(self.file, v[0]),
+                                       shape=list(v[1]), dtype=str(v[2]) if len(v) > 2 else None)
 
-    def shape(self, meta, ch):
-        return list(ch)
+    def shape(self, ch):
+        return self._seq(ch, _vals(ch))
 
-    def bind_stmt(self, meta, ch):
-        names = ch[:-1]
-        return A.Bind.model_construct(span=self._s(meta), targets=[str(n) for n in names],
-                                      target_spans=[_tspan(self.file, n) for n in names], value=ch[-1])
+    def bind_stmt(self, ch):
+        v = _vals(ch)
+        names = v[:-1]
+        return A.make(A.Bind, span=self._s(ch), targets=[str(n) for n in names],
+                                      target_spans=[_tspan(self.file, n) for n in names], value=v[-1])
 
-    def output_stmt(self, meta, ch):
-        return A.Output.model_construct(span=self._s(meta), items=list(ch))
+    def output_stmt(self, ch):
+        return A.make(A.Output, span=self._s(ch), items=_vals(ch))
 
-    def output_item(self, meta, ch):
-        if len(ch) == 2:
-            return A.OutputItem.model_construct(span=self._s(meta), name=str(ch[0]), value=ch[1])
-        return A.OutputItem.model_construct(span=self._s(meta), name=None, value=ch[0])
+    def output_item(self, ch):
+        v = _vals(ch)
+        if len(v) == 2:
+            return A.make(A.OutputItem, span=self._s(ch), name=str(v[0]), value=v[1])
+        return A.make(A.OutputItem, span=self._s(ch), name=None, value=v[0])
 
-    def ensure_stmt(self, meta, ch):
-        return A.Ensure.model_construct(span=self._s(meta), expr=ch[0])
+    def ensure_stmt(self, ch):
+        return A.make(A.Ensure, span=self._s(ch), expr=_vals(ch)[0])
 
-    def if_stmt(self, meta, ch):
+    def if_stmt(self, ch):
+        v = _vals(ch)
         orelse = None
-        if len(ch) > 2:
-            orelse = ch[2] if isinstance(ch[2], list) else [ch[2]]
-        return A.If.model_construct(span=self._s(meta), cond=ch[0], then=ch[1], orelse=orelse)
+        if len(v) > 2:
+            orelse = list(v[2]) if isinstance(v[2], list) else [v[2]]
+        return A.make(A.If, span=self._s(ch), cond=v[0], then=list(v[1]), orelse=orelse)
 
     # -- expressions
-    def cond_expr(self, meta, ch):
-        return A.Cond.model_construct(span=self._s(meta), cond=ch[0], then=ch[1], orelse=ch[2])
+    def cond_expr(self, ch):
+        v = _vals(ch)
+        return A.make(A.Cond, span=self._s(ch), cond=v[0], then=v[1], orelse=v[2])
 
-    def pipe_expr(self, meta, ch):
-        return A.Pipe.model_construct(span=self._s(meta), head=ch[0], stages=list(ch[1:]))
+    def pipe_expr(self, ch):
+        v = _vals(ch)
+        return A.make(A.Pipe, span=self._s(ch), head=v[0], stages=v[1:])
 
-    def repeat_stage(self, meta, ch):
-        count = ch[0]
-        rest = list(ch[1:])
-        var = None
+    def repeat_stage(self, ch):
+        v = _vals(ch)
+        count, rest, var = v[0], v[1:], None
         if rest and isinstance(rest[0], Token):
             var = str(rest.pop(0))
-        return A.Repeat.model_construct(span=self._s(meta), count=count, var=var, stages=rest)
+        return A.make(A.Repeat, span=self._s(ch), count=count, var=var, stages=rest)
 
-    def or_expr(self, meta, ch):
-        if len(ch) == 1:
-            return ch[0]
-        return A.BoolOp.model_construct(span=self._s(meta), op="or", values=list(ch))
+    def or_expr(self, ch):
+        v = _vals(ch)
+        left = v[0]
+        vals = list(left.values) if isinstance(left, A.BoolOp) and left.op == "or" and left.span.line > 0 else [left]
+        return A.make(A.BoolOp, span=self._s(ch), op="or", values=vals + [v[1]])
 
-    def and_expr(self, meta, ch):
-        if len(ch) == 1:
-            return ch[0]
-        return A.BoolOp.model_construct(span=self._s(meta), op="and", values=list(ch))
+    def and_expr(self, ch):
+        v = _vals(ch)
+        left = v[0]
+        vals = list(left.values) if isinstance(left, A.BoolOp) and left.op == "and" else [left]
+        return A.make(A.BoolOp, span=self._s(ch), op="and", values=vals + [v[1]])
 
-    def not_expr(self, meta, ch):
-        return A.Not.model_construct(span=self._s(meta), value=ch[0])
+    def not_expr(self, ch):
+        return A.make(A.Not, span=self._s(ch), value=_vals(ch)[0])
 
-    def compare(self, meta, ch):
-        if len(ch) == 1:
-            return ch[0]
-        return A.Compare.model_construct(span=self._s(meta), op=str(ch[1]), left=ch[0], right=ch[2])
+    def compare(self, ch):
+        v = _vals(ch)
+        return A.make(A.Compare, span=self._s(ch), op=str(v[1]), left=v[0], right=v[2])
 
-    def binop(self, meta, ch):
-        if len(ch) == 1:
-            return ch[0]
-        left = ch[0]
-        for i in range(1, len(ch), 2):
-            op, right = ch[i], ch[i + 1]
-            sp = Span(file=self.file, line=left.span.line, col=left.span.col,
-                      end_line=right.span.end_line, end_col=right.span.end_col)
-            left = A.BinOp.model_construct(span=sp, op=str(op), left=left, right=right,
-                                           op_span=_tspan(self.file, op))
-        return left
+    def binop(self, ch):
+        v = _vals(ch)
+        return A.make(A.BinOp, span=self._s(ch), op=str(v[1]), left=v[0], right=v[2],
+                                       op_span=_tspan(self.file, v[1]))
 
-    def neg(self, meta, ch):
-        return A.Neg.model_construct(span=self._s(meta), value=ch[1])
+    def neg(self, ch):
+        return A.make(A.Neg, span=self._s(ch), value=_vals(ch)[1])
 
-    def call(self, meta, ch):
-        args = ch[1] if len(ch) > 1 else []
-        return A.Call.model_construct(span=self._s(meta), func=ch[0], args=args)
+    def call(self, ch):
+        v = _vals(ch)
+        args = list(v[1]) if len(v) > 1 else []
+        return A.make(A.Call, span=self._s(ch), func=v[0], args=args)
 
-    def args(self, meta, ch):
-        return [c if isinstance(c, A.Arg) else A.Arg.model_construct(span=c.span, name=None, value=c) for c in ch]
+    def args(self, ch):
+        return [c if isinstance(c, A.Arg) else A.make(A.Arg, span=c.span, name=None, value=c)
+                for c in _vals(ch)]
 
-    def kwarg(self, meta, ch):
-        return A.Arg.model_construct(span=self._s(meta), name=str(ch[0]), value=ch[1])
+    def kwarg(self, ch):
+        v = _vals(ch)
+        return A.make(A.Arg, span=self._s(ch), name=str(v[0]), value=v[1])
 
-    def attr(self, meta, ch):
-        return A.Attr.model_construct(span=self._s(meta), value=ch[0], name=str(ch[1]))
+    def attr(self, ch):
+        v = _vals(ch)
+        return A.make(A.Attr, span=self._s(ch), value=v[0], name=str(v[1]))
 
-    def index(self, meta, ch):
-        return A.Index.model_construct(span=self._s(meta), value=ch[0], index=ch[1])
+    def index(self, ch):
+        v = _vals(ch)
+        return A.make(A.Index, span=self._s(ch), value=v[0], index=v[1])
 
-    def number(self, meta, ch):
-        return A.Num.model_construct(span=self._s(meta), value=parse_number(str(ch[0])), text=str(ch[0]))
+    def number(self, ch):
+        return A.make(A.Num, span=self._s(ch), value=parse_number(str(ch[0])), text=str(ch[0]))
 
-    def string(self, meta, ch):
-        return A.Str.model_construct(span=self._s(meta), value=_unquote(ch[0]))
+    def string(self, ch):
+        return A.make(A.Str, span=self._s(ch), value=_unquote(ch[0]))
 
-    def true(self, meta, ch):
-        return A.Bool.model_construct(span=self._s(meta), value=True)
+    def true(self, ch):
+        return A.make(A.Bool, span=self._s(ch), value=True)
 
-    def false(self, meta, ch):
-        return A.Bool.model_construct(span=self._s(meta), value=False)
+    def false(self, ch):
+        return A.make(A.Bool, span=self._s(ch), value=False)
 
-    def name(self, meta, ch):
-        return A.Name.model_construct(span=self._s(meta), id=str(ch[0]))
+    def name(self, ch):
+        return A.make(A.Name, span=self._s(ch), id=str(ch[0]))
 
-    def list(self, meta, ch):
-        return A.ListExpr.model_construct(span=self._s(meta), items=list(ch))
+    def list(self, ch):
+        return A.make(A.ListExpr, span=self._s(ch), items=_vals(ch))
+
+    def paren(self, ch):
+        return _vals(ch)[0]
+
+
+_TRANSFORMER = _ToAST("<string>")  # held by the parser; the file name is set per parse
 
 
 def _unquote(tok) -> str:
@@ -340,8 +389,8 @@ def _unquote(tok) -> str:
 def parse_text(text: str, file: str = "<string>") -> A.Module:
     """Parse `.nn` source. Raises Abort carrying a Diagnostic on a syntax error."""
     try:
-        tree = _lark().parse(text)
-        return _ToAST(file).transform(tree)
+        _TRANSFORMER.file = file
+        return _lark().parse(text)
     except UnexpectedInput as e:
         raise Abort(_syntax_error(e, file, text)) from None
     except _NestingTooDeep as e:

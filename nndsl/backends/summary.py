@@ -1,0 +1,54 @@
+"""Per-layer summary from the checked IR (no torch): names, ops, shapes, parameters, FLOPs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..dims import Dim
+from ..ir import IR
+from ..passes.ensures import param_count
+
+
+@dataclass
+class Row:
+    name: str
+    op: str
+    shape: str
+    params: int
+    flops: Dim
+
+
+def rows(ir: IR) -> list[Row]:
+    out = []
+    for n in ir.nodes():
+        if n.op == "block_input":
+            continue
+        shape = ", ".join(str(t) for t in n.outputs) if n.outputs else "?"
+        own = sum(p.numel for p in n.params if p.kind == "param" and p.tied_to is None)
+        out.append(Row(n.id, n.op, shape, own, n.flops if n.flops is not None else Dim.const(0)))
+    return out
+
+
+def totals(ir: IR) -> dict:
+    flops = Dim.const(0)
+    for n in ir.nodes():
+        if n.flops is not None:
+            flops = flops + n.flops
+    total = param_count(ir)
+    return {"total_params": total, "trainable_params": total, "buffers": param_count(ir, kinds=("buffer",)),
+            "flops": flops.value if flops.is_const else str(flops)}
+
+
+def to_dict(ir: IR) -> dict:
+    return {
+        "model": ir.meta.model,
+        "inputs": [{"name": i.name, "shape": str(i.type), "dtype": i.type.dtype} for i in ir.meta.inputs],
+        "outputs": [{"name": o.name, "shape": str(ir.node(o.node).outputs[o.port]) if ir.node(o.node).outputs else "?"}
+                    for o in ir.meta.outputs],
+        "layers": [{"name": r.name, "op": r.op, "output_shape": r.shape, "params": r.params,
+                    "flops": r.flops.value if r.flops.is_const else str(r.flops)} for r in rows(ir)],
+        **totals(ir),
+    }
+
+
+def fmt_count(n) -> str:
+    return f"{n:,}" if isinstance(n, int) else str(n)
