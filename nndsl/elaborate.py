@@ -87,7 +87,7 @@ class Elaborator:
         self.facts = Facts()
         self.used_ids: set[str] = set()
         self.stack: list[str] = []
-        self.sym_counter = 0
+        self._axis_names = False   # while evaluating an `axes=` argument, unknown names are axis names
 
     # ------------------------------------------------------------------------------------------
     def fail(self, code: str, message: str, span: Span | None, **kw):
@@ -197,12 +197,18 @@ class Elaborator:
                 for n in _targets(st):
                     if n not in scope.names:
                         scope.names[n] = Binding(POISON, st.span, "poison", True)
+                for n in _names_in(st):  # what a failed statement uses is not "unused"
+                    b = scope.lookup(n)
+                    if b is not None:
+                        b.used = True
         if failed and inputs is not None:
             raise Reported()
         if not ctx.outputs and not any(isinstance(s, A.Output) for s in bd.body):
             self.sink.error("E0303", f"`{bd.name}` has no `output`", bd.name_span, label="defines no output",
                             help="add `output <expr>` at the end of the body")
         for name, b in scope.names.items():
+            if failed:
+                break  # after an error, "unused" is mostly noise from the statement that failed
             if not b.used and b.kind in ("binding", "input"):
                 if b.kind == "input":
                     self.sink.warning("W0301", f"input `{name}` is never used", b.span, label="declared here")
@@ -453,6 +459,8 @@ class Elaborator:
             return b.value
         if e.id == "params" and ensure:
             raise Deferred()
+        if self._axis_names:
+            return e.id
         cands = [n for n in scope.all_names()]
         sug = difflib.get_close_matches(e.id, cands, n=1)
         help_ = f"did you mean `{sug[0]}`?" if sug else None
@@ -589,7 +597,12 @@ class Elaborator:
                 tb.used = True
                 tie = (tb.value.node, a.value.span)
                 continue
-            v = self.ev(a.value, scope, _sub(name))
+            at = target.attr(a.name) if isinstance(target, O.OpDef) and a.name else None
+            self._axis_names = at is not None and at.type == "axes"
+            try:
+                v = self.ev(a.value, scope, _sub(name))
+            finally:
+                self._axis_names = False
             if a.name is None:
                 if kw:
                     self.fail("E0104", "a positional argument follows a keyword argument", a.span)
@@ -1025,6 +1038,17 @@ def compare(op: str, a, b, bad):
         bad()
 
 
+def _literal(v) -> str:
+    """A value as it is written in `.nn`."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "none"
+    if isinstance(v, str):
+        return f'"{v}"'
+    return repr(v)
+
+
 def signature(od: O.OpDef) -> str:
     parts = list(od.inputs)
     for a in od.attrs:
@@ -1033,5 +1057,5 @@ def signature(od: O.OpDef) -> str:
         elif a.required:
             parts.append(f"{a.name}: {a.type}")
         else:
-            parts.append(f"{a.name}: {a.type} = {a.default!r}".replace("None", "none"))
+            parts.append(f"{a.name}: {a.type} = {_literal(a.default)}")
     return f"{od.name}({', '.join(parts)})"

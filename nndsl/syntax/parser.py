@@ -128,8 +128,8 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str) -> Diagnostic:
     expected = getattr(e, "expected", None) or set()
     if isinstance(e, UnexpectedEOF) or (tok is not None and tok.type == "$END"):
         span = _eof_span(file, text)
-        return Diagnostic(code="E0002", message="unexpected end of file", span=span,
-                          label=f"expected {_describe_expected(expected)}",
+        want = "`}` to close the block" if "RBRACE" in expected else _describe_expected(expected)
+        return Diagnostic(code="E0002", message="unexpected end of file", span=span, label=f"expected {want}",
                           help="check that every `{`, `(` and `[` is closed")
     assert isinstance(e, UnexpectedToken)
     line, col = tok.line or 1, tok.column or 1
