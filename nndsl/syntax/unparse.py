@@ -1,0 +1,106 @@
+"""AST -> `.nn` source. `parse(unparse(ast))` equals `ast` up to spans (tested)."""
+from __future__ import annotations
+
+from . import ast as A
+
+_PREC = {"or": 1, "and": 2, "not": 3, "compare": 4, "+": 5, "-": 5, "*": 6, "/": 6, "//": 6, "%": 6, "@": 6,
+         "neg": 7}
+
+
+def _q(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def expr(e, prec: int = 0) -> str:
+    k = e.kind
+    if k == "num":
+        return e.text
+    if k == "str":
+        return _q(e.value)
+    if k == "bool":
+        return "true" if e.value else "false"
+    if k == "name":
+        return e.id
+    if k == "list":
+        return "[" + ", ".join(expr(x) for x in e.items) + "]"
+    if k == "call":
+        args = ", ".join((f"{a.name}=" if a.name else "") + expr(a.value) for a in e.args)
+        return f"{expr(e.func, 9)}({args})"
+    if k == "attr":
+        return f"{expr(e.value, 9)}.{e.name}"
+    if k == "index":
+        return f"{expr(e.value, 9)}[{expr(e.index)}]"
+    if k == "binop":
+        p = _PREC[e.op]
+        s = f"{expr(e.left, p)} {e.op} {expr(e.right, p + 1)}"
+        return f"({s})" if p < prec else s
+    if k == "compare":
+        p = _PREC["compare"]
+        s = f"{expr(e.left, p + 1)} {e.op} {expr(e.right, p + 1)}"
+        return f"({s})" if p < prec else s
+    if k == "boolop":
+        p = _PREC[e.op]
+        s = f" {e.op} ".join(expr(v, p + 1) for v in e.values)
+        return f"({s})" if p < prec else s
+    if k == "not":
+        s = f"not {expr(e.value, _PREC['not'])}"
+        return f"({s})" if _PREC["not"] < prec else s
+    if k == "neg":
+        s = f"-{expr(e.value, _PREC['neg'])}"
+        return f"({s})" if _PREC["neg"] < prec else s
+    if k == "cond":
+        s = f"if {expr(e.cond)} then {expr(e.then)} else {expr(e.orelse)}"
+        return f"({s})" if prec > 0 else s
+    if k == "pipe":
+        s = " |> ".join([expr(e.head, 1)] + [stage(st) for st in e.stages])
+        return f"({s})" if prec > 0 else s
+    raise ValueError(f"cannot unparse {k}")
+
+
+def stage(st) -> str:
+    if st.kind == "repeat":
+        var = f" as {st.var}" if st.var else ""
+        return f"repeat {expr(st.count, 1)}{var} {{ {' |> '.join(stage(s) for s in st.stages)} }}"
+    return expr(st, 9)
+
+
+def stmt(s, ind: str) -> list[str]:
+    k = s.kind
+    if k == "input":
+        dt = f" {s.dtype}" if s.dtype else ""
+        return [f"{ind}input {s.name}: [{', '.join(expr(d) for d in s.shape)}]{dt}"]
+    if k == "bind":
+        return [f"{ind}{', '.join(s.targets)} = {expr(s.value)}"]
+    if k == "output":
+        return [f"{ind}output " + ", ".join((f"{i.name} = " if i.name else "") + expr(i.value) for i in s.items)]
+    if k == "ensure":
+        return [f"{ind}ensure {expr(s.expr)}"]
+    if k == "if":
+        out = [f"{ind}if {expr(s.cond)} {{"]
+        for x in s.then:
+            out += stmt(x, ind + "  ")
+        if s.orelse is not None:
+            out.append(f"{ind}}} else {{")
+            for x in s.orelse:
+                out += stmt(x, ind + "  ")
+        out.append(f"{ind}}}")
+        return out
+    raise ValueError(f"cannot unparse {k}")
+
+
+def unparse(m: A.Module) -> str:
+    out: list[str] = []
+    for it in m.items:
+        if it.kind == "import":
+            tgt = _q(it.path) if it.path is not None else it.module
+            out.append(f"import {tgt}" + (f" as {it.alias}" if it.alias else ""))
+            continue
+        params = ""
+        if it.params:
+            params = "(" + ", ".join(f"{p.name}: {p.type}" + (f" = {expr(p.default)}" if p.default else "")
+                                     for p in it.params) + ")"
+        out.append(f"{'model' if it.is_model else 'block'} {it.name}{params} {{")
+        for s in it.body:
+            out += stmt(s, "  ")
+        out.append("}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,226 @@
+"""Examples end to end: golden parameter counts, numerical equivalence with hand-written PyTorch,
+compiled source == nndsl.load, seeds, torchvision names, torch.compile and torch.export."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+import torch
+
+import nndsl
+import references as R
+from conftest import EXAMPLES
+
+GOLDEN = {"resnet18": 11_689_512, "resnet50": 25_557_032, "vit_b16": 86_567_656, "gpt2_small": 124_439_808}
+INPUTS = {
+    "mlp": lambda: torch.randn(3, 784),
+    "resnet18": lambda: torch.randn(2, 3, 64, 64),
+    "resnet50": lambda: torch.randn(1, 3, 224, 224),
+    "vit_b16": lambda: torch.randn(1, 3, 224, 224),
+    "gpt2_small": lambda: torch.randint(0, 50257, (2, 12)),
+    "unet": lambda: torch.randn(1, 3, 256, 256),
+}
+ALL = sorted(INPUTS)
+
+
+def nparams(m: torch.nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {name: nndsl.load(EXAMPLES / f"{name}.nn", seed=0).eval() for name in ALL}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_parameter_counts(name, models):
+    res = nndsl.check(EXAMPLES / f"{name}.nn")
+    assert res.ok
+    from nndsl.passes.ensures import param_count
+
+    assert param_count(res.ir) == GOLDEN[name]
+    assert nparams(models[name]) == GOLDEN[name]
+
+
+def test_reference_counts_agree():
+    assert nparams(R.resnet18()) == GOLDEN["resnet18"]
+    assert nparams(R.resnet50()) == GOLDEN["resnet50"]
+    assert nparams(R.GPT2()) == GOLDEN["gpt2_small"]
+
+
+@pytest.mark.parametrize("name,ref", [("resnet18", R.resnet18), ("resnet50", R.resnet50)])
+def test_resnet_loads_torchvision_state_dict_strictly(name, ref):
+    m = nndsl.load(EXAMPLES / f"{name}.nn", seed=0).eval()
+    torch.manual_seed(1)
+    tv = ref().eval()
+    assert {k: v.shape for k, v in m.state_dict().items()} == {k: v.shape for k, v in tv.state_dict().items()}
+    m.load_state_dict(tv.state_dict(), strict=True)
+    x = torch.randn(1, 3, 96, 96) if name == "resnet18" else torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), tv(x), rtol=1e-5, atol=1e-5)
+
+
+def _copy_by_order(src: torch.nn.Module, dst: torch.nn.Module) -> None:
+    """Copy parameters/buffers position by position (shapes must agree): the spec and the reference
+    declare layers in the same order but under different names."""
+    s, d = list(src.state_dict().values()), dst.state_dict()
+    assert len(s) == len(d)
+    new = {}
+    for (k, v), w in zip(d.items(), s):
+        assert v.shape == w.shape, (k, v.shape, w.shape)
+        new[k] = w
+    dst.load_state_dict(new, strict=True)
+
+
+def test_mlp_matches_hand_written():
+    m = nndsl.load(EXAMPLES / "mlp.nn", seed=0).eval()
+    ref = R.MLP().eval()
+    _copy_by_order(ref, m)
+    x = torch.randn(5, 784)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+RESIDUAL = """
+import resnet
+model Res {
+  input x: [B, 64, H, W]
+  output y = BasicBlock(x, 64, 128, stride=2)
+}
+"""
+
+TRANSFORMER = """
+import transformer
+model Blk {
+  input x: [B, T, 64]
+  output y = TransformerBlock(x, 64, 4, 256, causal=true)
+}
+"""
+
+
+def test_residual_block_matches_hand_written():
+    m = nndsl.load(source=RESIDUAL, seed=0).eval()
+    down = torch.nn.Sequential(torch.nn.Conv2d(64, 128, 1, 2, bias=False), torch.nn.BatchNorm2d(128))
+    ref = R.BasicBlock(64, 128, 2, down).eval()
+    assert list(m.state_dict()) == ["y." + k for k in ref.state_dict()]
+    _copy_by_order(ref, m)
+    for mod in (m, ref):  # non-trivial running statistics
+        for buf in mod.buffers():
+            if buf.dtype.is_floating_point:
+                buf.uniform_(0.5, 1.5)
+        _copy_by_order(ref, m)
+    x = torch.randn(2, 64, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_transformer_block_matches_hand_written():
+    m = nndsl.load(source=TRANSFORMER, seed=0).eval()
+    ref = R.TransformerBlock(64, 4, 256, causal=True).eval()
+    _copy_by_order(ref, m)
+    x = torch.randn(2, 10, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_gpt2_matches_hand_written():
+    ref = R.GPT2().eval()
+    m = nndsl.load(EXAMPLES / "gpt2_small.nn", seed=0).eval()
+    # same order of declaration except the tied head, which shares wte's storage in both
+    src = {k: v for k, v in ref.state_dict().items() if k != "lm_head.weight"}
+    dst_keys = [k for k in m.state_dict() if not k.endswith("lm_head.weight")]
+    m.load_state_dict({**dict(zip(dst_keys, src.values())),
+                       "logits.lm_head.weight": ref.state_dict()["wte.weight"]}, strict=True)
+    assert m.logits.lm_head.weight.data_ptr() == m.logits.wte.weight.data_ptr()
+    x = torch.randint(0, 50257, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), ref(x), rtol=1e-5, atol=1e-4)
+
+
+def _import_source(src: str, name: str):
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    mod = importlib.util.module_from_spec(spec)
+    exec(compile(src, f"<{name}>", "exec"), mod.__dict__)
+    sys.modules[name] = mod
+    return mod
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_compiled_source_equals_load(name, models, tmp_path):
+    src = nndsl.compile_source(EXAMPLES / f"{name}.nn")
+    out = tmp_path / f"{name}_gen.py"
+    out.write_text(src)
+    spec = importlib.util.spec_from_file_location(f"gen_{name}", out)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    compiled = mod.build(seed=0).eval()
+    loaded = models[name]
+    assert list(compiled.state_dict()) == list(loaded.state_dict())
+    for (k, a), b in zip(loaded.state_dict().items(), compiled.state_dict().values()):
+        assert torch.equal(a, b), k
+    x = INPUTS[name]()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), loaded(x), rtol=1e-5, atol=1e-5)
+    assert "import nndsl" not in src and "from nndsl" not in src  # standalone: torch only
+
+
+def test_same_seed_same_weights_different_seed_differs():
+    a = nndsl.load(EXAMPLES / "resnet18.nn", seed=7).state_dict()
+    b = nndsl.load(EXAMPLES / "resnet18.nn", seed=7).state_dict()
+    c = nndsl.load(EXAMPLES / "resnet18.nn", seed=8).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["conv1.weight"], c["conv1.weight"])
+
+
+def test_load_does_not_touch_the_global_rng():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    nndsl.load(EXAMPLES / "mlp.nn", seed=5)
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_torch_compile_fullgraph_no_graph_breaks(name, models):
+    torch._dynamo.reset()
+    m = models[name]
+    compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
+    x = INPUTS[name]()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), m(x), rtol=1e-4, atol=1e-4)
+
+
+def test_torch_compile_inductor_mlp(models):
+    torch._dynamo.reset()
+    m = models["mlp"]
+    compiled = torch.compile(m, fullgraph=True)
+    x = INPUTS["mlp"]()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), m(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["mlp", "resnet18", "gpt2_small"])
+def test_torch_export(name, models):
+    m = models[name]
+    x = INPUTS[name]()
+    ep = torch.export.export(m, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(ep.module()(x), m(x), rtol=1e-5, atol=1e-5)
+
+
+def test_train_step_runs_backward(models):
+    m = nndsl.load(EXAMPLES / "resnet18.nn", seed=0).train()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 1000, (4,))
+    loss = torch.nn.functional.cross_entropy(m(x), y)
+    loss.backward()
+    opt.step()
+    assert all(p.grad is not None for p in m.parameters())
+
+
+def test_kwargs_bind_parameters_and_free_dims():
+    m = nndsl.load(EXAMPLES / "resnet18.nn", num_classes=10, seed=0)
+    assert m.fc.out_features == 10
+    res = nndsl.check(EXAMPLES / "resnet18.nn", B=2, H=64, W=64)
+    assert res.ok and str(res.ir.meta.inputs[0].type) == "[2, 3, 64, 64]"

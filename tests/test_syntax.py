@@ -1,0 +1,117 @@
+"""Parser: round trip through the unparser, spans, numbers, and syntax errors in plain words."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, ROOT
+from nndsl.diagnostics import Abort
+from nndsl.syntax import ast as A
+from nndsl.syntax import parse_text
+from nndsl.syntax.parser import parse_number
+from nndsl.syntax.unparse import unparse
+
+SPECS = sorted(EXAMPLES.glob("*.nn")) + sorted((ROOT / "stdlib_blocks").glob("*.nn"))
+
+
+def strip_spans(x):
+    if isinstance(x, dict):
+        return {k: strip_spans(v) for k, v in x.items() if not k.endswith(("span", "spans"))}
+    if isinstance(x, list):
+        return [strip_spans(v) for v in x]
+    return x
+
+
+def dump(m: A.Module):
+    return strip_spans(m.model_dump(mode="json"))
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_round_trip(path: Path):
+    m = parse_text(path.read_text(), str(path))
+    text = unparse(m)
+    again = parse_text(text, "again.nn")
+    assert dump(again) == dump(m) | {"file": "again.nn"}
+    assert unparse(again) == text  # the unparser is a fixed point
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_ast_json_round_trip(path: Path):
+    m = parse_text(path.read_text(), str(path))
+    back = A.Module.model_validate_json(m.model_dump_json())
+    assert back.model_dump() == m.model_dump()
+
+
+SRC = '''block R(C: int, s: int = 1) {
+  input x: [B, C, H, W]
+  c1 = conv2d(x, C, kernel=3,
+      padding=1) |> batchnorm2d
+      |> relu
+  output relu(c1 + x)
+}
+'''
+
+
+def test_spans_point_at_the_source():
+    m = parse_text(SRC, "r.nn")
+    blk = m.items[0]
+    assert (blk.name_span.line, blk.name_span.col, blk.name_span.end_col) == (1, 7, 8)
+    inp, bind, out = blk.body
+    assert (inp.span.line, inp.span.col, inp.span.end_line, inp.span.end_col) == (2, 3, 2, 24)
+    assert (inp.name_span.col, inp.name_span.end_col) == (9, 10)
+    # a statement continued over lines spans all of them
+    assert (bind.span.line, bind.span.end_line, bind.span.end_col) == (3, 5, 14)
+    call = bind.value.head
+    assert (call.span.line, call.span.col, call.span.end_line, call.span.end_col) == (3, 8, 4, 17)
+    add = out.items[0].value.args[0].value
+    assert add.kind == "binop" and (add.span.col, add.span.end_col, add.op_span.col) == (15, 21, 18)
+    for item, text in ((add.left, "c1"), (add.right, "x")):
+        line = SRC.splitlines()[item.span.line - 1]
+        assert line[item.span.col - 1:item.span.end_col - 1] == text
+
+
+@pytest.mark.parametrize("text,value", [("3M", 3_000_000), ("1.5k", 1500), ("1e-3", 1e-3), ("42", 42),
+                                        ("2.5", 2.5), ("1G", 10**9), ("0.5M", 500_000)])
+def test_numbers(text, value):
+    assert parse_number(text) == value
+    m = parse_text(f"model M(a: float = {text}) {{\n  input x: [B, 1]\n  output x\n}}\n")
+    assert m.items[0].params[0].default.value == value
+
+
+def test_comments_semicolons_and_continuations():
+    m = parse_text("# top\nmodel M { # trailing\n  input x: [B, 4]; h = relu(x)\n  output h  # done\n}\n")
+    assert [s.kind for s in m.items[0].body] == ["input", "bind", "output"]
+
+
+@pytest.mark.parametrize("src", [
+    "model M { input x: [B 4] }", "model M { h = conv2d(x,, 3) }", "block { }", "model M { output }",
+    "model M { x = (((1) }", "model M { x = [1, 2 }", "model M {\n  x = 1 +\n}", "import", "model M { x = 1 2 }",
+])
+def test_syntax_errors_speak_plainly(src):
+    with pytest.raises(Abort) as ei:
+        parse_text(src, "bad.nn")
+    d = ei.value.diagnostic
+    assert d.code in ("E0001", "E0002", "E0003")
+    text = d.message + d.label + (d.help or "")
+    assert "__ANON" not in text and "_NL" not in text and "$END" not in text
+    assert d.span is not None and d.span.line >= 1 and d.span.col >= 1
+
+
+def test_end_of_file_error_points_at_the_end():
+    src = "model M {\n  input x: [B, 4]\n"
+    with pytest.raises(Abort) as ei:
+        parse_text(src, "eof.nn")
+    assert ei.value.diagnostic.code == "E0002"
+    assert ei.value.diagnostic.span.line == 3
+
+
+def test_every_grammar_rule_has_an_ast_builder():
+    from nndsl.syntax.parser import _ToAST, _lark
+
+    rules = {r.alias or r.origin.name for r in _lark().rules}
+    rules = {str(getattr(r, "name", r)) for r in rules}
+    inlined = {n for n in rules if n.startswith("_") or n in {"expr", "pipe", "stage", "postfix", "unary", "term",
+                                                              "arith", "comparison", "atom", "arg"}}
+    missing = [r for r in rules - inlined if not hasattr(_ToAST, r)]
+    assert not missing, missing
