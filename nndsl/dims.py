@@ -249,8 +249,9 @@ class Dim:
                 parts.append((c, str(abs(c))))
                 continue
             factors = []
+            alone = len(mono) == 1 and mono[0][1] == 1 and abs(c) == 1
             for atom, p in mono:
-                a = str(atom) if atom[0] == "s" else f"({atom})"
+                a = str(atom) if atom[0] == "s" or alone else f"({atom})"
                 factors.extend([a] * p)
             body = "*".join(factors)
             if abs(c) != 1:

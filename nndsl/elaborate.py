@@ -621,28 +621,35 @@ class Elaborator:
         tensors: list[TensorVal] = []
         tspans: list[Span] = []
         n_fixed = len(od.inputs) - (1 if od.variadic else 0)
-        i = 0
-        while i < len(pos) and (i < n_fixed or od.variadic):
-            v, sp = pos[i]
-            if isinstance(v, TupleVal) and od.variadic:
-                tensors.extend(v.items)
-                tspans.extend([sp] * len(v.items))
-            elif isinstance(v, list) and od.variadic and v and all(isinstance(x, TensorVal) for x in v):
-                tensors.extend(v)
-                tspans.extend([sp] * len(v))
-            elif isinstance(v, TensorVal):
+        rest: list = []
+        if od.variadic:
+            # every tensor argument is an input, wherever it stands: einsum("ij,jk->ik", a, b)
+            for v, sp in pos:
+                if isinstance(v, TupleVal):
+                    tensors.extend(v.items)
+                    tspans.extend([sp] * len(v.items))
+                elif isinstance(v, list) and v and all(isinstance(x, TensorVal) for x in v):
+                    tensors.extend(v)
+                    tspans.extend([sp] * len(v))
+                elif isinstance(v, TensorVal):
+                    tensors.append(v)
+                    tspans.append(sp)
+                else:
+                    rest.append((v, sp))
+        else:
+            i = 0
+            while i < len(pos) and i < n_fixed:
+                v, sp = pos[i]
+                if not isinstance(v, TensorVal):
+                    self.fail("E0106", f"`{od.name}` expects a tensor for `{od.inputs[i]}`, got {describe(v)}", sp,
+                              label=f"this is {describe(v)}")
                 tensors.append(v)
                 tspans.append(sp)
-            elif i < n_fixed:
-                self.fail("E0106", f"`{od.name}` expects a tensor for `{od.inputs[i]}`, got {describe(v)}", sp,
-                          label=f"this is {describe(v)}")
-            else:
-                break
-            i += 1
+                i += 1
+            rest = pos[i:]
         if len(tensors) < n_fixed:
             self.fail("E0104", f"`{od.name}` takes {n_fixed} tensor input{'s' if n_fixed != 1 else ''} "
                       f"({', '.join(od.inputs)}) but {len(tensors)} {'was' if len(tensors) == 1 else 'were'} given", span)
-        rest = pos[i:]
         attrs: dict[str, Any] = {}
         free_attrs = [a for a in od.attrs if a.type != "kwargs"]
         if len(rest) > len(free_attrs):

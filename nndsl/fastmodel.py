@@ -13,8 +13,8 @@ def make(cls, **values):
         defaults = _DEFAULTS[cls] = {k: f.default for k, f in cls.model_fields.items() if not f.is_required()}
     obj = cls.__new__(cls)
     fields_set = set(values)
-    if len(fields_set) < len(cls.model_fields):
-        values = {**defaults, **values}
+    # field order as declared, so dumps of constructed and validated models are identical
+    values = {k: values[k] if k in values else defaults[k] for k in cls.model_fields}
     _set(obj, "__dict__", values)
     _set(obj, "__pydantic_fields_set__", fields_set)
     _set(obj, "__pydantic_extra__", None)
