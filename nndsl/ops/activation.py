@@ -42,12 +42,13 @@ _act("gelu", _gelu, attrs=(Attr("approximate", "str", "none", choices=("none", "
      doc="Gaussian error linear unit; approximate=\"tanh\" for GPT-2's variant",
      check=_choice("approximate", ("none", "tanh")))
 _act("silu", lambda c: f"F.silu({c.args[0]})", flops_per=4, aliases=("swish",), doc="x * sigmoid(x)")
-_act("tanh", lambda c: f"torch.tanh({c.args[0]})", flops_per=4)
-_act("sigmoid", lambda c: f"torch.sigmoid({c.args[0]})", flops_per=4)
+_act("tanh", lambda c: f"torch.tanh({c.args[0]})", flops_per=4, doc="Hyperbolic tangent.")
+_act("sigmoid", lambda c: f"torch.sigmoid({c.args[0]})", flops_per=4, doc="1 / (1 + exp(-x))")
 _act("softplus", lambda c: f"F.softplus({c.args[0]}, beta={c.a['beta']!r}, threshold={c.a['threshold']!r})",
-     attrs=(Attr("beta", "float", 1.0), Attr("threshold", "float", 20.0)), flops_per=4)
+     attrs=(Attr("beta", "float", 1.0), Attr("threshold", "float", 20.0)), flops_per=4,
+     doc="log(1 + exp(beta x)) / beta, linear above `threshold`.")
 _act("elu", lambda c: f"F.elu({c.args[0]}, alpha={c.a['alpha']!r})", attrs=(Attr("alpha", "float", 1.0),),
-     flops_per=4)
+     flops_per=4, doc="x for x > 0, alpha (exp(x) - 1) otherwise.")
 
 
 def _identity_infer(ins, a, facts):
