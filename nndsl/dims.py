@@ -249,7 +249,7 @@ class Dim:
                 parts.append((c, str(abs(c))))
                 continue
             factors = []
-            alone = len(mono) == 1 and mono[0][1] == 1 and abs(c) == 1
+            alone = len(mono) == 1 and mono[0][1] == 1 and c == 1  # `-B // 2` would read as (-B) // 2
             for atom, p in mono:
                 a = str(atom) if atom[0] == "s" or alone else f"({atom})"
                 factors.extend([a] * p)
