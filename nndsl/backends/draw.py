@@ -12,7 +12,7 @@ def to_dot(ir: IR) -> str:
     insts = ir.meta.instances
     lines = [f'digraph "{ir.meta.model}" {{', '  rankdir=TB;',
              '  node [shape=box, style="rounded,filled", fillcolor="#f4f6fb", fontname="Helvetica", fontsize=10];',
-             '  edge [fontname="Helvetica", fontsize=8, color="#556"];']
+             '  edge [fontname="Helvetica", fontsize=8, color="#555566"];']
     children: dict[str, list[str]] = {}
     for path, inst in insts.items():
         if path:
@@ -26,7 +26,7 @@ def to_dot(ir: IR) -> str:
         glyph = (od.glyph or od.name) if od else n.op
         shape = html.escape(", ".join(str(t) for t in n.outputs))
         nparams = sum(p.numel for p in n.params if p.kind == "param" and p.tied_to is None)
-        extra = f'<BR/><FONT POINT-SIZE="8" COLOR="#666">{nparams:,} params</FONT>' if nparams else ""
+        extra = f'<BR/><FONT POINT-SIZE="8" COLOR="#666666">{nparams:,} params</FONT>' if nparams else ""
         fill = "#e7f0ff" if n.params else ("#eef8ee" if n.op in ("input", "block_input") else "#f4f6fb")
         label = (f'<<B>{html.escape(n.local or n.id)}</B><BR/>{html.escape(glyph)}'
                  f'<BR/><FONT POINT-SIZE="8">{shape}</FONT>{extra}>')
@@ -39,7 +39,7 @@ def to_dot(ir: IR) -> str:
         for ch in children.get(path, []):
             inst = insts[ch]
             lines.append(f'{ind}subgraph "cluster_{ch}" {{')
-            lines.append(f'{ind}  label="{html.escape(ch)} : {html.escape(inst.block)}"; style="rounded"; color="#99a";'
+            lines.append(f'{ind}  label="{html.escape(ch)} : {html.escape(inst.block)}"; style="rounded"; color="#9999aa";'
                          f' fontname="Helvetica"; fontsize=10;')
             emit(ch, depth + 1)
             lines.append(f"{ind}}}")

@@ -35,7 +35,7 @@ register(OpDef(
     fan=lambda ins, a: (ins[0].shape[-1], Dim.const(a["out"])),
     flops=lambda ins, outs, a: 2 * prod(ins[0].shape) * a["out"],
     lower=_linear_lower, traits=frozenset({"linear", "weighted"}), aliases=("dense",),
-    check_attrs=lambda a: _positive(a, "out"), glyph="W",
+    check_attrs=lambda a: _positive(a, "out"), glyph="linear",
     doc="y = x W^T + b over the last axis.",
 ))
 
