@@ -42,13 +42,30 @@ class Dim:
 
     def __init__(self, terms: dict):
         # terms: {monomial(tuple of (Atom, power)): coeff}; zero coefficients dropped
-        self.terms = tuple(sorted(((m, c) for m, c in terms.items() if c != 0), key=lambda t: _mkey(t[0])))
+        items = [(m, c) for m, c in terms.items() if c != 0]
+        if len(items) > 1:
+            items.sort(key=lambda t: _mkey(t[0]))
+        self.terms = tuple(items)
         self._h = hash(self.terms)
+
+    @staticmethod
+    def _raw(terms: tuple) -> "Dim":
+        """From terms already in canonical order (no zero coefficients)."""
+        d = Dim.__new__(Dim)
+        d.terms = terms
+        d._h = hash(terms)
+        return d
 
     # -- construction ------------------------------------------------------------------------
     @staticmethod
     def const(n: int) -> "Dim":
-        return Dim({(): int(n)}) if n else _ZERO
+        n = int(n)
+        d = _CONSTS.get(n)
+        if d is None:
+            d = Dim._raw((((), n),)) if n else _ZERO
+            if -1024 <= n <= 1 << 20:
+                _CONSTS[n] = d
+        return d
 
     @staticmethod
     def sym(name: str) -> "Dim":
@@ -56,7 +73,7 @@ class Dim:
 
     @staticmethod
     def of(x: IntLike) -> "Dim":
-        if isinstance(x, Dim):
+        if type(x) is Dim:
             return x
         if isinstance(x, bool) or not isinstance(x, int):
             raise TypeError(f"not a dim: {x!r}")
@@ -110,6 +127,12 @@ class Dim:
     # -- arithmetic ----------------------------------------------------------------------------
     def __add__(self, other: IntLike) -> "Dim":
         other = Dim.of(other)
+        if not other.terms:
+            return self
+        if not self.terms:
+            return other
+        if self.is_const and other.is_const:
+            return Dim.const(self.value + other.value)
         t = dict(self.terms)
         for m, c in other.terms:
             t[m] = t.get(m, 0) + c
@@ -128,6 +151,16 @@ class Dim:
 
     def __mul__(self, other: IntLike) -> "Dim":
         other = Dim.of(other)
+        # fast paths: a constant factor scales the coefficients and keeps the canonical order
+        if other.is_const or self.is_const:
+            k, d = (other.value, self) if other.is_const else (self.value, other)
+            if k == 0:
+                return _ZERO
+            if k == 1:
+                return d
+            if d.is_const:
+                return Dim.const(d.value * k)
+            return Dim._raw(tuple((m, c * k) for m, c in d.terms))._use_facts()
         t: dict = {}
         for m1, c1 in self.terms:
             for m2, c2 in other.terms:
@@ -305,6 +338,7 @@ def _exact_quotient(num: Dim, den: Dim) -> Dim | None:
 
 
 _ZERO = Dim({})
+_CONSTS: dict[int, Dim] = {}
 _FACTS: ContextVar["Facts | None"] = ContextVar("nndsl_dim_facts", default=None)
 
 

@@ -129,8 +129,11 @@ class IR:
             yield self.g.nodes[nid]["node"]
 
     def inputs_of(self, nid: str) -> list[tuple[str, int]]:
-        edges = sorted(self.g.in_edges(nid, keys=True, data="attr"), key=lambda e: e[2])
-        return [(u, a.src_port) for u, _v, _k, a in edges]
+        """(producer, port) of each input, in port order."""
+        items = [(k, u, d["attr"].src_port) for u, kd in self.g.pred[nid].items() for k, d in kd.items()]
+        if len(items) > 1:
+            items.sort()
+        return [(u, p) for _k, u, p in items]
 
     def in_types(self, nid: str) -> list[TensorType | None]:
         return [self.node(u).outputs[p] if p < len(self.node(u).outputs) else None for u, p in self.inputs_of(nid)]

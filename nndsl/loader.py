@@ -26,6 +26,24 @@ class Program:
     scopes: dict[str, dict[str, A.BlockDef]] = field(default_factory=dict)  # file -> names visible there
 
 
+_PARSED: dict[tuple[str, str], A.Module] = {}
+
+
+def _parse_cached(text: str, file: str) -> A.Module:
+    """ASTs are immutable, so a file parsed once in this process (the standard library, a spec an
+    editor re-checks) is reused while its text is unchanged."""
+    if len(text) > 64 * 1024:  # large (often generated) specs are not worth keeping alive
+        return parse_text(text, file)
+    key = (file, text)
+    mod = _PARSED.get(key)
+    if mod is None:
+        mod = parse_text(text, file)
+        if len(_PARSED) >= 64:
+            _PARSED.clear()
+        _PARSED[key] = mod
+    return mod
+
+
 def stdlib_modules() -> list[str]:
     return sorted(p.stem for p in stdlib_dir().glob("*.nn"))
 
@@ -65,7 +83,7 @@ class Loader:
             return {}
         self.prog.sources[file] = text
         try:
-            mod = parse_text(text, file)
+            mod = _parse_cached(text, file)
         except Abort as e:
             self.sink.add(e.diagnostic)
             self._ns_cache[key] = {}

@@ -7,6 +7,7 @@ from typing import Any
 from .. import ops as O
 from ..diagnostics import Diagnostic, Label, Sink, Span
 from ..dims import Dim, Facts, parse_dim
+from ..fastmodel import make
 from ..ir import IR, Node, ParamInfo
 from ..types import TensorType
 
@@ -83,7 +84,7 @@ def _node(ctx: ShapeContext, node: Node) -> None:
             attrs[at.name] = v.value
     if od.check_attrs is not None:
         od.check_attrs(attrs)
-    node.attrs = attrs
+    _put(node, "attrs", attrs)
     outs = od.infer(ins, attrs, ctx.facts)
     for t in outs:
         for d in t.shape:
@@ -92,18 +93,23 @@ def _node(ctx: ShapeContext, node: Node) -> None:
                                 label=f"output shape {t}")
             if d.is_const and d.value > 2 ** 40:
                 raise O.OpError("E0112", f"`{od.name}` would produce an axis of size {d.value}, beyond 2**40")
-    node.outputs = outs
-    node.params = [ParamInfo(name=p.name, shape=p.shape, kind=p.kind, dtype=p.dtype)
-                   for p in (od.params(ins, attrs) if od.params else [])]
+    _put(node, "outputs", outs)
+    _put(node, "params", [make(ParamInfo, name=p.name, shape=tuple(p.shape), kind=p.kind, dtype=p.dtype, tied_to=None)
+                          for p in (od.params(ins, attrs) if od.params else [])])
     for p in node.params:
         n = 1
         for s in p.shape:
             n *= s
         if n > 2 ** 36:
             raise O.OpError("E0112", f"parameter `{p.name or node.id}` of {n:,} elements is beyond the limit")
-    node.flops = od.flops(ins, outs, attrs) if od.flops else Dim.const(0)
+    _put(node, "flops", od.flops(ins, outs, attrs) if od.flops else Dim.const(0))
     if node.tie:
         _tie(ctx, node)
+
+
+def _put(node: Node, field: str, value) -> None:
+    """Set a field the pass computes (the value is built from validated parts; this is the hot loop)."""
+    node.__dict__[field] = value
 
 
 def _tie(ctx: ShapeContext, node: Node) -> None:

@@ -64,7 +64,28 @@ def _lark() -> Lark:
         keep_all_tokens=True,
         maybe_placeholders=False,
         transformer=_TRANSFORMER,
+        cache=_cache_file(),
     )
+
+
+def _cache_file():
+    """Lark caches its grammar analysis (about 70 ms) in a file keyed by the grammar's hash; a fresh
+    process then starts faster. Where no writable cache directory exists, it is simply not used."""
+    import hashlib
+    import os
+    import tempfile
+
+    text = grammar_path().read_bytes()
+    digest = hashlib.sha256(text).hexdigest()[:16]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    for d in (os.path.join(base, "nndsl"), os.path.join(tempfile.gettempdir(), "nndsl-cache")):
+        try:
+            os.makedirs(d, exist_ok=True)
+            if os.access(d, os.W_OK):
+                return os.path.join(d, f"grammar-{digest}.lark.cache")
+        except OSError:
+            continue
+    return False
 
 
 _HUMAN = {

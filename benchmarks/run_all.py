@@ -1,0 +1,18 @@
+"""Run every benchmark; each prints ratios measured in the same run."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import build  # noqa: E402
+import frontend  # noqa: E402
+import runtime  # noqa: E402
+
+if __name__ == "__main__":
+    frontend.main()
+    print()
+    build.main()
+    print()
+    runtime.main()
