@@ -188,7 +188,7 @@ class Codegen:
             if od is None or od.lower is None:
                 raise Abort(Diagnostic(code="E0304", message=f"`{n.op}` has no PyTorch lowering", span=n.span))
             ctx = O.LowerCtx(node=n, a=n.attrs, ins=self.ir.in_types(n.id), outs=n.outputs, args=ins,
-                             m=module_ref("self", lname))
+                             m=module_ref("self", lname), inplace="inplace" in od.traits and self._can_overwrite(n))
             try:
                 low = od.lower(ctx)
             except O.OpError as err:
@@ -220,6 +220,28 @@ class Codegen:
         lines += ["        " + l for l in fwd]
         lines.append(f"        return {', '.join(rets)}" if rets else "        return None")
         return "\n".join(lines)
+
+    def _can_overwrite(self, n: Node) -> bool:
+        """Input 0 of `n` may be updated in place: it has no other consumer, is not an input or output of
+        a block or the model, and its producer does not save its output for the backward pass."""
+        srcs = self.ir.inputs_of(n.id)
+        if not srcs:
+            return False
+        src_id, _port = srcs[0]
+        src = self.ir.node(src_id)
+        if self.ir.g.out_degree(src_id) != 1 or src_id in self._outputs:
+            return False
+        od = O.get(src.op)
+        return od is not None and bool(od.traits & {"conv", "linear", "norm", "elementwise"}) and src.op != "div"
+
+    @property
+    def _outputs(self) -> set[str]:
+        if not hasattr(self, "_outs"):
+            outs = {o.node for o in self.ir.meta.outputs}
+            for inst in self.ir.meta.instances.values():
+                outs |= {node for node, _p in inst.outputs}
+            self._outs = outs
+        return self._outs
 
     def _ties(self) -> list[str]:
         out = []

@@ -10,19 +10,21 @@ def _same(ins, a, facts):
     return [ins[0]]
 
 
-def _act(name, call, attrs=(), flops_per=1, aliases=(), doc="", check=None):
+def _act(name, call, attrs=(), flops_per=1, aliases=(), doc="", check=None, inplace=False):
+    traits = {"pointwise", "activation", "parameter_free", "shape_preserving"} | ({"inplace"} if inplace else set())
     register(OpDef(
         name=name, inputs=("x",), attrs=attrs, infer=_same,
         flops=lambda ins, outs, a: flops_per * prod(ins[0].shape),
         lower=lambda c: Lowered(None, call(c)),
-        traits=frozenset({"pointwise", "activation", "parameter_free", "shape_preserving"}),
+        traits=frozenset(traits),
         aliases=aliases, glyph=name, doc=doc, check_attrs=check,
     ))
 
 
-_act("relu", lambda c: f"F.relu({c.args[0]})", doc="max(0, x)")
-_act("leaky_relu", lambda c: f"F.leaky_relu({c.args[0]}, {c.a['slope']!r})",
-     attrs=(Attr("slope", "float", 0.01),), flops_per=2, doc="max(0, x) + slope * min(0, x)")
+_ip = lambda c: ", inplace=True" if c.inplace else ""  # noqa: E731
+_act("relu", lambda c: f"F.relu({c.args[0]}{_ip(c)})", doc="max(0, x)", inplace=True)
+_act("leaky_relu", lambda c: f"F.leaky_relu({c.args[0]}, {c.a['slope']!r}{_ip(c)})",
+     attrs=(Attr("slope", "float", 0.01),), flops_per=2, doc="max(0, x) + slope * min(0, x)", inplace=True)
 
 
 def _gelu(c):

@@ -69,6 +69,7 @@ class LowerCtx:
     outs: list[TensorType]
     args: list[str]               # python expressions of the inputs
     m: str                        # python expression of this node's module (when it has one)
+    inplace: bool = False         # input 0 may be overwritten (single consumer, not saved for backward)
 
     def size(self, i: int, axis: int) -> str:
         """Python expression for the size of axis `axis` of input `i` (a literal when known)."""
