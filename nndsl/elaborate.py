@@ -6,6 +6,7 @@ from __future__ import annotations
 from .fastmodel import make
 
 import difflib
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -990,13 +991,14 @@ def _names_in(e) -> set[str]:
 
 
 def _explain(e, el: Elaborator, scope: Scope) -> list[str]:
+    """A note with both sides of a failed comparison."""
     if isinstance(e, A.Compare):
         try:
             a = el.ev(e.left, scope, None, True, True)
             b = el.ev(e.right, scope, None, True, True)
-            return [f"the left side is {_show(a)} and the right side is {_show(b)}"]
-        except Exception:
+        except (Abort, Deferred, Undecidable, Reported):
             return []
+        return [f"the left side is {_show(a)} and the right side is {_show(b)}"]
     return []
 
 
@@ -1029,20 +1031,19 @@ def compare(op: str, a, b, bad):
     if isinstance(a, (Dim, int)) and isinstance(b, (Dim, int)) and not isinstance(a, bool) and not isinstance(b, bool) \
             and (isinstance(a, Dim) or isinstance(b, Dim)):
         diff = Dim.of(a) - Dim.of(b)
-        if diff.is_const:
-            a, b = diff.value, 0
-        elif op == "==" or op == "!=":
+        if not diff.is_const:
             raise Undecidable()
-        else:
-            raise Undecidable()
+        a, b = diff.value, 0
     if isinstance(a, bool) != isinstance(b, bool) and op in ("==", "!="):
         return op == "!="
     try:
-        return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op] \
-            if op in ("==", "!=") else \
-            {"<": lambda: a < b, "<=": lambda: a <= b, ">": lambda: a > b, ">=": lambda: a >= b}[op]()
+        return _CMP[op](a, b)
     except TypeError:
         bad()
+
+
+_CMP = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+        ">=": operator.ge}
 
 
 def _literal(v) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..diagnostics import Abort, Sink
 from ..dims import Dim
-from ..elaborate import Binding, Deferred, Elaborator, Reported, Scope, Undecidable, _show
+from ..elaborate import Binding, Deferred, Elaborator, Reported, Scope, Undecidable, _explain
 from ..ir import IR
 from ..syntax import ast as A
 from ..values import TensorVal, decode
@@ -83,15 +83,7 @@ def check_ensures(ir: IR, ctx: ShapeContext, sink: Sink) -> None:
             if v is True:
                 continue
             if v is False:
-                notes = []
-                e = chk.expr
-                if isinstance(e, A.Compare):
-                    try:
-                        a = ev.ev(e.left, scope, None, True, True)
-                        b = ev.ev(e.right, scope, None, True, True)
-                        notes.append(_strip(f"the left side is {_show(a)} and the right side is {_show(b)}"))
-                    except Exception:  # noqa: BLE001 - the note is a courtesy
-                        pass
+                notes = [_strip(n) for n in _explain(chk.expr, ev, scope)]
                 sink.error("E0206", "ensure failed", chk.span, label="this is false", notes=notes)
             else:
                 sink.error("E0106", "`ensure` needs a condition", chk.span)

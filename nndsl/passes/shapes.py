@@ -166,8 +166,6 @@ def _unify(ctx: ShapeContext, node: Node, actual: TensorType) -> None:
                 ctx.bindings[free[0]] = sol
                 ctx.bound_at[free[0]] = arg_span
                 continue
-        if len(free) == 0 and not p.free_symbols() & {s for s in p.free_symbols() if "@" in s}:
-            pass
         pretty = _show(p)
         sec = [Label(span=decl, message=f"`{name}` is declared as [{', '.join(_show(ctx.subst(x)) for x in pattern)}]")]
         syms = [s for s in pattern[i].free_symbols() if "@" in s]
