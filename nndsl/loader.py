@@ -6,10 +6,11 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .diagnostics import Abort, Diagnostic, Label, Sink, Span
+from .diagnostics import Abort, Label, Sink, Span
 from .resources import stdlib_dir
 from .syntax import ast as A
 from .syntax import parse_text
+from .syntax.parser import parse_recovering
 
 MAX_IMPORT_DEPTH = 32
 MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -84,8 +85,9 @@ class Loader:
         self.prog.sources[file] = text
         try:
             mod = _parse_cached(text, file)
-        except Abort as e:
-            self.sink.add(e.diagnostic)
+        except Abort:
+            for d in parse_recovering(text, file)[1]:  # every independent syntax error, not just the first
+                self.sink.add(d)
             self._ns_cache[key] = {}
             return {}
         self.prog.modules[file] = mod

@@ -115,3 +115,15 @@ def test_every_grammar_rule_has_an_ast_builder():
                                                               "arith", "comparison", "atom", "arg"}}
     missing = [r for r in rules - inlined if not hasattr(_ToAST, r)]
     assert not missing, missing
+
+
+def test_several_independent_syntax_errors_in_one_run():
+    from nndsl.syntax.parser import parse_recovering
+
+    src = "model M {\n  a = f(x 1)\n  b = relu(a) relu\n  c = a +* b\n  output c\n}\n"
+    mod, diags = parse_recovering(src, "m.nn")
+    assert mod is None
+    assert [(d.code, d.span.line) for d in diags] == [("E0001", 2), ("E0001", 3), ("E0001", 4)]
+    # inside a bracket opened on an earlier line, recovery would guess: it stops at the first error
+    mod, diags = parse_recovering("model M {\n  a = f(1,\n  2 3)\n  b = 1 2\n}\n", "m.nn")
+    assert len(diags) == 1

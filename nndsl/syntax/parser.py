@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 from lark import Lark, Token, Transformer
@@ -104,12 +105,19 @@ def _terminal_words() -> dict[str, str]:
     return out
 
 
-def _describe_expected(expected) -> str:
+def _describe_expected(expected, in_bracket: str | None = None) -> str:
+    """What could have come instead, in words. Inside an open bracket the useful news is `,` or the
+    closer; outside, a statement that goes on too long wants its end."""
     words = _terminal_words()
-    closers = {"COMMA", "RPAR", "RSQB", "RBRACE"} & set(expected)
-    if closers and "COMMA" in closers and len(closers) > 1:
-        expected = closers  # inside a bracket list: the useful news is `,` or the closer
-    names = sorted({words.get(e, None) or e.lower() for e in expected if not e.startswith("__") or e in words})
+    expected = set(expected)
+    closer = {"(": "RPAR", "[": "RSQB"}.get(in_bracket or "")
+    if closer and expected & {"COMMA", closer}:
+        expected &= {"COMMA", closer}
+    elif in_bracket == "":
+        expected -= {"COMMA", "RPAR", "RSQB"}
+        if "_NL" in expected:
+            return "the end of the statement (a new line or `;`)"
+    names = sorted({words.get(e) or e.lower() for e in expected})
     names = [n for n in names if not n.startswith("__")]
     if not names:
         return "something else"
@@ -158,9 +166,11 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str) -> Diagnostic:
     if tok.type == "_NL":
         end = col + 1
     span = Span(file=file, line=line, col=col, end_line=line, end_col=max(end, col + 1))
+    before = text.split("\n")[: line - 1] + [text.split("\n")[line - 1][: col - 1]] if line >= 1 else []
+    in_bracket = _open_brackets(before)
     d = Diagnostic(code="E0001", message=f"unexpected {_found(tok)}", span=span,
-                   label=f"expected {_describe_expected(expected)}")
-    if tok.type == "NAME" and "COMMA" in expected:
+                   label=f"expected {_describe_expected(expected, in_bracket)}")
+    if tok.type in ("NAME", "NUMBER", "STRING") and in_bracket and "COMMA" in expected:  # noqa: SIM102
         d.help = "separate arguments with `,`"
     elif tok.type == "_NL" and ("RPAR" in expected or "RSQB" in expected):
         d.help = "a bracket is still open here"
@@ -424,6 +434,51 @@ def parse_text(text: str, file: str = "<string>") -> A.Module:
     except RecursionError:
         raise Abort(Diagnostic(code="E0112", message="expression nested too deeply",
                                span=Span(file=file, line=1, col=1, end_line=1, end_col=2))) from None
+
+
+MAX_SYNTAX_ERRORS = 10
+
+
+def parse_recovering(text: str, file: str = "<string>") -> tuple[A.Module | None, list[Diagnostic]]:
+    """Parse, reporting every independent syntax error: after an error, the offending line is blanked
+    (positions are kept) and the text parsed again. It stops where recovery would guess: inside an open
+    bracket, on a line with a brace, at the end of the file, or after MAX_SYNTAX_ERRORS."""
+    diags: list[Diagnostic] = []
+    cur = text
+    while True:
+        try:
+            mod = parse_text(cur, file)
+            return (mod if not diags else None), diags
+        except Abort as e:
+            d = e.diagnostic
+            diags.append(d)
+            if len(diags) >= MAX_SYNTAX_ERRORS or not _recoverable(d):
+                return None, diags
+            lines = cur.split("\n")
+            i = d.span.line - 1
+            if not 0 <= i < len(lines) or any(c in lines[i] for c in "{}") or _open_brackets(lines[:i]):
+                return None, diags
+            lines[i] = " " * len(lines[i])
+            cur = "\n".join(lines)
+
+
+def _recoverable(d: Diagnostic) -> bool:
+    return d.code in ("E0001", "E0003") and d.span is not None
+
+
+_STRINGS_COMMENTS = re.compile(r'"([^"\\\n]|\\.)*"|#[^\n]*')
+
+
+def _open_brackets(lines: list[str]) -> str:
+    """The innermost `(` or `[` opened on these lines and still open ("" when none)."""
+    stack: list[str] = []
+    for line in lines:
+        for ch in _STRINGS_COMMENTS.sub("", line):
+            if ch in "([":
+                stack.append(ch)
+            elif ch in ")]" and stack:
+                stack.pop()
+    return stack[-1] if stack else ""
 
 
 def parse_file(path: str | Path) -> A.Module:
