@@ -275,7 +275,16 @@ class Elaborator:
             self.fail("E0106", f"unknown dtype `{dtype}`", st.span, help=f"dtypes: {', '.join(DTYPES)}")
         block_level = ctx.inputs is not None
         dims, axes = [], []
+        ellipsis = None
         for e in st.shape:
+            if isinstance(e, A.Ellipsis):
+                if not block_level:
+                    self.fail("E0111", "`...` is only allowed in the inputs of a block", e.span,
+                              help="a model's inputs need a fixed rank; give every axis")
+                if ellipsis is not None:
+                    self.fail("E0111", "a shape may contain `...` only once", e.span)
+                ellipsis = len(dims)
+                continue
             if isinstance(e, A.Name) and ctx.scope.lookup(e.id) is None:
                 sym = f"{e.id}@{ctx.scope.path or '_'}" if block_level else e.id
                 d = Dim.sym(sym)
@@ -300,7 +309,8 @@ class Elaborator:
             self._input_i += 1
             nid = self._new_id(ctx.scope.path, st.name)
             self.ir.add_node(make(Node, 
-                id=nid, op="block_input", attrs={"shape": dims, "dtype": dtype, "axes": axes, "name": st.name},
+                id=nid, op="block_input", attrs={"shape": dims, "dtype": dtype, "axes": axes, "name": st.name,
+                                                 "ellipsis": ellipsis},
                 scope=ctx.scope.path, local=st.name, span=st.span, arg_spans=[vspan], binding=st.name, tie=None,
                 outputs=[], params=[], flops=None))
             self.ir.add_edge(val.node, val.port, nid, 0)

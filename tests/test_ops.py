@@ -189,3 +189,23 @@ def test_free_dims_conv_arithmetic():
     assert str(res.ir.node("z").outputs[0]) == "[B, 8, (H - 1) // 2 + 1, (W - 1) // 2 + 1]"
     res = nndsl.check(source=src, H=32, W=17)
     assert str(res.ir.node("z").outputs[0]) == "[B, 8, 16, 9]"
+
+
+def test_ellipsis_in_block_inputs_matches_any_leading_axes():
+    src = """
+    import mlp
+    model M {
+      input a: [B, T, 16]
+      input b: [B, 16]
+      output y = MLP(a, 32, 4), z = MLP(b, 32, 4)
+    }
+    """
+    res = nndsl.check(source=src)
+    assert res.ok, [d.message for d in res.diagnostics]
+    outs = [str(res.ir.node(o.node).outputs[0]) for o in res.ir.meta.outputs]
+    assert outs == ["[B, T, 4]", "[B, 4]"]
+    m = nndsl.load(source=src, seed=0)
+    y, z = m(torch.randn(2, 3, 16), torch.randn(2, 16))
+    assert y.shape == (2, 3, 4) and z.shape == (2, 4)
+    bad = nndsl.check(source="model M {\n  input x: [..., 4]\n  output x\n}\n")
+    assert [d.code for d in bad.errors] == ["E0111"]

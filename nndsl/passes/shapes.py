@@ -140,11 +140,28 @@ def _unify(ctx: ShapeContext, node: Node, actual: TensorType) -> None:
     decl = node.span
     inst = node.scope
     block = ctx.ir.meta.instances[inst].block if inst in ctx.ir.meta.instances else "block"
+    k = node.attrs.get("ellipsis")
+    shown = [_show(d) for d in pattern]
+    if k is not None:
+        shown.insert(k, "...")
+        if actual.rank < len(pattern):
+            ctx.sink.add(Diagnostic(
+                code="E0202", message=f"`{block}` expects `{name}` to have at least {len(pattern)} axes, got "
+                f"{actual.rank}-d {actual}", span=arg_span, label=f"this is {actual}",
+                secondary=[Label(span=decl, message=f"declared as [{', '.join(shown)}]")]))
+            return
+        # `...` takes the axes the pattern does not name
+        rest = actual.rank - len(pattern)
+        actual_dims = actual.shape[:k] + actual.shape[k + rest:]
+        middle = actual.shape[k:k + rest]
+        middle_names = actual.axis_names()[k:k + rest]
+        names_all = actual.axis_names()[:k] + actual.axis_names()[k + rest:]
+        actual = TensorType.make(actual_dims, actual.dtype, names_all)
     if len(pattern) != actual.rank:
         ctx.sink.add(Diagnostic(
             code="E0202", message=f"`{block}` expects `{name}` to be {len(pattern)}-d, got {actual.rank}-d {actual}",
             span=arg_span, label=f"this is {actual}",
-            secondary=[Label(span=decl, message=f"declared as [{', '.join(_show(d) for d in pattern)}]")]))
+            secondary=[Label(span=decl, message=f"declared as [{', '.join(shown)}]")]))
         return
     if node.attrs["dtype"] != actual.dtype:
         ctx.sink.add(Diagnostic(code="E0208", message=f"`{block}` expects `{name}` as {node.attrs['dtype']}, got "
@@ -178,7 +195,11 @@ def _unify(ctx: ShapeContext, node: Node, actual: TensorType) -> None:
                                 label=f"this is {actual}", secondary=sec))
         return
     names = [n if n is not None else m for n, m in zip(node.attrs["axes"], actual.axis_names())]
-    node.outputs = [TensorType.make(actual.shape, actual.dtype, names)]
+    shape = list(actual.shape)
+    if k is not None:
+        shape[k:k] = middle
+        names[k:k] = middle_names
+    node.outputs = [TensorType.make(shape, actual.dtype, names)]
 
 
 def _solve_linear(p: Dim, sym: str, d: Dim) -> Dim | None:

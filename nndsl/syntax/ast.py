@@ -40,6 +40,12 @@ class Name(Node):
     id: str
 
 
+class Ellipsis(Node):
+    """`...` in a block input shape: any number of leading (or middle) axes."""
+
+    kind: Literal["ellipsis"] = "ellipsis"
+
+
 class ListExpr(Node):
     kind: Literal["list"] = "list"
     items: list["Expr"]
@@ -120,7 +126,7 @@ class Pipe(Node):
 
 
 Expr = Annotated[
-    Union[Num, Str, Bool, Name, ListExpr, Call, Attr, Index, BinOp, Compare, BoolOp, Not, Neg, Cond,
+    Union[Num, Str, Bool, Name, Ellipsis, ListExpr, Call, Attr, Index, BinOp, Compare, BoolOp, Not, Neg, Cond,
           Repeat, Pipe],
     Field(discriminator="kind"),
 ]

@@ -91,7 +91,7 @@ def _cache_file():
 
 _HUMAN = {
     "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "_NL": "a new line or `;`",
-    "COMP_OP": "a comparison", "MUL_OP": "`*`, `/`, `//`, `%` or `@`",
+    "COMP_OP": "a comparison", "ELLIPSIS": "`...`", "MUL_OP": "`*`, `/`, `//`, `%` or `@`",
     "$END": "the end of the file",
 }
 
@@ -204,7 +204,7 @@ def parse_number(text: str) -> int | float:
     return int(text) * mult
 
 
-_VALUE_TOKENS = {"NAME", "NUMBER", "STRING", "COMP_OP", "PLUS", "MINUS", "MUL_OP"}
+_VALUE_TOKENS = {"NAME", "NUMBER", "STRING", "COMP_OP", "PLUS", "MINUS", "MUL_OP", "ELLIPSIS"}
 
 
 class _Seq(list):
@@ -294,7 +294,8 @@ class _ToAST(Transformer):
                                        shape=list(v[1]), dtype=str(v[2]) if len(v) > 2 else None)
 
     def shape(self, ch):
-        return self._seq(ch, _vals(ch))
+        return self._seq(ch, [A.make(A.Ellipsis, span=_tspan(self.file, c), kind="ellipsis")
+                              if isinstance(c, Token) and c.type == "ELLIPSIS" else c for c in _vals(ch)])
 
     def bind_stmt(self, ch):
         v = _vals(ch)

@@ -21,6 +21,8 @@ def expr(e, prec: int = 0) -> str:
         return "true" if e.value else "false"
     if k == "name":
         return e.id
+    if k == "ellipsis":
+        return "..."
     if k == "list":
         return "[" + ", ".join(expr(x) for x in e.items) + "]"
     if k == "call":
