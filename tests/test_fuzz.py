@@ -17,7 +17,7 @@ SEEDS = [(EXAMPLES / f).read_text() for f in ("mlp.nn", "resnet18.nn", "unet.nn"
 TOKENS = ["(", ")", "[", "]", "{", "}", ",", "=", "|>", "+", "-", "*", "//", "%", "@", "==", "<=", "\n", ";",
           "input", "output", "ensure", "if", "else", "then", "repeat", "as", "block", "model", "import", "true",
           "x", "B", "H", "0", "-1", "3M", "1e-3", "1e999", "99999999999999999999", '"s"', "params", "shape(x)",
-          "relu", "linear", "conv2d", "rearrange", "tie=x", "axes=[H]", "#", "$", "\t", "é", "名"]
+          "relu", "linear", "conv2d", "rearrange", "tie=x", "axes=[H]", "#", "$", "\t", "é", "名", "...", "[..., D]"]
 
 
 def assert_clean(src: str) -> None:
