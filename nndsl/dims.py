@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from contextvars import ContextVar
 from functools import reduce
-from typing import Iterable, Union
+from typing import Union
 
 IntLike = Union[int, "Dim"]
 _ATOM_ORDER = {"s": 0, "f": 1, "m": 2}
@@ -445,7 +445,3 @@ def parse_dim(text: str) -> Dim:
     if peek()[0] != "end":
         raise ValueError(f"cannot read dim expression {text!r}")
     return d
-
-
-def fmt_shape(dims: Iterable[IntLike]) -> str:
-    return "[" + ", ".join(str(d) for d in dims) + "]"

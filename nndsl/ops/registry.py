@@ -196,10 +196,6 @@ def pyval(v) -> str:
     return repr(v)
 
 
-def same_axes(t: TensorType) -> tuple:
-    return t.axis_names()
-
-
 def broadcast(a: TensorType, b: TensorType, what: str) -> TensorType:
     ra, rb = a.shape, b.shape
     n = max(len(ra), len(rb))
