@@ -61,23 +61,12 @@ class Scope:
     file: str
     names: dict[str, Binding] = field(default_factory=dict)
     blocks: dict[str, A.BlockDef] = field(default_factory=dict)
-    parent: "Scope | None" = None  # only for loop variables inside `repeat`
 
     def lookup(self, name: str) -> Binding | None:
-        s: Scope | None = self
-        while s is not None:
-            b = s.names.get(name)
-            if b is not None:
-                return b
-            s = s.parent
-        return None
+        return self.names.get(name)
 
     def all_names(self) -> list[str]:
-        out, s = [], self
-        while s is not None:
-            out += list(s.names)
-            s = s.parent
-        return out
+        return list(self.names)
 
 
 class Elaborator:
@@ -922,7 +911,7 @@ class _Overlay(Scope):
     """A scope that adds loop variables on top of another without copying it."""
 
     def __init__(self, base: Scope, extra: Scope):
-        super().__init__(path=base.path, file=base.file, names=base.names, blocks=base.blocks, parent=None)
+        super().__init__(path=base.path, file=base.file, names=base.names, blocks=base.blocks)
         self._extra = extra
         self._base = base
 

@@ -218,8 +218,7 @@ def _solve_linear(p: Dim, sym: str, d: Dim) -> Dim | None:
 
 
 def _show(d: Dim) -> str:
-    s = str(d)
-    return s.replace("@", "'").split("'")[0] if d.symbol_name() else _strip(s)
+    return _strip(str(d))
 
 
 def _strip(s: str) -> str:
