@@ -314,8 +314,14 @@ class Elaborator:
         ctx.scope.names[st.name] = Binding(TensorVal(nid, 0), st.name_span, "input")
 
     def _bind(self, st: A.Bind, ctx: "_Ctx"):
+        seen: dict[str, Span] = {}
         for n, sp in zip(st.targets, st.target_spans):
             self._check_new(n, ctx.scope, sp)
+            if n in seen:
+                self.fail("E0105", f"`{n}` is defined twice", sp, label="second definition",
+                          secondary=[Label(span=seen[n], message="first defined here")],
+                          help="every binding names a layer; choose a new name")
+            seen[n] = sp
         name = st.targets[0] if len(st.targets) == 1 else "_".join(st.targets)
         v = self.ev(st.value, ctx.scope, name)
         if len(st.targets) == 1:

@@ -2,13 +2,12 @@
 forward code, submodule names that follow the spec's names. Does not import torch itself."""
 from __future__ import annotations
 
-import keyword
-import re
 from dataclasses import dataclass, field
 
 from .. import ops as O
 from ..diagnostics import Abort, Diagnostic
 from ..ir import IR, Instance, Node
+from ..pyemit import comment, getattr_expr, ident, lit, setattr_stmt
 from ..values import decode
 
 HEADER = '''\
@@ -19,18 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 '''
-
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _pyname(s: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9_]", "_", s)
-    if not s or s[0].isdigit():
-        s = "_" + s
-    if keyword.iskeyword(s) or s in ("self", "torch", "nn", "F"):
-        s += "_"
-    return s
-
 
 @dataclass
 class _Tree:
@@ -54,10 +41,11 @@ class _Tree:
 
 
 def module_ref(base: str, path: str) -> str:
+    """The expression for a submodule at a dotted local path: an attribute, then ModuleDict keys."""
     segs = path.split(".")
-    out = f"{base}.{segs[0]}"
+    out = getattr_expr(base, segs[0])
     for s in segs[1:]:
-        out += f'["{s}"]'
+        out += f"[{lit(s)}]"
     return out
 
 
@@ -80,7 +68,7 @@ class Codegen:
         self.class_of: dict[str, str] = {}
         self.classes: list[tuple[str, str]] = []   # (name, source)
         self._by_body: dict[str, str] = {}
-        self._names_used: dict[str, int] = {}
+        self._class_names: set[str] = set()
 
     def generate(self) -> tuple[str, str]:
         """Returns (source, name of the model class)."""
@@ -88,7 +76,7 @@ class Codegen:
         for inst in order:
             self._class_for(inst)
         model_cls = self.class_of[""]
-        src = HEADER.format(file=self.ir.meta.file, model=self.ir.meta.model) + "\n"
+        src = HEADER.format(file=comment(self.ir.meta.file), model=comment(self.ir.meta.model)) + "\n"
         for _name, body in self.classes:
             src += "\n\n" + body + "\n"
         src += _BUILD.format(cls=model_cls)
@@ -107,16 +95,15 @@ class Codegen:
         if body in self._by_body:
             self.class_of[inst.path] = self._by_body[body]
             return
-        base = _pyname(inst.block)
-        k = self._names_used.get(base, 0) + 1
-        self._names_used[base] = k
-        name = base if k == 1 else f"{base}_{k}"
+        name = ident(inst.block, self._class_names)
+        self._class_names.add(name)
         self._by_body[body] = name
         self.class_of[inst.path] = name
         params = decode(inst.params)
         doc = ", ".join(f"{k}={v!r}" for k, v in params.items())
         kind = "model" if not inst.path else "block"
-        src = f"class {name}(nn.Module):\n    \"\"\"{kind} {inst.block}({doc})  [{_relfile(inst.file)}]\"\"\"\n\n" + body
+        docstring = lit(f"{kind} {inst.block}({doc})  [{_relfile(inst.file)}]")
+        src = f"class {name}(nn.Module):\n    {docstring}\n\n" + body
         self.classes.append((name, src))
 
     def _class_body(self, inst: Instance) -> str:
@@ -129,11 +116,7 @@ class Codegen:
         used_vars: set[str] = set()
 
         def new_var(hint: str) -> str:
-            v = _pyname(hint)
-            base, k = v, 1
-            while v in used_vars:
-                k += 1
-                v = f"{base}_{k}"
+            v = ident(hint, used_vars)
             used_vars.add(v)
             return v
 
@@ -177,12 +160,13 @@ class Codegen:
                 if "." in lname:
                     raise Abort(Diagnostic(code="E0304", message=f"a free parameter must be bound to a plain name, "
                                            f"not `{lname}`", span=n.span))
-                shape = ", ".join(str(s) for s in n.params[0].shape)
-                init_extra.append(f"self.{lname} = nn.Parameter(torch.empty({shape}))")
+                shape = ", ".join(lit(s) for s in n.params[0].shape)
+                init_extra.append(setattr_stmt("self", lname, f"nn.Parameter(torch.empty({shape}))"))
                 std = n.attrs["std"]
-                init_extra.append(f"nn.init.normal_(self.{lname}, std={std!r})" if std else f"nn.init.zeros_(self.{lname})")
+                ref = getattr_expr("self", lname)
+                init_extra.append(f"nn.init.normal_({ref}, std={lit(float(std))})" if std else f"nn.init.zeros_({ref})")
                 v = new_var(lname)
-                fwd.append(f"{v} = self.{lname}")
+                fwd.append(f"{v} = {ref}")
                 var[(n.id, 0)] = v
                 continue
             if od is None or od.lower is None:
@@ -249,7 +233,8 @@ class Codegen:
             for p in n.params:
                 if p.tied_to and p.name:
                     tgt_node, tgt_param = p.tied_to.rsplit(".", 1)
-                    out.append(f'self.get_submodule("{n.id}").{p.name} = self.get_submodule("{tgt_node}").{tgt_param}')
+                    out.append(setattr_stmt(f"self.get_submodule({lit(n.id)})", p.name,
+                                            getattr_expr(f"self.get_submodule({lit(tgt_node)})", tgt_param)))
         return out
 
     def _subtree_nodes(self, P: str) -> list[Node]:
@@ -263,15 +248,14 @@ class Codegen:
         return child_paths[s]
 
 
-def _render_tree(t: _Tree, prefix: str = "self.") -> list[str]:
+def _render_tree(t: _Tree, prefix: str = "self") -> list[str]:
     lines = []
     for seg, v in t.items.items():
         if isinstance(v, _Tree):
-            lines.append(f"{prefix}{seg} = nn.ModuleDict({{")
-            lines += ["    " + l for l in _render_dict(v)]
-            lines.append("})")
+            body = "\n".join(["nn.ModuleDict({"] + ["    " + l for l in _render_dict(v)] + ["})"])
+            lines += setattr_stmt(prefix, seg, body).split("\n")
         else:
-            lines.append(f"{prefix}{seg} = {v}")
+            lines.append(setattr_stmt(prefix, seg, v))
     return lines
 
 
@@ -279,11 +263,11 @@ def _render_dict(t: _Tree) -> list[str]:
     lines = []
     for seg, v in t.items.items():
         if isinstance(v, _Tree):
-            lines.append(f'"{seg}": nn.ModuleDict({{')
+            lines.append(f"{lit(seg)}: nn.ModuleDict({{")
             lines += ["    " + l for l in _render_dict(v)]
             lines.append("}),")
         else:
-            lines.append(f'"{seg}": {v},')
+            lines.append(f"{lit(seg)}: {v},")
     return lines
 
 

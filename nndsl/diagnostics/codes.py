@@ -25,6 +25,11 @@ never closed, or an unfinished expression. The diagnostic points at the end of t
     "E0003": Code("unexpected character", """\
 The lexer met a character that starts no token of `.nn`: for example `$`, a backtick, or a string
 that is never closed. Comments start with `#`; strings use double quotes."""),
+    "E0004": Code("invalid literal", """\
+A number or string literal cannot be read: an integer beyond 2**62 (nndsl's largest), a malformed
+number, or a string escape that is unknown (`\\q`), incomplete (`\\x4`, `\\u12`) or names no
+character (`\\N{nope}`). Escapes are `\\\\`, `\\"`, `\\n`, `\\t`, `\\r`, `\\xHH`, `\\uHHHH`,
+`\\UHHHHHHHH` and `\\N{name}`. A float literal too large for a float is infinity (`1e999`)."""),
     # -- names and structure -------------------------------------------------------------------
     "E0101": Code("unknown name", """\
 A name was used that is not a parameter, a dim, a binding or an input in scope. Bindings are visible
@@ -76,6 +81,11 @@ use parameters and literals, not dims that are bound only by input shapes or ten
     "E0116": Code("recursive block", """\
 A block instantiates itself, directly or through other blocks. Blocks are unrolled at compile time,
 so recursion would never end; use `repeat` instead."""),
+    "E0117": Code("name reserved by PyTorch", """\
+A binding that becomes a layer (it owns parameters or a module) or a block instance is named after an
+attribute of `torch.nn.Module` (`training`, `forward`, `parameters`, `to`, `eval`, ...). PyTorch
+cannot register a submodule under such a name: the compiled module would break. Rename the binding;
+other bindings (activations, arithmetic) may use any name."""),
     # -- shapes ----------------------------------------------------------------------------------
     "E0201": Code("shape mismatch", """\
 Two tensors that must agree in shape do not: the operands of an elementwise operation that cannot

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..dims import Dim
-from .registry import Attr, Lowered, OpDef, OpError, need_float, prod, register
+from .registry import pyval, Attr, Lowered, OpDef, OpError, need_float, prod, register
 
 
 def _same(ins, a, facts):
@@ -23,7 +23,7 @@ def _act(name, call, attrs=(), flops_per=1, aliases=(), doc="", check=None, inpl
 
 _ip = lambda c: ", inplace=True" if c.inplace else ""  # noqa: E731
 _act("relu", lambda c: f"F.relu({c.args[0]}{_ip(c)})", doc="max(0, x)", inplace=True)
-_act("leaky_relu", lambda c: f"F.leaky_relu({c.args[0]}, {c.a['slope']!r}{_ip(c)})",
+_act("leaky_relu", lambda c: f"F.leaky_relu({c.args[0]}, {pyval(c.a['slope'])}{_ip(c)})",
      attrs=(Attr("slope", "float", 0.01),), flops_per=2, doc="max(0, x) + slope * min(0, x)", inplace=True)
 
 
@@ -46,10 +46,10 @@ _act("gelu", _gelu, attrs=(Attr("approximate", "str", "none", choices=("none", "
 _act("silu", lambda c: f"F.silu({c.args[0]})", flops_per=4, aliases=("swish",), doc="x * sigmoid(x)")
 _act("tanh", lambda c: f"torch.tanh({c.args[0]})", flops_per=4, doc="Hyperbolic tangent.")
 _act("sigmoid", lambda c: f"torch.sigmoid({c.args[0]})", flops_per=4, doc="1 / (1 + exp(-x))")
-_act("softplus", lambda c: f"F.softplus({c.args[0]}, beta={c.a['beta']!r}, threshold={c.a['threshold']!r})",
+_act("softplus", lambda c: f"F.softplus({c.args[0]}, beta={pyval(c.a['beta'])}, threshold={pyval(c.a['threshold'])})",
      attrs=(Attr("beta", "float", 1.0), Attr("threshold", "float", 20.0)), flops_per=4,
      doc="log(1 + exp(beta x)) / beta, linear above `threshold`.")
-_act("elu", lambda c: f"F.elu({c.args[0]}, alpha={c.a['alpha']!r})", attrs=(Attr("alpha", "float", 1.0),),
+_act("elu", lambda c: f"F.elu({c.args[0]}, alpha={pyval(c.a['alpha'])})", attrs=(Attr("alpha", "float", 1.0),),
      flops_per=4, doc="x for x > 0, alpha (exp(x) - 1) otherwise.")
 
 
@@ -99,7 +99,7 @@ def _dropout_check(a):
 register(OpDef(
     name="dropout", inputs=("x",), attrs=(Attr("p", "float", 0.5),), infer=_identity_infer,
     flops=lambda ins, outs, a: prod(ins[0].shape),
-    lower=lambda c: Lowered(None, f"F.dropout({c.args[0]}, p={c.a['p']!r}, training=self.training)"
+    lower=lambda c: Lowered(None, f"F.dropout({c.args[0]}, p={pyval(c.a['p'])}, training=self.training)"
                             if c.a["p"] > 0 else c.args[0]),
     traits=frozenset({"pointwise", "parameter_free", "shape_preserving"}), check_attrs=_dropout_check,
     glyph="drop", doc="Zero elements with probability p during training.",

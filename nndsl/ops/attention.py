@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..types import TensorType
-from .registry import Attr, Lowered, OpDef, OpError, need_float, prod, register
+from .registry import pyval, Attr, Lowered, OpDef, OpError, need_float, prod, register
 
 
 def _infer(ins, a, facts):
@@ -28,9 +28,9 @@ def _lower(c):
     if c.a["causal"]:
         kw.append("is_causal=True")
     if c.a["dropout"]:
-        kw.append(f"dropout_p={c.a['dropout']!r} if self.training else 0.0")
+        kw.append(f"dropout_p={pyval(c.a['dropout'])} if self.training else 0.0")
     if c.a["scale"] is not None:
-        kw.append(f"scale={c.a['scale']!r}")
+        kw.append(f"scale={pyval(c.a['scale'])}")
     extra = (", " + ", ".join(kw)) if kw else ""
     return Lowered(None, f"F.scaled_dot_product_attention({', '.join(c.args)}{extra})")
 

@@ -113,7 +113,7 @@ def _make_conv(nd: int):
         if not c.a["bias"]:
             parts.append("bias=False")
         if c.a["padding_mode"] != "zeros":
-            parts.append(f"padding_mode={c.a['padding_mode']!r}")
+            parts.append(f"padding_mode={pyval(c.a['padding_mode'])}")
         return Lowered(f"{cls}({', '.join(parts)})", f"{c.m}({c.args[0]})")
 
     register(OpDef(

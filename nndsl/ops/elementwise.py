@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from .registry import Attr, Lowered, OpDef, OpError, broadcast, prod, register
+from .registry import pyval, Attr, Lowered, OpDef, OpError, broadcast, prod, register
 
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 
@@ -24,7 +24,7 @@ def _make(name: str):
 
     def lower(c):
         if c.a["scalar"] is not None:
-            s = repr(c.a["scalar"])
+            s = pyval(c.a["scalar"])
             return Lowered(None, f"({s} {sym} {c.args[0]})" if c.a["reverse"] else f"({c.args[0]} {sym} {s})")
         return Lowered(None, f"({c.args[0]} {sym} {c.args[1]})")
 

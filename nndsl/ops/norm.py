@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..types import TensorType
-from .registry import Attr, Lowered, OpDef, OpError, ParamSpec, concrete, need_float, need_rank, prod, register
+from .registry import pyval, Attr, Lowered, OpDef, OpError, ParamSpec, concrete, need_float, need_rank, prod, register
 
 
 def _same(ins, a, facts):
@@ -30,9 +30,9 @@ def _bn(nd: int, ranks):
         ch = c.ins[0].shape[1].value
         kw = ""
         if c.a["eps"] != 1e-5:
-            kw += f", eps={c.a['eps']!r}"
+            kw += f", eps={pyval(c.a['eps'])}"
         if c.a["momentum"] != 0.1:
-            kw += f", momentum={c.a['momentum']!r}"
+            kw += f", momentum={pyval(c.a['momentum'])}"
         if not c.a["affine"]:
             kw += ", affine=False"
         return Lowered(f"nn.BatchNorm{nd}d({ch}{kw})", f"{c.m}({c.args[0]})")
@@ -71,10 +71,10 @@ def _ln_params(ins, a):
 
 def _ln_lower(c):
     shape = _ln_shape(c.ins, c.a)
-    s = str(shape[0]) if len(shape) == 1 else repr(shape)
+    s = str(shape[0]) if len(shape) == 1 else pyval(shape)
     kw = ""
     if c.a["eps"] != 1e-5:
-        kw += f", eps={c.a['eps']!r}"
+        kw += f", eps={pyval(c.a['eps'])}"
     if not c.a["affine"]:
         kw += ", elementwise_affine=False"
     elif not c.a["bias"]:
@@ -99,7 +99,7 @@ def _rms_params(ins, a):
 
 def _rms_lower(c):
     d = c.ins[0].shape[-1].value
-    kw = f", eps={c.a['eps']!r}" if c.a["eps"] is not None else ""
+    kw = f", eps={pyval(c.a['eps'])}" if c.a["eps"] is not None else ""
     if not c.a["affine"]:
         kw += ", elementwise_affine=False"
     return Lowered(f"nn.RMSNorm({d}{kw})", f"{c.m}({c.args[0]})")
@@ -134,7 +134,7 @@ register(OpDef(
     infer=_gn_infer, params=_gn_params, flops=lambda ins, outs, a: 5 * prod(ins[0].shape),
     lower=lambda c: Lowered(
         f"nn.GroupNorm({c.a['groups']}, {c.ins[0].shape[1].value}"
-        + (f", eps={c.a['eps']!r}" if c.a["eps"] != 1e-5 else "")
+        + (f", eps={pyval(c.a['eps'])}" if c.a["eps"] != 1e-5 else "")
         + (", affine=False" if not c.a["affine"] else "") + ")", f"{c.m}({c.args[0]})"),
     traits=frozenset({"norm", "weighted", "shape_preserving"}), glyph="GN",
     check_attrs=lambda a: None if a["groups"] > 0 else (_ for _ in ()).throw(

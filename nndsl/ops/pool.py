@@ -100,7 +100,7 @@ def _up_infer(ins, a, facts):
 
 def _up_lower(c):
     kw = [f"size={pyval(c.a['size'])}"] if c.a["size"] is not None else [f"scale_factor={pyval(c.a['scale'])}"]
-    kw.append(f"mode={c.a['mode']!r}")
+    kw.append(f"mode={pyval(c.a['mode'])}")
     if c.a["mode"] in ("bilinear", "bicubic", "linear", "trilinear"):
         kw.append(f"align_corners={c.a['align_corners']}")
     return Lowered(None, f"F.interpolate({c.args[0]}, {', '.join(kw)})")

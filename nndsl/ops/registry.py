@@ -187,13 +187,17 @@ def tup(v, n: int) -> tuple:
 
 
 def pyval(v) -> str:
-    """A python literal for an attribute value."""
+    """A Python literal for an attribute value (through `pyemit.lit`, the one door for spec values)."""
+    from ..pyemit import lit
+
     if isinstance(v, Dim):
-        return str(v.value) if v.is_const else repr(str(v))
+        if not v.is_const:
+            raise OpError("E0203", f"the value `{v}` is only known at run time here")
+        return str(v.value)
     if isinstance(v, (list, tuple)):
         inner = ", ".join(pyval(x) for x in v)
         return f"({inner},)" if len(v) == 1 else f"({inner})"
-    return repr(v)
+    return lit(v)
 
 
 def broadcast(a: TensorType, b: TensorType, what: str) -> TensorType:

@@ -560,7 +560,7 @@ def _einsum_infer(ins, a, facts):
 register(OpDef(
     name="einsum", inputs=("xs*",), attrs=(Attr("equation", "str"),), infer=_einsum_infer,
     flops=lambda ins, outs, a: 2 * prod(_einsum_sizes(ins, a["equation"])[2].values()),
-    lower=lambda c: Lowered(None, f"torch.einsum({c.a['equation']!r}, {', '.join(c.args)})"),
+    lower=lambda c: Lowered(None, f"torch.einsum({pyval(c.a['equation'])}, {', '.join(c.args)})"),
     traits=frozenset({"parameter_free", "contraction"}), glyph="einsum",
     doc='Einstein summation: einsum("bhqd,bhkd->bhqk", q, k).',
 ))

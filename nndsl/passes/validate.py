@@ -6,11 +6,40 @@ import networkx as nx
 from .. import ops as O
 from ..diagnostics import Sink
 from ..ir import IR
+from ..pyemit import reserved_by_torch
+
+
+def owns_module(op: str) -> bool:
+    """The node becomes an attribute of its block's module (a submodule or a parameter)."""
+    od = O.get(op)
+    return od is not None and bool(od.traits & {"weighted", "pool"})
+
+
+def _reserved(sink: Sink, name: str, what: str, span) -> None:
+    sink.error("E0117", f"`{name}` cannot name {what}: PyTorch reserves it", span,
+               label=f"`{name}` is an attribute of every torch.nn.Module",
+               help=f"rename it, e.g. `{name}_` or `{name}_layer`")
+
+
+def check_names(ir: IR, sink: Sink) -> None:
+    """Names that become module attributes must be ones PyTorch accepts (state-dict keys keep them)."""
+    for n in ir.nodes():
+        if owns_module(n.op):
+            seg = (n.local or n.id).split(".")[0]
+            if reserved_by_torch(seg):
+                _reserved(sink, seg, "a layer", n.span)
+    for path, inst in ir.meta.instances.items():
+        if path:
+            parent = inst.parent or ""
+            seg = path[len(parent) + 1:].split(".")[0] if parent else path.split(".")[0]
+            if reserved_by_torch(seg):
+                _reserved(sink, seg, "a block instance", inst.span)
 
 
 def validate(ir: IR, sink: Sink) -> None:
     if not nx.is_directed_acyclic_graph(ir.g):
         sink.error("E9999", "internal compiler error: the elaborated graph has a cycle")
+    check_names(ir, sink)
     if not ir.meta.outputs:
         return
     for o in ir.meta.outputs:

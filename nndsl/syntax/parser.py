@@ -26,31 +26,56 @@ class _NestingTooDeep(Exception):
         self.token = token
 
 
+class _LexState:
+    """What the post-lexer knows while a parse runs; error recovery reads and resets it."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self, max_nesting: int = MAX_NESTING) -> None:
+        self.max_nesting = max_nesting
+        self.open_before = ""       # innermost open bracket before the last token handed to the parser
+        self.open_since = 0         # the line of the outermost bracket still open then (0: none)
+        self.resume_prev = None     # after a recovery: the token the statement boundary logic resumes from
+        self.resuming = False
+
+
+_LEX = _LexState()
+
+
 class _PostLex:
     """Turns raw newlines into statement separators (see the comment atop the grammar)."""
 
     always_accept = ("_NL",)
 
     def process(self, stream):
-        depth = 0
+        st = _LEX
+        opened: list[Token] = []
         prev = None
+        if st.resuming:
+            prev, st.resuming, st.resume_prev = st.resume_prev, False, None
         pending = None
         for tok in stream:
             if tok.type == "_NL":
-                if depth == 0 and prev is not None and prev.value not in _CONTINUE_AFTER:
+                if not opened and prev is not None and prev.value not in _CONTINUE_AFTER:
                     pending = pending or tok
                 continue
             if pending is not None:
                 if tok.value not in _CONTINUE_BEFORE:
+                    st.open_before, st.open_since = "", 0
                     yield pending
                 pending = None
             v = tok.value
+            if opened:
+                st.open_before, st.open_since = opened[-1].value, opened[0].line
+            else:
+                st.open_before, st.open_since = "", 0
             if v in _OPEN:
-                depth += 1
-                if depth > MAX_NESTING:
+                opened.append(tok)
+                if len(opened) > st.max_nesting:
                     raise _NestingTooDeep(tok)
-            elif v in _CLOSE:
-                depth = max(0, depth - 1)
+            elif v in _CLOSE and opened:
+                opened.pop()
             yield tok
             prev = tok
 
@@ -70,23 +95,41 @@ def _lark() -> Lark:
 
 
 def _cache_file():
-    """Lark caches its grammar analysis (about 70 ms) in a file keyed by the grammar's hash; a fresh
-    process then starts faster. Where no writable cache directory exists, it is simply not used."""
+    """Lark caches its grammar analysis (about 70 ms) as a pickle keyed by the grammar's hash; a fresh
+    process then starts faster. Unpickling runs code, so the cache lives only in a per-user directory
+    that this user owns and nobody else can write: created 0700, refused when it (or the file) is a
+    symlink, owned by someone else, or writable by group or others. Otherwise no cache is used; there is
+    no shared fallback location."""
     import hashlib
     import os
-    import tempfile
+    import stat
 
+    if os.environ.get("NNDSL_NO_CACHE") or not hasattr(os, "getuid"):
+        return False
     text = grammar_path().read_bytes()
     digest = hashlib.sha256(text).hexdigest()[:16]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    for d in (os.path.join(base, "nndsl"), os.path.join(tempfile.gettempdir(), "nndsl-cache")):
+    d = os.path.join(base, "nndsl")
+    uid = os.getuid()
+    try:
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        st = os.lstat(d)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+            return False
+        if st.st_mode & 0o077:  # ours, but opened up: close it again before trusting its contents
+            os.chmod(d, 0o700)
+            if os.lstat(d).st_mode & 0o077:
+                return False
+        f = os.path.join(d, f"grammar-{digest}.lark.cache")
         try:
-            os.makedirs(d, exist_ok=True)
-            if os.access(d, os.W_OK):
-                return os.path.join(d, f"grammar-{digest}.lark.cache")
-        except OSError:
-            continue
-    return False
+            fst = os.lstat(f)
+        except FileNotFoundError:
+            return f
+        if not stat.S_ISREG(fst.st_mode) or fst.st_uid != uid or fst.st_mode & 0o022:
+            return False
+        return f
+    except OSError:
+        return False
 
 
 _HUMAN = {
@@ -137,13 +180,12 @@ def _found(tok: Token) -> str:
 
 
 def _eof_span(file: str, text: str) -> Span:
-    lines = text.splitlines() or [""]
-    if text.endswith("\n"):
-        return Span(file=file, line=len(lines) + 1, col=1, end_line=len(lines) + 1, end_col=1)
-    return Span(file=file, line=len(lines), col=len(lines[-1]) + 1, end_line=len(lines), end_col=len(lines[-1]) + 2)
+    n = text.count("\n") + 1
+    last = text[text.rfind("\n") + 1:]
+    return Span(file=file, line=n, col=len(last) + 1, end_line=n, end_col=len(last) + 2)
 
 
-def _syntax_error(e: UnexpectedInput, file: str, text: str) -> Diagnostic:
+def _syntax_error(e: UnexpectedInput, file: str, text: str, in_bracket: str = "") -> Diagnostic:
     if isinstance(e, UnexpectedCharacters):
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
         span = Span(file=file, line=e.line, col=e.column, end_line=e.line, end_col=e.column + 1)
@@ -166,8 +208,6 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str) -> Diagnostic:
     if tok.type == "_NL":
         end = col + 1
     span = Span(file=file, line=line, col=col, end_line=line, end_col=max(end, col + 1))
-    before = text.split("\n")[: line - 1] + [text.split("\n")[line - 1][: col - 1]] if line >= 1 else []
-    in_bracket = _open_brackets(before)
     d = Diagnostic(code="E0001", message=f"unexpected {_found(tok)}", span=span,
                    label=f"expected {_describe_expected(expected, in_bracket)}")
     if tok.type in ("NAME", "NUMBER", "STRING") and in_bracket and "COMMA" in expected:  # noqa: SIM102
@@ -189,19 +229,38 @@ def _tspan(file: str, tok: Token) -> Span:
 
 
 _SUFFIX = {"k": 10**3, "M": 10**6, "G": 10**9, "B": 10**9}
+MAX_INT = 2 ** 62
+_NUMBER = re.compile(r"((\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?)[kMGB]?")
+
+
+class NumberError(ValueError):
+    """A number literal that is malformed or beyond what nndsl represents."""
 
 
 def parse_number(text: str) -> int | float:
+    """A number literal (`3`, `1.5k`, `1e-3`, `3M`). Integers beyond 2**62 and integer-valued literals that
+    overflow are refused (NumberError); `1e999` is a float infinity, as in Python."""
+    text = text.strip()
+    if not _NUMBER.fullmatch(text) or len(text) > 400:
+        raise NumberError(f"`{text[:40]}` is not a number" if text else "empty number")
     mult = 1
     if text[-1] in _SUFFIX:
         mult = _SUFFIX[text[-1]]
         text = text[:-1]
     if any(c in text for c in ".eE"):
         v = float(text) * mult
-        if mult != 1 and v == int(v):
-            return int(v)
+        if mult != 1 and v == v and abs(v) != float("inf") and v == int(v):
+            v = int(v)
+            if v > MAX_INT:
+                raise NumberError(f"{text}{'' if mult == 1 else ''} is beyond the largest integer, 2**62")
         return v
-    return int(text) * mult
+    digits = text.lstrip("0") or "0"
+    if len(digits) > 19:
+        raise NumberError("an integer literal beyond 2**62")
+    v = int(digits) * mult
+    if v > MAX_INT:
+        raise NumberError("an integer literal beyond 2**62")
+    return v
 
 
 _VALUE_TOKENS = {"NAME", "NUMBER", "STRING", "COMP_OP", "PLUS", "MINUS", "MUL_OP", "ELLIPSIS"}
@@ -236,6 +295,7 @@ class _ToAST(Transformer):
     def __init__(self, file: str):
         super().__init__()
         self.file = file
+        self.errors: list[Diagnostic] = []   # literal errors: reported, and the parse goes on
 
     def _s(self, ch) -> Span:
         (l1, c1), (l2, c2) = _start(ch[0]), _end(ch[-1])
@@ -387,10 +447,27 @@ class _ToAST(Transformer):
         return A.make(A.Index, span=self._s(ch), value=v[0], index=v[1])
 
     def number(self, ch):
-        return A.make(A.Num, span=self._s(ch), value=parse_number(str(ch[0])), text=str(ch[0]))
+        span = self._s(ch)
+        try:
+            value = parse_number(str(ch[0]))
+        except NumberError as e:
+            self.errors.append(Diagnostic(code="E0004", message=f"invalid number: {e}", span=span,
+                                          label="this literal", help="integers may be at most 2**62"))
+            value = 0
+        return A.make(A.Num, span=span, value=value, text=str(ch[0]))
 
     def string(self, ch):
-        return A.make(A.Str, span=self._s(ch), value=_unquote(ch[0]))
+        tok = ch[0]
+        try:
+            value = _unquote(tok)
+        except _EscapeError as e:
+            col = tok.column + 1 + e.offset
+            span = A.make(Span, file=self.file, line=tok.line, col=col, end_line=tok.line, end_col=col + e.length)
+            self.errors.append(Diagnostic(code="E0004", message=f"invalid escape `{e.text}` in a string", span=span,
+                                          label=e.reason,
+                                          help='escapes are \\\\, \\", \\n, \\t, \\r, \\xHH, \\uHHHH, \\UHHHHHHHH and \\N{name}'))
+            value = ""
+        return A.make(A.Str, span=self._s(ch), value=value)
 
     def true(self, ch):
         return A.make(A.Bool, span=self._s(ch), value=True)
@@ -411,75 +488,147 @@ class _ToAST(Transformer):
 _TRANSFORMER = _ToAST("<string>")  # held by the parser; the file name is set per parse
 
 
+class _EscapeError(Exception):
+    def __init__(self, text: str, offset: int, reason: str):
+        self.text, self.offset, self.length, self.reason = text, offset, max(1, len(text)), reason
+
+
+_SIMPLE_ESC = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t", "r": "\r", "0": "\0", "a": "\a", "b": "\b",
+               "f": "\f", "v": "\v"}
+_HEX = {"x": 2, "u": 4, "U": 8}
+
+
 def _unquote(tok) -> str:
+    """The value of a string literal. Escapes are decoded here, by hand, so that a malformed one is a
+    diagnostic at its column (never a codec error)."""
     s = str(tok)[1:-1]
-    if "\\" in s:
-        s = s.encode("latin-1", "backslashreplace").decode("unicode_escape")
-    return s
+    if "\\" not in s:
+        return s
+    out, i, n = [], 0, len(s)
+    while i < n:
+        c = s[i]
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        e = s[i + 1] if i + 1 < n else ""
+        if e in _SIMPLE_ESC:
+            out.append(_SIMPLE_ESC[e])
+            i += 2
+        elif e in _HEX:
+            k = _HEX[e]
+            digits = s[i + 2:i + 2 + k]
+            if len(digits) != k or any(d not in "0123456789abcdefABCDEF" for d in digits):
+                raise _EscapeError(s[i:i + 2 + k], i, f"`\\{e}` needs {k} hex digits")
+            cp = int(digits, 16)
+            if cp > 0x10FFFF or 0xD800 <= cp <= 0xDFFF:
+                raise _EscapeError(s[i:i + 2 + k], i, "not a Unicode scalar value")
+            out.append(chr(cp))
+            i += 2 + k
+        elif e == "N":
+            import unicodedata
+
+            end = s.find("}", i)
+            if i + 2 >= n or s[i + 2] != "{" or end < 0:
+                raise _EscapeError(s[i:i + 3], i, "`\\N` needs a name in braces: `\\N{GREEK SMALL LETTER ALPHA}`")
+            try:
+                out.append(unicodedata.lookup(s[i + 3:end]))
+            except KeyError:
+                raise _EscapeError(s[i:end + 1], i, "no character has this name") from None
+            i = end + 1
+        else:
+            raise _EscapeError(s[i:i + 2], i, "unknown escape")
+    return "".join(out)
 
 
 def parse_text(text: str, file: str = "<string>") -> A.Module:
-    """Parse `.nn` source. Raises Abort carrying a Diagnostic on a syntax error."""
-    try:
-        _TRANSFORMER.file = file
-        return _lark().parse(text)
-    except UnexpectedInput as e:
-        raise Abort(_syntax_error(e, file, text)) from None
-    except _NestingTooDeep as e:
-        raise Abort(Diagnostic(code="E0112", message=f"brackets nested more than {MAX_NESTING} deep",
-                               span=_tspan(file, e.token), label="nesting limit reached here")) from None
-    except VisitError as e:
-        if isinstance(e.orig_exc, Abort):
-            raise e.orig_exc from None
-        raise
-    except RecursionError:
-        raise Abort(Diagnostic(code="E0112", message="expression nested too deeply",
-                               span=Span(file=file, line=1, col=1, end_line=1, end_col=2))) from None
+    """Parse `.nn` source. Raises Abort carrying the first Diagnostic on a syntax error."""
+    mod, diags = parse_recovering(text, file, max_errors=1)
+    if diags:
+        raise Abort(diags[0])
+    assert mod is not None
+    return mod
 
 
 MAX_SYNTAX_ERRORS = 10
 
 
-def parse_recovering(text: str, file: str = "<string>") -> tuple[A.Module | None, list[Diagnostic]]:
-    """Parse, reporting every independent syntax error: after an error, the offending line is blanked
-    (positions are kept) and the text parsed again. It stops where recovery would guess: inside an open
-    bracket, on a line with a brace, at the end of the file, or after MAX_SYNTAX_ERRORS."""
+def parse_recovering(text: str, file: str = "<string>", max_errors: int = MAX_SYNTAX_ERRORS,
+                     max_nesting: int = MAX_NESTING) -> tuple[A.Module | None, list[Diagnostic]]:
+    """Parse, reporting every independent syntax error in one pass. After an error the parser drops the
+    statement it was in (popping the LALR stack back to the last statement boundary), skips to the end
+    of the line and resumes. It stops where recovery would guess: inside an open bracket, on a line with a
+    brace, at the end of the file, or after `max_errors`. The cost is one parse plus one line per error."""
     diags: list[Diagnostic] = []
-    cur = text
-    while True:
-        try:
-            mod = parse_text(cur, file)
-            return (mod if not diags else None), diags
-        except Abort as e:
-            d = e.diagnostic
-            diags.append(d)
-            if len(diags) >= MAX_SYNTAX_ERRORS or not _recoverable(d):
-                return None, diags
-            lines = cur.split("\n")
-            i = d.span.line - 1
-            if not 0 <= i < len(lines) or any(c in lines[i] for c in "{}") or _open_brackets(lines[:i]):
-                return None, diags
-            lines[i] = " " * len(lines[i])
-            cur = "\n".join(lines)
+    seen: set[int] = set()
+    _TRANSFORMER.file = file
+    _TRANSFORMER.errors = []
+    _LEX.reset(max_nesting)
+
+    def on_error(e: UnexpectedInput) -> bool:
+        seen.add(id(e))
+        d = _syntax_error(e, file, text, _LEX.open_before)
+        diags.append(d)
+        line = getattr(getattr(e, "token", None), "line", None) or getattr(e, "line", 0)
+        if len(diags) + len(_TRANSFORMER.errors) >= max_errors or (_LEX.open_since and _LEX.open_since != line):
+            return False  # inside a bracket opened on an earlier line: where the statement ends is a guess
+        return _recover(e, text)
+
+    mod = None
+    try:
+        mod = _lark().parse(text, on_error=on_error)
+    except UnexpectedInput as e:
+        if id(e) not in seen:
+            diags.append(_syntax_error(e, file, text, _LEX.open_before))
+    except _NestingTooDeep as e:
+        diags.append(Diagnostic(code="E0112", message=f"brackets nested more than {max_nesting} deep",
+                                span=_tspan(file, e.token), label="nesting limit reached here",
+                                help="split the expression into several bindings"))
+    except VisitError as e:
+        if not isinstance(e.orig_exc, Abort):
+            raise
+        diags.append(e.orig_exc.diagnostic)
+    except Abort as e:
+        diags.append(e.diagnostic)
+    diags = sorted(diags + _TRANSFORMER.errors, key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
+    diags = diags[:max(1, max_errors)]
+    return (mod if not diags else None), diags
 
 
-def _recoverable(d: Diagnostic) -> bool:
-    return d.code in ("E0001", "E0003") and d.span is not None
+def _recover(e: UnexpectedInput, text: str) -> bool:
+    tok = getattr(e, "token", None)
+    if isinstance(e, UnexpectedEOF) or (tok is not None and tok.type == "$END"):
+        return False
+    pos = tok.start_pos if tok is not None else e.pos_in_stream
+    if pos is None or e.interactive_parser is None:
+        return False
+    start = text.rfind("\n", 0, pos) + 1
+    eol = text.find("\n", pos)
+    eol = len(text) if eol < 0 else eol
+    line_text = _STRINGS_COMMENTS.sub("", text[start:eol])
+    if "{" in line_text or "}" in line_text:
+        return False
+    ip = e.interactive_parser
+    ps = ip.parser_state
+    vs, ss = ps.value_stack, ps.state_stack
+    while vs and not (isinstance(vs[-1], Token) and vs[-1].type in ("_NL", "LBRACE")):
+        vs.pop()
+        ss.pop()
+    if vs and vs[-1].type == "_NL":
+        vs.pop()
+        ss.pop()
+        prev = Token("NAME", "_")        # a statement ended here: the next newline separates
+    else:
+        prev = vs[-1] if vs else None    # after `{` or at the top of the file: newlines are dropped
+    lc = ip.lexer_thread.state.line_ctr
+    lc.char_pos, lc.line_start_pos = eol, start
+    lc.line = text.count("\n", 0, start) + 1 if tok is None or tok.line is None else tok.line
+    lc.column = eol - start + 1
+    _LEX.resuming, _LEX.resume_prev = True, prev
+    return True
 
 
 _STRINGS_COMMENTS = re.compile(r'"([^"\\\n]|\\.)*"|#[^\n]*')
-
-
-def _open_brackets(lines: list[str]) -> str:
-    """The innermost `(` or `[` opened on these lines and still open ("" when none)."""
-    stack: list[str] = []
-    for line in lines:
-        for ch in _STRINGS_COMMENTS.sub("", line):
-            if ch in "([":
-                stack.append(ch)
-            elif ch in ")]" and stack:
-                stack.pop()
-    return stack[-1] if stack else ""
 
 
 def parse_file(path: str | Path) -> A.Module:
