@@ -37,7 +37,7 @@ def _report(res: CheckResult, fmt: str = "text") -> None:
     if fmt == "json":
         return
     if res.diagnostics:
-        typer.echo(render_all(res.diagnostics, res.sources, color=_color()), err=True, nl=False)
+        typer.echo(render_all(res.diagnostics, res.sources, color=_color(), omitted=res.omitted), err=True, nl=False)
 
 
 def _load(file: Path, model: Optional[str], dim: Optional[List[str]], fmt: str = "text") -> CheckResult:

@@ -12,7 +12,8 @@ from typing import Any, Callable
 from .diagnostics import Abort, Diagnostic, NNDSLError, Sink
 from .elaborate import Elaborator, Reported
 from .ir import IR, ModelOutput
-from .loader import Loader, Program
+from .limits import DEFAULT, Limits
+from .loader import Loader, Program, file_span
 from .passes.ensures import check_ensures
 from .passes.shapes import infer_shapes
 from .passes.validate import validate
@@ -24,6 +25,7 @@ class CheckResult:
     diagnostics: list[Diagnostic]
     ir: IR | None
     sources: dict[str, str] = field(default_factory=dict)
+    omitted: dict[str, int] = field(default_factory=dict)   # diagnostics beyond the caps, counted
 
     @property
     def ok(self) -> bool:
@@ -35,7 +37,7 @@ class CheckResult:
 
     def raise_for_errors(self) -> "CheckResult":
         if not self.ok:
-            raise NNDSLError(self.errors or self.diagnostics, self.sources)
+            raise NNDSLError(self.errors or self.diagnostics, self.sources, self.omitted)
         return self
 
 
@@ -58,31 +60,39 @@ def _pick_model(prog: Program, model: str | None, sink: Sink) -> A.BlockDef | No
             return bd
         names = [m.name for m in models] + [n for n in prog.blocks if n not in {m.name for m in models}]
         sug = difflib.get_close_matches(model, names, n=1)
-        sink.error("E0110", f"no model named `{model}` in {prog.root}",
+        sink.error("E0110", f"no model named `{model}` in {prog.root}", file_span(prog.root),
                    help=f"did you mean `{sug[0]}`?" if sug else
                    (f"models here: {', '.join(m.name for m in models)}" if models else None))
         return None
     if len(models) == 1:
         return models[0]
     if not models:
-        sink.error("E0110", f"{prog.root} defines no model",
+        sink.error("E0110", f"{prog.root} defines no model", file_span(prog.root),
                    help="declare one with `model Name { ... }`, or pick a block with `-m NAME`")
         return None
-    sink.error("E0110", f"{prog.root} defines {len(models)} models; choose one",
+    sink.error("E0110", f"{prog.root} defines {len(models)} models; choose one", models[1].name_span,
+               label="a second model",
                help=f"pass `-m NAME` (or model=...): {', '.join(m.name for m in models)}")
     return None
 
 
 def _coerce_cli(value: Any, typ: str):
+    """A `--dim` value as the parameter's type. Raises ValueError (reported as E0305) when it is not one."""
     if not isinstance(value, str):
         return value
     v = value.strip()
     if typ in ("int", "float", "dims") or typ == "":
         from .syntax.parser import parse_number
         if typ == "dims":
-            return [int(x) for x in v.strip("[]").split(",") if x.strip()]
+            return [_coerce_cli(x, "int") for x in v.strip("[]").split(",") if x.strip()]
         n = parse_number(v)
-        return float(n) if typ == "float" else n
+        if typ == "float":
+            return float(n)
+        if isinstance(n, float):
+            if not n.is_integer():
+                raise ValueError(v)
+            n = int(n)
+        return n
     if typ == "bool":
         if v.lower() in ("true", "1", "yes"):
             return True
@@ -106,41 +116,44 @@ def _no_gc():
 
 
 def check(path: str | Path | None = None, *, source: str | None = None, model: str | None = None,
-          dims: dict[str, Any] | None = None, passes: bool = True, filename: str = "<string>") -> CheckResult:
-    """Check a spec. `dims` binds model parameters and free dims (values may be strings, as from the CLI)."""
+          dims: dict[str, Any] | None = None, passes: bool = True, filename: str = "<string>",
+          limits: Limits | None = None, import_root: str | Path | None = None) -> CheckResult:
+    """Check a spec. `dims` binds model parameters and free dims (values may be strings, as from the CLI).
+    `limits` bounds the work (see nndsl.limits); `import_root` confines imports to a directory."""
     with _no_gc():
-        return _check(path, source, model, dims, passes, filename)
+        return _check(path, source, model, dims, passes, filename, limits or DEFAULT, import_root)
 
 
-def _check(path, source, model, dims, passes, filename) -> CheckResult:
-    sink = Sink()
-    loader = Loader(sink)
+def _check(path, source, model, dims, passes, filename, limits: Limits, import_root) -> CheckResult:
+    sink = Sink(limits)
+    loader = Loader(sink, limits, import_root)
     try:
         prog = loader.load_path(path) if source is None else loader.load_text(source, str(path or filename))
     except RecursionError:
-        sink.error("E0112", "the spec is nested too deeply")
-        return CheckResult(sink.sorted(), None)
+        sink.error("E0112", "the spec is nested too deeply", file_span(str(path or filename)))
+        return CheckResult(sink.sorted(), None, omitted=sink.omitted)
     ir = None
     try:
         if not sink.has_errors:
             bd = _pick_model(prog, model, sink)
             if bd is not None:
-                ir = _elaborate_and_run(prog, bd, dims or {}, sink, passes)
+                ir = _elaborate_and_run(prog, bd, dims or {}, sink, passes, limits)
     except Abort as e:
         sink.add(e.diagnostic)
     except Reported:
         pass
     except RecursionError:
-        sink.error("E0112", "the spec is nested too deeply to check")
+        sink.error("E0112", "the spec is nested too deeply to check", file_span(prog.root))
     except Exception as e:  # noqa: BLE001 - an internal error must never surface as a traceback
         tb = traceback.extract_tb(e.__traceback__)[-1]
         sink.error("E9999", f"internal compiler error: {type(e).__name__}: {e}",
                    notes=[f"at {Path(tb.filename).name}:{tb.lineno}"],
                    help="this is a bug in nndsl; please report it with the spec")
-    return CheckResult(sink.sorted(), ir, prog.sources)
+    return CheckResult(sink.sorted(), ir, prog.sources, omitted=sink.omitted)
 
 
-def _elaborate_and_run(prog: Program, bd: A.BlockDef, dims: dict[str, Any], sink: Sink, passes: bool) -> IR:
+def _elaborate_and_run(prog: Program, bd: A.BlockDef, dims: dict[str, Any], sink: Sink, passes: bool,
+                       limits: Limits = DEFAULT) -> IR:
     param_types = {p.name: p.type for p in bd.params}
     overrides, free = {}, {}
     for k, v in dims.items():
@@ -150,8 +163,9 @@ def _elaborate_and_run(prog: Program, bd: A.BlockDef, dims: dict[str, Any], sink
             else:
                 free[k] = _coerce_cli(v, "int")
         except ValueError:
-            sink.error("E0305", f"cannot read `{k}={v}` as {param_types.get(k, 'int')}")
-    el = Elaborator(prog, sink)
+            sink.error("E0305", f"cannot read `{k}={str(v)[:40]}` as {param_types.get(k, 'int')}",
+                       file_span(bd.span.file), help="give a number, e.g. `--dim B=8`")
+    el = Elaborator(prog, sink, limits)
     ir = el.build(bd, overrides)
     inst = ir.meta.instances[""]
     ir.meta.outputs = [ModelOutput(name=n, node=node, port=port)
@@ -160,12 +174,13 @@ def _elaborate_and_run(prog: Program, bd: A.BlockDef, dims: dict[str, Any], sink
     for k in bad:
         cands = difflib.get_close_matches(k, list(param_types) + ir.meta.free_dims, n=1)
         sink.error("E0305", f"`{k}` is neither a parameter of `{bd.name}` nor a free dim of its inputs",
+                   file_span(bd.span.file),
                    help=f"did you mean `{cands[0]}`?" if cands else
                    f"parameters: {', '.join(param_types) or 'none'}; free dims: {', '.join(ir.meta.free_dims) or 'none'}")
     for k, v in free.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            sink.error("E0305", f"a dim must be a positive integer, got `{k}={v}`")
-    free = {k: v for k, v in free.items() if k not in bad and isinstance(v, int) and v > 0}
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= 2 ** 40:
+            sink.error("E0305", f"a dim must be an integer from 1 to 2**40, got `{k}={v}`", file_span(bd.span.file))
+    free = {k: v for k, v in free.items() if k not in bad and isinstance(v, int) and 0 < v <= 2 ** 40}
     if passes:
         state: dict[str, Any] = {"dims": free}
         for _name, fn in PIPELINE:

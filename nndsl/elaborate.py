@@ -14,14 +14,13 @@ from . import ops as O
 from .diagnostics import Abort, Diagnostic, Label, Sink, Span
 from .dims import Dim, Facts
 from .ir import IR, EnsureCheck, GraphMeta, Instance, ModelInput, ModelOutput, Node
+from .expansion import Estimator
+from .limits import DEFAULT, Limits
 from .loader import Program
 from .syntax import ast as A
 from .types import DTYPES, TensorType
-from .values import TensorVal, TupleVal, describe, encode
+from .values import SizedList, TensorVal, TupleVal, describe, encode, value_size
 
-MAX_REPEAT = 100_000
-MAX_NODES = 500_000
-MAX_BLOCK_DEPTH = 64
 MAX_DIM = 2 ** 40
 PARAM_TYPES = {"int", "float", "bool", "str", "dims"}
 BUILTINS = {"shape", "len", "min", "max_of", "int", "float", "rank"}
@@ -70,9 +69,11 @@ class Scope:
 
 
 class Elaborator:
-    def __init__(self, prog: Program, sink: Sink):
+    def __init__(self, prog: Program, sink: Sink, limits: Limits = DEFAULT):
         self.prog = prog
         self.sink = sink
+        self.limits = limits
+        self._block_cost: dict[tuple, int] = {}   # (block, params) -> nodes its body created
         self.ir: IR | None = None
         self.facts = Facts()
         self.used_ids: set[str] = set()
@@ -89,11 +90,41 @@ class Elaborator:
         params = self._bind_params(model, [], {}, model.name_span, overrides=overrides)
         inst = Instance(path="", block=model.name, file=model.span.file, params=encode(params), span=model.span)
         self.ir.meta.instances[""] = inst
+        self._check_expansion(model, scope)
         self.stack.append(model.name)
         with self.facts.activate():
             self._body(model, scope, params, inputs=None, inst=inst)
         self.ir.meta.facts = [(str(a), str(b)) for a, b in self.facts.pairs]
         return self.ir
+
+    def _check_expansion(self, model: A.BlockDef, scope: Scope) -> None:
+        """Refuse, before unrolling anything, a model whose expansion is known to exceed the node limit."""
+        limit = self.limits.nodes
+        est = Estimator(self.prog.scopes, scope.blocks, cap=limit * 4 + 1)
+        total = 0
+        for st in model.body:
+            c = est.stmt(st, scope.blocks)
+            total += c
+            if total > limit:
+                self.fail("E0112", f"the model expands to more than {limit:,} nodes", st.span,
+                          label=(f"this statement alone expands to at least {c:,} nodes" if c < est.cap else
+                                 f"this statement alone expands to more than {est.cap - 1:,} nodes") if c > limit
+                          else "the limit is passed here",
+                          notes=[f"counted before unrolling: {total:,} nodes or more so far"],
+                          help="raise the limit with --max-nodes (limits= in the API) if the model is meant to "
+                               "be this large")
+
+    def _report(self, d: Diagnostic, path: str) -> None:
+        """Add a diagnostic raised while elaborating the instance at `path`, with its chain of call sites."""
+        if path and not d.call_sites:
+            d.call_sites = self.ir.call_sites(path)
+        self.sink.add(d)
+
+    def _room(self, span: Span | None, n: int = 1) -> None:
+        if len(self.ir) + n > self.limits.nodes:
+            self.fail("E0112", f"the model has more than {self.limits.nodes:,} nodes", span,
+                      label="the node limit is reached while building this",
+                      help="raise the limit with --max-nodes (limits= in the API)")
 
     # -- parameters -----------------------------------------------------------------------------
     def _bind_params(self, bd: A.BlockDef, pos: list[tuple[Any, Span]], kw: dict[str, tuple[Any, Span]],
@@ -134,6 +165,15 @@ class Elaborator:
                     sc.names[k] = Binding(v, p.span, "param", True)
                 out[p.name] = self._coerce_param(self.ev(p.default, sc, None), p, p.default.span)
         return {p.name: out[p.name] for p in bd.params}
+
+    def _check_size(self, v: "SizedList", span: Span) -> None:
+        if v.size > self.limits.value_items:
+            self._too_big(v.size, span)
+
+    def _too_big(self, n: int, span: Span):
+        self.fail("E0112", f"this value would hold {n:,} elements, more than the limit of "
+                  f"{self.limits.value_items:,}", span, label="too large",
+                  help="strings and lists are for attributes and shapes, not data")
 
     def _unknown_kw(self, k: str, valid: list[str], span: Span, what: str):
         sug = difflib.get_close_matches(k, valid, n=1)
@@ -180,10 +220,15 @@ class Elaborator:
         for st in bd.body:
             try:
                 self._stmt(st, ctx)
+            except RecursionError:
+                failed = True
+                self._report(Diagnostic(code="E0112", message="this statement is nested too deeply to evaluate",
+                                        span=st.span, help="split it into several bindings"), scope.path)
+                continue
             except (Abort, Reported) as e:
                 failed = True
                 if isinstance(e, Abort):
-                    self.sink.add(e.diagnostic)
+                    self._report(e.diagnostic, scope.path)
                 for n in _targets(st):
                     if n not in scope.names:
                         scope.names[n] = Binding(POISON, st.span, "poison", True)
@@ -201,10 +246,12 @@ class Elaborator:
                 break  # after an error, "unused" is mostly noise from the statement that failed
             if not b.used and b.kind in ("binding", "input"):
                 if b.kind == "input":
-                    self.sink.warning("W0301", f"input `{name}` is never used", b.span, label="declared here")
+                    w = Diagnostic(code="W0301", severity="warning", message=f"input `{name}` is never used",
+                                   span=b.span, label="declared here")
                 else:
-                    self.sink.warning("W0302", f"`{name}` is computed but never used", b.span,
-                                      label="bound here", help=f"remove it, or use `{name}`")
+                    w = Diagnostic(code="W0302", severity="warning", message=f"`{name}` is computed but never used",
+                                   span=b.span, label="bound here", help=f"remove it, or use `{name}`")
+                self._report(w, scope.path)
         inst.outputs = [(t.node, t.port) for t, _ in ctx.outputs]
         inst.output_names = [n for _, n in ctx.outputs]
         return ctx.outputs
@@ -293,6 +340,7 @@ class Elaborator:
             dims.append(v)
             axes.append(e.id if isinstance(e, A.Name) else None)
         decl = TensorType.make(dims, dtype, axes)
+        self._room(st.span)
         if block_level:
             val, vspan = ctx.inputs[self._input_i]
             self._input_i += 1
@@ -373,8 +421,6 @@ class Elaborator:
             nid = f"{base}_{k}"
             k += 1
         self.used_ids.add(nid)
-        if len(self.used_ids) > MAX_NODES:
-            raise Abort(Diagnostic(code="E0112", message=f"the model has more than {MAX_NODES} nodes"))
         return nid
 
     # -- expressions ------------------------------------------------------------------------------
@@ -391,7 +437,9 @@ class Elaborator:
         if k == "name":
             return self._name(e, scope, ensure)
         if k == "list":
-            return [self.ev(x, scope, _sub(name), const, ensure) for x in e.items]
+            out = SizedList(self.ev(x, scope, _sub(name), const, ensure) for x in e.items)
+            self._check_size(out, e.span)
+            return out
         if k == "neg":
             v = self.ev(e.value, scope, _sub(name), const, ensure)
             if isinstance(v, TensorVal):
@@ -506,10 +554,11 @@ class Elaborator:
     def _arith(self, op, a, b, e: A.BinOp):
         for v, sp in ((a, e.left.span), (b, e.right.span)):
             if isinstance(v, bool) or not isinstance(v, (int, float, Dim)):
-                if op == "+" and isinstance(a, list) and isinstance(b, list):
-                    return a + b
-                if op == "+" and isinstance(a, str) and isinstance(b, str):
-                    return a + b
+                if op == "+" and ((isinstance(a, list) and isinstance(b, list)) or
+                                  (isinstance(a, str) and isinstance(b, str))):
+                    if value_size(a) + value_size(b) > self.limits.value_items:
+                        self._too_big(value_size(a) + value_size(b), e.span)
+                    return SizedList(a + b) if isinstance(a, list) else a + b
                 self.fail("E0106", f"cannot apply `{op}` to {describe(v)}", sp)
         if isinstance(a, float) or isinstance(b, float):
             a = float(a.value) if isinstance(a, Dim) else a
@@ -554,6 +603,9 @@ class Elaborator:
                 r = A_.mod(B_)
             else:
                 self.fail("E0106", "`@` needs tensors", e.op_span)
+            if len(r.terms) > self.limits.dim_terms:
+                self.fail("E0112", f"this size expression has {len(r.terms)} terms, more than the limit of "
+                          f"{self.limits.dim_terms}", e.span)
             return r.value if r.is_const else r
         except ZeroDivisionError:
             self.fail("E0111", "division by zero", e.span)
@@ -771,6 +823,7 @@ class Elaborator:
     def _make_node(self, op: str, tensors: list[TensorVal], attrs: dict, name: str | None, scope: Scope, span: Span,
                    tspans: list[Span], tie=None):
         assert self.ir is not None
+        self._room(span)
         od = O.get(op)
         nid = self._new_id(scope.path, _local_name(name, op))
         node = make(Node, id=nid, op=od.name, attrs=attrs, scope=scope.path,
@@ -829,7 +882,15 @@ class Elaborator:
         for st, n in zip(stages, counts):
             if isinstance(st, A.Repeat):
                 body_counts = [self._repeat_count(b, scope) if isinstance(b, A.Repeat) else 1 for b in st.stages]
+                before = len(self.ir)
                 for j in range(n):
+                    if j == 1:  # one iteration done: what all of them will cost is known before unrolling them
+                        per = len(self.ir) - before
+                        if len(self.ir) + per * (n - 1) > self.limits.nodes:
+                            self.fail("E0112", f"this `repeat` would create about {per * n:,} nodes, more than the "
+                                      f"limit of {self.limits.nodes:,}", st.span,
+                                      label=f"{n:,} iterations of {per:,} nodes",
+                                      help="raise the limit with --max-nodes (limits= in the API)")
                     sc = scope
                     if st.var:
                         loop = Scope(path=scope.path, file=scope.file, blocks=scope.blocks)
@@ -852,8 +913,9 @@ class Elaborator:
             self.fail("E0106", f"a repeat count must be an int, got {describe(n)}", st.count.span)
         if n < 0:
             self.fail("E0111", f"a repeat count must not be negative, got {n}", st.count.span)
-        if n > MAX_REPEAT:
-            self.fail("E0112", f"repeat {n} exceeds the limit of {MAX_REPEAT}", st.count.span)
+        if n > self.limits.nodes:
+            self.fail("E0112", f"repeat {n:,} exceeds the node limit of {self.limits.nodes:,}", st.count.span,
+                      help="raise the limit with --max-nodes (limits= in the API)")
         return n
 
     def _stage(self, st: A.Expr, v, vspan: Span, scope: Scope, name: str):
@@ -876,8 +938,8 @@ class Elaborator:
         if bd.name in self.stack:
             self.fail("E0116", f"block `{bd.name}` instantiates itself", span,
                       notes=[f"instantiation chain: {' -> '.join(self.stack + [bd.name])}"])
-        if len(self.stack) >= MAX_BLOCK_DEPTH:
-            self.fail("E0112", f"blocks nested more than {MAX_BLOCK_DEPTH} deep", span)
+        if len(self.stack) >= self.limits.block_depth:
+            self.fail("E0112", f"blocks nested more than {self.limits.block_depth} deep", span)
         n_in = sum(isinstance(s, A.Input) for s in bd.body)
         tensors = []
         for v, sp in pos[:n_in]:
@@ -892,6 +954,11 @@ class Elaborator:
                       f"{len(tensors)} {'was' if len(tensors) == 1 else 'were'} given", span,
                       secondary=[Label(span=bd.name_span, message="defined here")])
         params = self._bind_params(bd, pos[n_in:], kw, span)
+        cost_key = (id(bd), repr(encode(params)))
+        known = self._block_cost.get(cost_key)
+        if known is not None:  # an identical instance was built before: its size is known before unrolling
+            self._room(span, known)
+        before = len(self.ir)
         path = self._new_id(scope.path, name)
         self.used_ids.discard(path)  # the path names a module, its nodes live below it
         self.used_ids.add(path + "#inst")
@@ -906,6 +973,7 @@ class Elaborator:
         finally:
             self.stack.pop()
             self._input_i = saved
+        self._block_cost[cost_key] = len(self.ir) - before
         if not outs:
             self.fail("E0303", f"`{bd.name}` has no output", span)
         if len(outs) == 1:

@@ -141,6 +141,19 @@ class IR:
     def __len__(self) -> int:
         return self.g.number_of_nodes()
 
+    def call_sites(self, path: str) -> list:
+        """The calls that led to the block instance at `path`, innermost first (empty for the model)."""
+        from .diagnostics.model import CallSite
+
+        out = []
+        seen = 0
+        while path and path in self.meta.instances and seen < 1000:
+            inst = self.meta.instances[path]
+            out.append(CallSite(block=inst.block, span=inst.span))
+            path = inst.parent or ""
+            seen += 1
+        return out
+
     # -- serialisation
     def to_json(self) -> str:
         return json.dumps({

@@ -3,17 +3,70 @@ relative to the importing file), detect cycles, and collect the block namespace.
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .diagnostics import Abort, Label, Sink, Span
+from .diagnostics import Label, Sink, Span
+from .limits import DEFAULT, Limits
 from .resources import stdlib_dir
 from .syntax import ast as A
-from .syntax import parse_text
 from .syntax.parser import parse_recovering
 
-MAX_IMPORT_DEPTH = 32
-MAX_FILE_BYTES = 8 * 1024 * 1024
+
+class SourceError(Exception):
+    """A spec file that cannot be read: the message says why in plain words."""
+
+
+def file_span(file: str) -> Span:
+    """Where a file-level diagnostic points: line 1 of the file."""
+    return Span(file=file, line=1, col=1, end_line=1, end_col=2)
+
+
+def read_source(path: str | Path, max_bytes: int) -> str:
+    """Read a spec as UTF-8 without ever holding more than `max_bytes` + 1 bytes: the size of a regular
+    file is checked before reading, and reading stops at the limit (so `/dev/zero` is refused at once).
+    Opening does not block (a FIFO without a writer reads as empty). A leading BOM is dropped."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError) as e:
+        raise SourceError(_why(e)) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise SourceError("it is a directory")
+        if stat.S_ISREG(st.st_mode) and st.st_size > max_bytes:
+            raise SourceError(f"it is {st.st_size:,} bytes, more than the limit of {max_bytes:,} (--max-file-size)")
+        chunks, total = [], 0
+        while total <= max_bytes:
+            try:
+                b = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            except BlockingIOError:
+                break
+            if not b:
+                break
+            chunks.append(b)
+            total += len(b)
+        if total > max_bytes:
+            raise SourceError(f"it is larger than the limit of {max_bytes:,} bytes (--max-file-size)")
+    except OSError as e:
+        raise SourceError(_why(e)) from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise SourceError(f"it is not UTF-8 text (byte 0x{data[e.start]:02x} at line {line})") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _why(e: Exception) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror.lower()
+    return "the path is not valid" if isinstance(e, ValueError) else str(e)
 
 
 @dataclass
@@ -30,19 +83,19 @@ class Program:
 _PARSED: dict[tuple[str, str], A.Module] = {}
 
 
-def _parse_cached(text: str, file: str) -> A.Module:
+def _parse_cached(text: str, file: str, limits: Limits) -> tuple[A.Module | None, list]:
     """ASTs are immutable, so a file parsed once in this process (the standard library, a spec an
     editor re-checks) is reused while its text is unchanged."""
-    if len(text) > 64 * 1024:  # large (often generated) specs are not worth keeping alive
-        return parse_text(text, file)
     key = (file, text)
     mod = _PARSED.get(key)
-    if mod is None:
-        mod = parse_text(text, file)
+    if mod is not None:
+        return mod, []
+    mod, errs = parse_recovering(text, file, max_errors=limits.syntax_errors, max_nesting=limits.nesting)
+    if mod is not None and len(text) <= 64 * 1024:  # large (often generated) specs are not worth keeping
         if len(_PARSED) >= 64:
             _PARSED.clear()
         _PARSED[key] = mod
-    return mod
+    return mod, errs
 
 
 def stdlib_modules() -> list[str]:
@@ -50,23 +103,32 @@ def stdlib_modules() -> list[str]:
 
 
 class Loader:
-    def __init__(self, sink: Sink):
+    def __init__(self, sink: Sink, limits: Limits = DEFAULT, import_root: str | Path | None = None):
         self.sink = sink
+        self.limits = limits
         self.prog: Program | None = None
         self._ns_cache: dict[str, dict[str, A.BlockDef]] = {}
+        self._bytes = 0
+        self.import_root = Path(import_root).resolve() if import_root is not None else None
 
     def load_text(self, text: str, file: str) -> Program:
         self.prog = Program(root=file)
+        if text.startswith("\ufeff"):
+            text = text[1:]
+        if len(text.encode("utf-8", "surrogatepass")) > self.limits.file_bytes:
+            self.sink.error("E0112", f"the spec is larger than the limit of {self.limits.file_bytes:,} bytes",
+                            file_span(file), help="raise it with --max-file-size (or limits= in the API)")
+            return self.prog
         self._load(file, text, stack=[], span=None)
         return self.prog
 
     def load_path(self, path: str | Path) -> Program:
-        p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
+            text = read_source(path, self.limits.file_bytes)
+        except SourceError as e:
             self.prog = Program(root=str(path))
-            self.sink.error("E0108", f"cannot read `{path}`: {getattr(e, 'strerror', None) or e}")
+            code = "E0112" if "limit" in str(e) else "E0108"
+            self.sink.error(code, f"cannot read `{path}`: {e}", file_span(str(path)))
             return self.prog
         return self.load_text(text, str(path))
 
@@ -76,17 +138,18 @@ class Loader:
         key = str(Path(file).resolve()) if not file.startswith("<") else file
         if key in self._ns_cache:
             return self._ns_cache[key]
-        if len(stack) > MAX_IMPORT_DEPTH:
-            self.sink.error("E0112", f"imports nested more than {MAX_IMPORT_DEPTH} deep", span)
+        if len(stack) > self.limits.import_depth:
+            self.sink.error("E0112", f"imports nested more than {self.limits.import_depth} deep", span)
             return {}
-        if len(text) > MAX_FILE_BYTES:
-            self.sink.error("E0112", f"`{file}` is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB", span)
+        self._bytes += len(text)
+        if self._bytes > self.limits.total_bytes:
+            self.sink.error("E0112", f"the spec and its imports exceed {self.limits.total_bytes:,} bytes", span,
+                            help="raise it with --max-file-size")
             return {}
         self.prog.sources[file] = text
-        try:
-            mod = _parse_cached(text, file)
-        except Abort:
-            for d in parse_recovering(text, file)[1]:  # every independent syntax error, not just the first
+        mod, errs = _parse_cached(text, file, self.limits)
+        if mod is None:
+            for d in errs:  # every independent syntax error, not just the first
                 self.sink.add(d)
             self._ns_cache[key] = {}
             return {}
@@ -106,9 +169,9 @@ class Loader:
                                     help="move the shared blocks into a file that both import")
                     continue
                 try:
-                    ttext = Path(target).read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as e:
-                    self.sink.error("E0108", f"cannot read `{target}`: {e}", item.span)
+                    ttext = read_source(target, self.limits.file_bytes)
+                except SourceError as e:
+                    self.sink.error("E0108", f"cannot read `{item.path or item.module}`: {e}", item.span)
                     continue
                 sub = self._load(target, ttext, stack + [file], item.span)
                 for name, bd in sub.items():
@@ -143,23 +206,54 @@ class Loader:
         ns[name] = bd
 
     def _resolve(self, item: A.Import, file: str) -> str | None:
+        """The file an import names. Only `.nn` files are ever opened: a path with another extension, or
+        one whose real target (after symlinks) is not a regular `.nn` file, is refused without reading
+        it; with an import root, so is anything outside it."""
+        try:
+            return self._resolve_unchecked(item, file)
+        except (OSError, ValueError):
+            self.sink.error("E0108", "cannot resolve this import", item.span, label="not a usable path",
+                            help="import a `.nn` file by a relative path, or a standard-library module by name")
+            return None
+
+    def _resolve_unchecked(self, item: A.Import, file: str) -> str | None:
         if item.path is not None:
             base = Path(file).parent if not file.startswith("<") else Path.cwd()
-            target = (base / item.path)
-            if target.suffix != ".nn" and not target.exists():
-                target = target.with_suffix(".nn")
-            if not target.is_file():
+            raw = Path(item.path)
+            if raw.suffix == "":
+                raw = raw.with_name(raw.name + ".nn") if raw.name not in ("", ".", "..") else raw
+            if raw.suffix != ".nn":
+                self.sink.error("E0108", f"cannot import `{item.path}`: only `.nn` files can be imported",
+                                item.span, label="not a .nn file",
+                                help="imports name spec files (`import \"blocks.nn\"`) or stdlib modules")
+                return None
+            target = base / raw
+            real = target.resolve()
+            if self.import_root is not None and not _inside(real, self.import_root):
+                self.sink.error("E0108", f"cannot import `{item.path}`: it is outside the import root",
+                                item.span, label="outside the import root",
+                                help=f"imports are confined to {self.import_root} (--import-root)")
+                return None
+            if real.suffix != ".nn" or not real.is_file():
                 self.sink.error("E0108", f"cannot find `{item.path}`", item.span,
-                                label=f"looked for {target}", help="paths are relative to the importing file")
+                                label="no such .nn file", help="paths are relative to the importing file")
                 return None
             return str(target)
         name = item.module or ""
         target = stdlib_dir() / (name.replace(".", "/") + ".nn")
-        if not target.is_file():
-            cands = difflib.get_close_matches(name, stdlib_modules(), n=1)
-            self.sink.error("E0108", f"no standard-library module named `{name}`", item.span,
-                            label="not found",
+        if len(name) > 200 or not target.is_file():
+            cands = difflib.get_close_matches(name[:200], stdlib_modules(), n=1)
+            self.sink.error("E0108", f"no standard-library module named `{name[:60]}{'...' if len(name) > 60 else ''}`",
+                            item.span, label="not found",
                             help=(f"did you mean `{cands[0]}`?" if cands else
                                   f"the standard library has: {', '.join(stdlib_modules())}"))
             return None
         return str(target)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False

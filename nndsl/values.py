@@ -17,6 +17,27 @@ class TupleVal:
     items: tuple[TensorVal, ...]
 
 
+class SizedList(list):
+    """A list value of the evaluator that knows its total size (elements, nested lists' elements and
+    string characters), computed once from its items, so size limits cost O(items) per list built."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, items=()):
+        super().__init__(items)
+        self.size = sum(value_size(x) for x in self)
+
+
+def value_size(v) -> int:
+    if isinstance(v, SizedList):
+        return v.size
+    if isinstance(v, list):
+        return sum(value_size(x) for x in v)
+    if isinstance(v, str):
+        return max(1, len(v))
+    return 1
+
+
 def describe(v) -> str:
     if isinstance(v, TensorVal):
         return "a tensor"

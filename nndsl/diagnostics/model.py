@@ -35,6 +35,15 @@ class Label(BaseModel):
     primary: bool = False
 
 
+class CallSite(BaseModel):
+    """One level of the chain that led into a block: `block` was called at `span`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    block: str
+    span: Span
+
+
 class Diagnostic(BaseModel):
     code: str
     severity: Severity = Severity.error
@@ -44,6 +53,7 @@ class Diagnostic(BaseModel):
     secondary: list[Label] = []
     notes: list[str] = []
     help: str | None = None
+    call_sites: list[CallSite] = []   # innermost first; the last one is in the checked file
 
     @property
     def is_error(self) -> bool:
@@ -53,15 +63,17 @@ class Diagnostic(BaseModel):
 class NNDSLError(Exception):
     """Raised by the Python API when a spec has errors; carries every diagnostic."""
 
-    def __init__(self, diagnostics: list[Diagnostic], sources: dict[str, str] | None = None):
+    def __init__(self, diagnostics: list[Diagnostic], sources: dict[str, str] | None = None,
+                 omitted: dict[str, int] | None = None):
         self.diagnostics = diagnostics
         self.sources = sources or {}
+        self.omitted = omitted or {}
         super().__init__(self.render())
 
     def render(self) -> str:
         from .render import render_all
 
-        return render_all(self.diagnostics, self.sources, color=False)
+        return render_all(self.diagnostics, self.sources, color=False, omitted=self.omitted)
 
 
 class Abort(Exception):
@@ -75,15 +87,30 @@ class Abort(Exception):
 class Sink:
     """Collects diagnostics from every pass; nothing stops at the first error."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits=None) -> None:
         self.items: list[Diagnostic] = []
         self._seen: set[tuple] = set()
+        self.max_errors = getattr(limits, "errors", 100)
+        self.max_warnings = getattr(limits, "warnings", 50)
+        self.n_errors = self.n_warnings = 0
+        self.omitted = {"errors": 0, "warnings": 0}   # beyond the caps: counted, not kept
 
     def add(self, d: Diagnostic) -> Diagnostic:
-        key = (d.code, d.message, d.span)
-        if key not in self._seen:
-            self._seen.add(key)
-            self.items.append(d)
+        key = (d.code, d.message, d.span, tuple((c.block, c.span) for c in d.call_sites))
+        if key in self._seen:
+            return d
+        self._seen.add(key)
+        if d.is_error:
+            self.n_errors += 1
+            if self.n_errors > self.max_errors:
+                self.omitted["errors"] += 1
+                return d
+        elif d.severity == Severity.warning:
+            self.n_warnings += 1
+            if self.n_warnings > self.max_warnings:
+                self.omitted["warnings"] += 1
+                return d
+        self.items.append(d)
         return d
 
     def error(self, code: str, message: str, span: Span | None = None, **kw) -> Diagnostic:

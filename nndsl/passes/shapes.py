@@ -41,9 +41,12 @@ def infer_shapes(ir: IR, sink: Sink, dim_overrides: dict[str, int] | None = None
             try:
                 _node(ctx, node)
             except O.OpError as err:
-                sink.add(_diag(ctx, node, err))
+                d = _diag(ctx, node, err)
+                d.call_sites = ir.call_sites(node.scope)
+                sink.add(d)
             except ZeroDivisionError:
-                sink.error("E0111", "division by zero in a shape", node.span)
+                sink.add(Diagnostic(code="E0111", message="division by zero in a shape", span=node.span,
+                                    call_sites=ir.call_sites(node.scope)))
         # the declared model inputs now carry the --dim bindings
         for mi in ir.meta.inputs:
             mi.type = ir.node(mi.node).outputs[0] if ir.node(mi.node).outputs else mi.type
@@ -134,6 +137,16 @@ def _tie(ctx: ShapeContext, node: Node) -> None:
 
 
 def _unify(ctx: ShapeContext, node: Node, actual: TensorType) -> None:
+    inst_ = ctx.ir.meta.instances.get(node.scope)
+    sink, outer = ctx.sink, ctx.ir.call_sites(inst_.parent or "") if inst_ is not None else []
+
+    class _Chained:  # every diagnostic of this unification carries the caller's chain
+        @staticmethod
+        def add(d):
+            d.call_sites = d.call_sites or outer
+            return sink.add(d)
+
+    ctx = _CtxView(ctx, _Chained)
     pattern = node.attrs["shape"]
     name = node.attrs["name"]
     arg_span = node.arg_spans[0] if node.arg_spans else node.span
@@ -200,6 +213,16 @@ def _unify(ctx: ShapeContext, node: Node, actual: TensorType) -> None:
         shape[k:k] = middle
         names[k:k] = middle_names
     node.outputs = [TensorType.make(shape, actual.dtype, names)]
+
+
+class _CtxView:
+    """The shape context with another sink."""
+
+    def __init__(self, ctx: ShapeContext, sink):
+        self._ctx, self.sink = ctx, sink
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
 
 
 def _solve_linear(p: Dim, sym: str, d: Dim) -> Dim | None:

@@ -15,10 +15,10 @@ def owns_module(op: str) -> bool:
     return od is not None and bool(od.traits & {"weighted", "pool"})
 
 
-def _reserved(sink: Sink, name: str, what: str, span) -> None:
+def _reserved(sink: Sink, name: str, what: str, span, chain) -> None:
     sink.error("E0117", f"`{name}` cannot name {what}: PyTorch reserves it", span,
                label=f"`{name}` is an attribute of every torch.nn.Module",
-               help=f"rename it, e.g. `{name}_` or `{name}_layer`")
+               help=f"rename it, e.g. `{name}_` or `{name}_layer`", call_sites=chain)
 
 
 def check_names(ir: IR, sink: Sink) -> None:
@@ -27,13 +27,13 @@ def check_names(ir: IR, sink: Sink) -> None:
         if owns_module(n.op):
             seg = (n.local or n.id).split(".")[0]
             if reserved_by_torch(seg):
-                _reserved(sink, seg, "a layer", n.span)
+                _reserved(sink, seg, "a layer", n.span, ir.call_sites(n.scope))
     for path, inst in ir.meta.instances.items():
         if path:
             parent = inst.parent or ""
             seg = path[len(parent) + 1:].split(".")[0] if parent else path.split(".")[0]
             if reserved_by_torch(seg):
-                _reserved(sink, seg, "a block instance", inst.span)
+                _reserved(sink, seg, "a block instance", inst.span, ir.call_sites(parent))
 
 
 def validate(ir: IR, sink: Sink) -> None:
