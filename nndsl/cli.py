@@ -1,75 +1,138 @@
-"""The `nndsl` command line: check, summary, compile, draw, explain."""
+"""The `nndsl` command line: check, summary, compile, draw, explain.
+
+Exit codes: 0 clean, 1 the spec (or an input or output file) has errors, 2 the command line is wrong.
+Every error about a file is a coded diagnostic; outputs are written atomically (nothing is left behind
+on failure)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from .compiler import CheckResult, check as run_check
-from .diagnostics import CODES, explain as explain_code, render_all, to_json
+from .diagnostics import CODES, Diagnostic, explain as explain_code, render_all
+from .diagnostics.render import diagnostic_json
+from .limits import DEFAULT, Limits
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="nndsl: declare neural networks in .nn files; check, summarise, draw and compile them.")
 
 DimOpt = typer.Option(None, "--dim", "-d", help="Bind a parameter or free dim: NAME=VALUE (repeatable).")
 ModelOpt = typer.Option(None, "--model", "-m", help="The model to use when the file defines several.")
+MaxNodesOpt = typer.Option(None, "--max-nodes", help=f"Node limit after unrolling (default {DEFAULT.nodes:,}).")
+MaxFileOpt = typer.Option(None, "--max-file-size",
+                          help=f"Bytes a spec file may have (default {DEFAULT.file_bytes:,}).")
+MaxParamsOpt = typer.Option(None, "--max-params", help=f"Parameters a model may have (default {DEFAULT.params:,}).")
+ImportRootOpt = typer.Option(None, "--import-root", help="Confine imports to this directory (untrusted specs).")
+
+
+def _usage(msg: str):
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
 
 
 def _dims(values: Optional[List[str]]) -> dict:
-    out = {}
+    out: dict[str, str] = {}
     for v in values or []:
         if "=" not in v:
-            typer.echo(f"error: --dim expects NAME=VALUE, got `{v}`", err=True)
-            raise typer.Exit(2)
+            _usage(f"--dim expects NAME=VALUE, got `{v}`")
         k, val = v.split("=", 1)
-        out[k.strip()] = val.strip()
+        k = k.strip()
+        if not k.isidentifier():
+            _usage(f"--dim needs a name before `=`, got `{v}`")
+        if k in out:
+            _usage(f"--dim {k} is given twice")
+        out[k] = val.strip()
     return out
+
+
+def _limits(max_nodes=None, max_file_size=None, max_params=None) -> Limits:
+    for name, v in (("--max-nodes", max_nodes), ("--max-file-size", max_file_size), ("--max-params", max_params)):
+        if v is not None and v <= 0:
+            _usage(f"{name} must be positive")
+    return DEFAULT.with_(nodes=max_nodes, file_bytes=max_file_size,
+                         total_bytes=max(DEFAULT.total_bytes, 4 * max_file_size) if max_file_size else None,
+                         params=max_params)
 
 
 def _color() -> bool:
     return sys.stderr.isatty()
 
 
-def _report(res: CheckResult, fmt: str = "text") -> None:
-    if fmt == "json":
-        return
-    if res.diagnostics:
+def _report(res: CheckResult) -> None:
+    if res.diagnostics or res.omitted:
         typer.echo(render_all(res.diagnostics, res.sources, color=_color(), omitted=res.omitted), err=True, nl=False)
 
 
-def _load(file: Path, model: Optional[str], dim: Optional[List[str]], fmt: str = "text") -> CheckResult:
-    if not file.exists():
-        typer.echo(f"error: no such file: {file}", err=True)
-        raise typer.Exit(2)
-    res = run_check(file, model=model, dims=_dims(dim))
-    _report(res, fmt)
+def _fail(code: str, message: str, help: str | None = None, sources: dict | None = None):
+    """A diagnostic about the command's own files (an output path, a format), then exit 1."""
+    d = Diagnostic(code=code, message=message, help=help)
+    typer.echo(render_all([d], sources or {}, color=_color()), err=True, nl=False)
+    raise typer.Exit(1)
+
+
+def _load(file: Path, model, dim, limits: Limits, import_root) -> CheckResult:
+    res = run_check(file, model=model, dims=_dims(dim), limits=limits, import_root=import_root)
+    _report(res)
     if not res.ok:
         raise typer.Exit(1)
     return res
 
 
+def write_output(out: Path, data: bytes) -> None:
+    """Write `data` to `out` atomically: into a temporary file beside it, then renamed over it. Any
+    failure is a diagnostic (E0401) and leaves no file behind."""
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        _fail("E0401", f"cannot write `{out}`: it is a directory", help="give a file name, e.g. -o model.py")
+    if not parent.is_dir():
+        _fail("E0401", f"cannot write `{out}`: the directory `{parent}` does not exist",
+              help="create the directory first")
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".nndsl-", dir=parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, out)
+        tmp = None
+    except OSError as e:
+        _fail("E0401", f"cannot write `{out}`: {(e.strerror or str(e)).lower()}")
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
 @app.command()
 def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
           model: Optional[str] = ModelOpt, dim: Optional[List[str]] = DimOpt,
-          format: str = typer.Option("text", "--format", help="text or json")):
+          format: str = typer.Option("text", "--format", help="text or json"),
+          max_nodes: Optional[int] = MaxNodesOpt, max_file_size: Optional[int] = MaxFileOpt,
+          max_params: Optional[int] = MaxParamsOpt, import_root: Optional[Path] = ImportRootOpt):
     """Check specs: syntax, names, shapes, ensures. Exit 0 when clean, 1 on errors."""
     if format not in ("text", "json"):
-        typer.echo("error: --format is text or json", err=True)
-        raise typer.Exit(2)
+        _usage("--format is text or json")
     from .backends.summary import fmt_count, totals
 
+    dims = _dims(dim)
+    limits = _limits(max_nodes, max_file_size, max_params)
     worst = 0
-    all_json = []
+    entries = []
     for f in files:
-        if not f.exists():
-            typer.echo(f"error: no such file: {f}", err=True)
-            raise typer.Exit(2)
-        res = run_check(f, model=model, dims=_dims(dim))
+        res = run_check(f, model=model, dims=dims, limits=limits, import_root=import_root)
         if format == "json":
-            all_json.append({"file": str(f), "ok": res.ok, "diagnostics": json.loads(to_json(res.diagnostics))})
+            entry = {"file": str(f), "ok": res.ok, "model": res.ir.meta.model if res.ir is not None else None,
+                     "diagnostics": [diagnostic_json(d) for d in res.diagnostics], "omitted": dict(res.omitted)}
+            if res.ok:
+                entry["params"] = totals(res.ir)["total_params"]
+            entries.append(entry)
         else:
             _report(res)
         if not res.ok:
@@ -86,49 +149,43 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
                 typer.echo(f"  output  {o.name}: {ty.describe()}")
             typer.echo(f"  params  {fmt_count(t['total_params'])}")
     if format == "json":
-        typer.echo(json.dumps(all_json if len(all_json) > 1 else all_json[0], indent=2))
+        typer.echo(json.dumps({"version": 1, "ok": worst == 0, "files": entries}, indent=2))
     raise typer.Exit(worst)
 
 
 @app.command()
 def summary(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]] = DimOpt,
-            json_: bool = typer.Option(False, "--json", help="Print JSON.")):
+            json_: bool = typer.Option(False, "--json", help="Print JSON."),
+            max_nodes: Optional[int] = MaxNodesOpt, max_file_size: Optional[int] = MaxFileOpt,
+            max_params: Optional[int] = MaxParamsOpt, import_root: Optional[Path] = ImportRootOpt):
     """Per-layer table: name, op, output shape, parameters, FLOPs; with totals."""
-    from .backends.summary import fmt_count, rows, to_dict, totals
+    from .backends.summary import fmt_count, table_lines, to_dict, totals
 
-    res = _load(file, model, dim)
+    res = _load(file, model, dim, _limits(max_nodes, max_file_size, max_params), import_root)
     ir = res.ir
     if json_:
         typer.echo(json.dumps(to_dict(ir), indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{ir.meta.model}  ({file})", show_lines=False)
-    for col, just in (("layer", "left"), ("op", "left"), ("output shape", "left"), ("params", "right"),
-                      ("FLOPs", "right")):
-        table.add_column(col, justify=just)
-    for r in rows(ir):
-        table.add_row(r.name, r.op, r.shape, fmt_count(r.params) if r.params else "",
-                      fmt_count(r.flops.value) if r.flops.is_const else str(r.flops))
+    typer.echo(f"{ir.meta.model}  ({file})")
+    typer.echo("\n".join(table_lines(ir)))
     t = totals(ir)
-    console = Console(width=max(100, Console().width))
-    console.print(table)
-    console.print(f"total_params:     {fmt_count(t['total_params'])}")
-    console.print(f"trainable_params: {fmt_count(t['trainable_params'])}")
-    console.print(f"buffers:          {fmt_count(t['buffers'])}")
-    console.print(f"flops:            {fmt_count(t['flops'])}"
-                  + ("" if isinstance(t["flops"], int) else "   (bind free dims with --dim to get a number)"))
+    typer.echo(f"total_params:     {fmt_count(t['total_params'])}")
+    typer.echo(f"trainable_params: {fmt_count(t['trainable_params'])}")
+    typer.echo(f"buffers:          {fmt_count(t['buffers'])}")
+    typer.echo(f"flops:            {fmt_count(t['flops'])}"
+               + ("" if isinstance(t["flops"], int) else "   (bind free dims with --dim to get a number)"))
 
 
 @app.command()
 def compile(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]] = DimOpt,
-            output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the Python source here.")):
+            output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the Python source here."),
+            max_nodes: Optional[int] = MaxNodesOpt, max_file_size: Optional[int] = MaxFileOpt,
+            max_params: Optional[int] = MaxParamsOpt, import_root: Optional[Path] = ImportRootOpt):
     """Write standalone PyTorch source (one nn.Module class per block)."""
     from .backends.torch_codegen import generate
     from .diagnostics import Abort
 
-    res = _load(file, model, dim)
+    res = _load(file, model, dim, _limits(max_nodes, max_file_size, max_params), import_root)
     try:
         src, _cls = generate(res.ir)
     except Abort as e:
@@ -137,24 +194,43 @@ def compile(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]
     if output is None:
         typer.echo(src, nl=False)
     else:
-        output.write_text(src)
+        write_output(output, src.encode("utf-8"))
         typer.echo(f"wrote {output}", err=True)
 
 
 @app.command()
 def draw(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]] = DimOpt,
-         output: Path = typer.Option(None, "--output", "-o", help="OUT.svg, .png, .pdf or .dot")):
+         output: Path = typer.Option(None, "--output", "-o", help="OUT.svg, .png, .pdf or .dot"),
+         max_draw_nodes: int = typer.Option(DEFAULT.draw_nodes, "--max-draw-nodes",
+                                            help="Boxes a rendered diagram may have; larger graphs collapse blocks."),
+         max_nodes: Optional[int] = MaxNodesOpt, max_file_size: Optional[int] = MaxFileOpt,
+         import_root: Optional[Path] = ImportRootOpt):
     """Render the dataflow graph through Graphviz."""
-    from .backends.draw import render
+    from .backends.draw import FORMATS, TooLarge, render
 
-    res = _load(file, model, dim)
     out = output or file.with_suffix(".svg")
+    fmt = out.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        _fail("E0402", f"cannot draw to `{out}`: unknown format `{out.suffix or '(none)'}`",
+              help="use .svg, .png, .pdf or .dot")
+    res = _load(file, model, dim, _limits(max_nodes, max_file_size), import_root)
     try:
-        render(res.ir, str(out))
-    except RuntimeError as e:
-        typer.echo(f"error: {e}", err=True)
+        data = render(res.ir, fmt, max_nodes=max_draw_nodes)
+    except TooLarge as e:
+        d = Diagnostic(code="E0112", message=f"cannot draw `{res.ir.meta.model}`: {e}",
+                       span=_model_span(res), label="this model",
+                       help="draw a smaller model, or raise --max-draw-nodes (Graphviz may then take minutes)")
+        typer.echo(render_all([d], res.sources, color=_color()), err=True, nl=False)
         raise typer.Exit(1)
+    except RuntimeError as e:
+        _fail("E0403", f"cannot render `{out}`: {e}", help="apt-get install graphviz, or write a .dot file")
+    write_output(out, data)
     typer.echo(f"wrote {out}", err=True)
+
+
+def _model_span(res: CheckResult):
+    inst = res.ir.meta.instances.get("") if res.ir is not None else None
+    return inst.span if inst is not None else None
 
 
 @app.command()
@@ -162,8 +238,7 @@ def explain(code: str = typer.Argument(..., help="A diagnostic code, e.g. E0201.
     """Print the long explanation of a diagnostic code."""
     text = explain_code(code)
     if text is None:
-        typer.echo(f"error: no diagnostic code `{code}`; codes are {', '.join(CODES)}", err=True)
-        raise typer.Exit(2)
+        _usage(f"no diagnostic code `{code[:20]}`; codes are {', '.join(CODES)}")
     typer.echo(text, nl=False)
 
 

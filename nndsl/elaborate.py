@@ -764,11 +764,17 @@ class Elaborator:
             if isinstance(v, (int, Dim)):
                 if isinstance(v, int) and abs(v) > MAX_DIM:
                     self.fail("E0112", f"`{at.name}` = {v} is beyond the limit of 2**40", sp)
+                if isinstance(v, int):
+                    self._in_range(od, at, v, sp)
                 return v
             bad("an int")
         if t == "float":
             if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return float(v)
+                v = float(v)
+                if v != v or v in (float("inf"), float("-inf")):
+                    self.fail("E0111", f"`{at.name}` of `{od.name}` must be a finite number, got {v}", sp)
+                self._in_range(od, at, v, sp)
+                return v
             bad("a number")
         if t == "bool":
             if isinstance(v, bool):
@@ -820,11 +826,28 @@ class Elaborator:
             return v
         raise AssertionError(t)
 
+    def _in_range(self, od: O.OpDef, at: O.Attr, v, sp: Span) -> None:
+        lo_bad = at.lo is not None and (v <= at.lo if at.lo_open else v < at.lo)
+        hi_bad = at.hi is not None and v > at.hi
+        if lo_bad or hi_bad:
+            lo = "" if at.lo is None else (f"> {at.lo:g}" if at.lo_open else f">= {at.lo:g}")
+            rng = (f"in [{at.lo:g}, {at.hi:g}]" if at.lo is not None and at.hi is not None and not at.lo_open
+                   else " and ".join(x for x in (lo, "" if at.hi is None else f"<= {at.hi:g}") if x))
+            self.fail("E0111", f"`{at.name}` of `{od.name}` must be {rng}, got {v:g}", sp, label="out of range")
+
     def _make_node(self, op: str, tensors: list[TensorVal], attrs: dict, name: str | None, scope: Scope, span: Span,
                    tspans: list[Span], tie=None):
         assert self.ir is not None
         self._room(span)
         od = O.get(op)
+        n_out = od.outputs_for(attrs)
+        if isinstance(n_out, Dim):
+            n_out = n_out.value if n_out.is_const else None
+        if not isinstance(n_out, int) or isinstance(n_out, bool):
+            self.fail("E0115", f"the number of outputs of `{od.name}` must be known at compile time", span,
+                      help="give it as a literal or a parameter, not a dim from an input shape")
+        if not 1 <= n_out <= 4096:
+            self.fail("E0111", f"`{od.name}` would have {n_out} outputs; it needs 1 to 4096", span)
         nid = self._new_id(scope.path, _local_name(name, op))
         node = make(Node, id=nid, op=od.name, attrs=attrs, scope=scope.path,
                                     local=nid[len(scope.path) + 1:] if scope.path else nid, span=span,
@@ -836,18 +859,23 @@ class Elaborator:
         self.ir.add_node(node)
         for port, t in enumerate(tensors):
             self.ir.add_edge(t.node, t.port, nid, port)
-        n = od.outputs_for(attrs)
-        if n == 1:
+        if n_out == 1:
             return TensorVal(nid, 0)
-        return TupleVal(tuple(TensorVal(nid, i) for i in range(n)))
+        return TupleVal(tuple(TensorVal(nid, i) for i in range(n_out)))
 
     def _builtin(self, fname: str, e: A.Call, scope: Scope, ensure: bool):
+        if fname in ("shape", "rank") and not ensure:
+            self.fail("E0115", f"`{fname}` can only be used in `ensure`", e.span,
+                      help="shapes are known after elaboration; to use a size, name it in the input "
+                           "declaration (`input x: [B, C]`) and use `C`")
         args = [self.ev(a.value, scope, None, True, ensure) for a in e.args]
         if fname == "shape":
             if len(args) != 1 or not isinstance(args[0], TensorVal):
                 self.fail("E0106", "`shape` takes one tensor", e.span)
             raise Deferred()
         if fname == "rank":
+            if len(args) != 1 or not isinstance(args[0], TensorVal):
+                self.fail("E0106", "`rank` takes one tensor", e.span)
             raise Deferred()
         if fname == "len":
             if len(args) != 1 or not isinstance(args[0], list):
@@ -860,7 +888,14 @@ class Elaborator:
         if fname in ("int", "float"):
             if len(args) != 1 or not isinstance(args[0], (int, float)) or isinstance(args[0], bool):
                 self.fail("E0106", f"`{fname}` takes one number", e.span)
-            return int(args[0]) if fname == "int" else float(args[0])
+            if fname == "float":
+                return float(args[0])
+            x = args[0]
+            if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+                self.fail("E0111", f"`int` of {x} has no integer value", e.span)
+            if abs(x) > 2 ** 62:
+                self.fail("E0112", "integer too large", e.span)
+            return int(x)
         raise AssertionError(fname)
 
     # -- pipelines and blocks ---------------------------------------------------------------------

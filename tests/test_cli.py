@@ -33,7 +33,8 @@ def test_check_several_files_and_errors_exit_1():
 
 def test_check_usage_errors_exit_2():
     assert nndsl("check").returncode == 2
-    assert nndsl("check", "does/not/exist.nn").returncode == 2
+    r = nndsl("check", "does/not/exist.nn")  # a file that cannot be read is a diagnostic on the file
+    assert r.returncode == 1 and "error[E0108]: cannot read `does/not/exist.nn`: no such file" in r.stderr
     assert nndsl("check", EXAMPLES / "mlp.nn", "--dim", "oops").returncode == 2
 
 
@@ -41,8 +42,8 @@ def test_check_json():
     r = nndsl("check", UI / "E0204.nn", "--format", "json")
     assert r.returncode == 1
     data = json.loads(r.stdout)
-    assert data["ok"] is False
-    d = data["diagnostics"][0]
+    assert data["ok"] is False and data["version"] == 1 and len(data["files"]) == 1
+    d = data["files"][0]["diagnostics"][0]
     assert d["code"] == "E0204" and d["span"]["line"] == 8 and d["labels"][0]["span"]["line"] == 2
 
 

@@ -12,8 +12,12 @@ from nndsl.diagnostics import CODES, Diagnostic, render
 UI_CODES = sorted(p.stem for p in UI.glob("*.nn"))
 
 
+# Codes about the command's own output files have no .nn to show; tests/test_trust.py renders each.
+CLI_CODES = {"E0401", "E0402", "E0403"}
+
+
 def test_every_code_has_a_ui_test():
-    missing = [c for c in CODES if c not in UI_CODES and c != "E9999"]
+    missing = [c for c in CODES if c not in UI_CODES and c != "E9999" and c not in CLI_CODES]
     assert not missing, f"diagnostic codes without a UI test: {missing}"
 
 

@@ -8,6 +8,51 @@ from .. import ops as O
 from ..ir import IR
 
 
+class TooLarge(Exception):
+    """The diagram has more nodes than Graphviz can lay out in reasonable time, even collapsed."""
+
+    def __init__(self, n: int, limit: int):
+        super().__init__(f"the diagram would have {n:,} boxes, more than the limit of {limit:,}")
+        self.n, self.limit = n, limit
+
+
+def _q(s: str) -> str:
+    """A DOT quoted string."""
+    return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ") + '"'
+
+
+def collapsed_dot(ir: IR) -> tuple[str, int]:
+    """One box per top-level statement: a block instance is a single box named after its block."""
+    insts = ir.meta.instances
+    group: dict[str, str] = {}
+    boxes: dict[str, str] = {}
+    for n in ir.nodes():
+        top = n.scope.split(".")[0] if n.scope else ""
+        if n.scope:
+            # the top-level instance this node belongs to
+            path = n.scope
+            while insts[path].parent:
+                path = insts[path].parent
+            group[n.id] = path
+            boxes[path] = f"{path} : {insts[path].block}"
+        else:
+            group[n.id] = n.id
+            boxes[n.id] = f"{n.local or n.id}\n{n.op}"
+        del top
+    lines = [f"digraph {_q(ir.meta.model)} {{", "  rankdir=TB;",
+             '  node [shape=box, style="rounded,filled", fillcolor="#f4f6fb", fontname="Helvetica", fontsize=10];']
+    for b, label in boxes.items():
+        lines.append(f"  {_q(b)} [label={_q(label)}];")
+    seen = set()
+    for u, v in ir.g.edges():
+        a, b = group[u], group[v]
+        if a != b and (a, b) not in seen:
+            seen.add((a, b))
+            lines.append(f"  {_q(a)} -> {_q(b)};")
+    lines.append("}")
+    return "\n".join(lines) + "\n", len(boxes)
+
+
 def to_dot(ir: IR) -> str:
     insts = ir.meta.instances
     lines = [f'digraph "{ir.meta.model}" {{', '  rankdir=TB;',
@@ -55,19 +100,26 @@ def to_dot(ir: IR) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(ir: IR, out: str) -> None:
-    """Write the diagram; the format follows the extension (.svg, .png, .pdf, .dot)."""
-    src = to_dot(ir)
-    fmt = out.rsplit(".", 1)[-1].lower() if "." in out else "svg"
+FORMATS = ("svg", "png", "pdf", "dot", "gv")
+
+
+def render(ir: IR, fmt: str = "svg", max_nodes: int = 2000) -> bytes:
+    """The diagram in `fmt` (svg, png, pdf, dot). A graph beyond `max_nodes` is drawn with one box per
+    top-level block instance; if that is still too large, TooLarge. RuntimeError when `dot` is missing."""
+    fmt = fmt.lower().lstrip(".")
+    if len(ir) <= max_nodes:
+        src = to_dot(ir)
+    else:
+        src, boxes = collapsed_dot(ir)
+        if boxes > max_nodes:
+            raise TooLarge(boxes, max_nodes)
     if fmt in ("dot", "gv"):
-        with open(out, "w") as f:
-            f.write(src)
-        return
+        return src.encode("utf-8")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown diagram format {fmt!r}")
     if shutil.which("dot") is None:
         raise RuntimeError("Graphviz's `dot` is not installed (apt-get install graphviz); "
                            "write a .dot file instead")
     import graphviz
 
-    data = graphviz.Source(src).pipe(format=fmt)
-    with open(out, "wb") as f:
-        f.write(data)
+    return graphviz.Source(src).pipe(format=fmt)

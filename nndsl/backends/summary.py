@@ -52,3 +52,24 @@ def to_dict(ir: IR) -> dict:
 
 def fmt_count(n) -> str:
     return f"{n:,}" if isinstance(n, int) else str(n)
+
+
+MAX_CELL = 60
+
+
+def table_lines(ir: IR) -> list[str]:
+    """The per-layer table as fixed-width text: one pass to size the columns, one to print (linear in
+    the rows; cells longer than MAX_CELL are cut with `...`)."""
+    def cut(x: str) -> str:
+        return x if len(x) <= MAX_CELL else x[:MAX_CELL - 3] + "..."
+
+    head = ("layer", "op", "output shape", "params", "FLOPs")
+    body = [(cut(r.name), cut(r.op), cut(r.shape), fmt_count(r.params) if r.params else "",
+             cut(fmt_count(r.flops.value) if r.flops.is_const else str(r.flops))) for r in rows(ir)]
+    widths = [max([len(h)] + [len(row[i]) for row in body]) for i, h in enumerate(head)]
+    right = (False, False, False, True, True)
+
+    def fmt(row):
+        return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)).rstrip()
+
+    return [fmt(head), "  ".join("-" * w for w in widths)] + [fmt(row) for row in body]

@@ -131,6 +131,17 @@ the message names the op."""),
     "E0305": Code("invalid dimension binding", """\
 A `--dim NAME=VALUE` (or a keyword passed to `nndsl.load`) names neither a parameter of the model
 nor a free dim of its inputs, or its value cannot be read as the parameter's type."""),
+    # -- the command's own files -----------------------------------------------------------------
+    "E0401": Code("cannot write the output", """\
+`nndsl compile -o` or `nndsl draw -o` could not write its output: the directory does not exist, the
+path is a directory, or it is not writable. Outputs are written to a temporary file and renamed into
+place, so a failed write leaves nothing behind."""),
+    "E0402": Code("unknown output format", """\
+`nndsl draw` chooses the format from the output's extension: `.svg`, `.png`, `.pdf`, or `.dot`
+(Graphviz source, which needs no Graphviz installed)."""),
+    "E0403": Code("renderer unavailable", """\
+Rendering a diagram to SVG, PNG or PDF needs Graphviz's `dot` (`apt-get install graphviz`). A `.dot`
+output still works without it."""),
     # -- internal --------------------------------------------------------------------------------
     "E9999": Code("internal compiler error", """\
 nndsl failed on this input: that is a bug in nndsl, not in the spec. Please report it with the

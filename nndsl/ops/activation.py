@@ -47,7 +47,7 @@ _act("silu", lambda c: f"F.silu({c.args[0]})", flops_per=4, aliases=("swish",), 
 _act("tanh", lambda c: f"torch.tanh({c.args[0]})", flops_per=4, doc="Hyperbolic tangent.")
 _act("sigmoid", lambda c: f"torch.sigmoid({c.args[0]})", flops_per=4, doc="1 / (1 + exp(-x))")
 _act("softplus", lambda c: f"F.softplus({c.args[0]}, beta={pyval(c.a['beta'])}, threshold={pyval(c.a['threshold'])})",
-     attrs=(Attr("beta", "float", 1.0), Attr("threshold", "float", 20.0)), flops_per=4,
+     attrs=(Attr("beta", "float", 1.0, lo=0, lo_open=True), Attr("threshold", "float", 20.0)), flops_per=4,
      doc="log(1 + exp(beta x)) / beta, linear above `threshold`.")
 _act("elu", lambda c: f"F.elu({c.args[0]}, alpha={pyval(c.a['alpha'])})", attrs=(Attr("alpha", "float", 1.0),),
      flops_per=4, doc="x for x > 0, alpha (exp(x) - 1) otherwise.")
@@ -97,7 +97,7 @@ def _dropout_check(a):
 
 
 register(OpDef(
-    name="dropout", inputs=("x",), attrs=(Attr("p", "float", 0.5),), infer=_identity_infer,
+    name="dropout", inputs=("x",), attrs=(Attr("p", "float", 0.5, lo=0, hi=1),), infer=_identity_infer,
     flops=lambda ins, outs, a: prod(ins[0].shape),
     lower=lambda c: Lowered(None, f"F.dropout({c.args[0]}, p={pyval(c.a['p'])}, training=self.training)"
                             if c.a["p"] > 0 else c.args[0]),

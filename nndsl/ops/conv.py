@@ -39,8 +39,14 @@ def _check(a):
             if any(x <= 0 for x in vals):
                 raise OpError("E0111", f"`{n}` must be positive, got {v}")
     p = a.get("padding")
-    if isinstance(p, (int, list, tuple)) and any(x < 0 for x in (p if isinstance(p, (list, tuple)) else [p])):
-        raise OpError("E0111", f"`padding` must not be negative, got {p}")
+    if p is not None and not isinstance(p, str):
+        vals = p if isinstance(p, (list, tuple)) else [p]
+        if not vals or not all(isinstance(x, int) and not isinstance(x, bool) for x in vals):
+            raise OpError("E0106", f"`padding` must be an int, a list of ints, \"same\" or \"valid\", got {p!r}")
+        if any(x < 0 for x in vals):
+            raise OpError("E0111", f"`padding` must not be negative, got {p}")
+    elif isinstance(p, str) and p not in ("same", "valid"):
+        raise OpError("E0111", f"`padding` must be an int, a list, \"same\" or \"valid\", got \"{p[:20]}\"")
 
 
 def _make_conv(nd: int):

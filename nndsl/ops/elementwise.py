@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 
+from ..types import FLOAT_DTYPES
 from .registry import pyval, Attr, Lowered, OpDef, OpError, broadcast, prod, register
 
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
@@ -10,17 +11,38 @@ _SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 def _make(name: str):
     sym = _SYMBOL[name]
 
+    def result_dtype(dtype: str, scalar) -> str:
+        """PyTorch's type promotion: true division of integers, or an integer tensor with a float
+        scalar, gives the default float dtype; a bool tensor with an int scalar gives int64."""
+        if dtype in FLOAT_DTYPES:
+            return dtype
+        if name == "div" or isinstance(scalar, float):
+            return "float32"
+        if dtype == "bool" and scalar is not None:
+            return "int64"
+        return dtype
+
     def infer(ins, a, facts):
         if a["scalar"] is not None:
             if len(ins) != 1:
                 raise OpError("E0104", f"`{sym}` with a scalar takes one tensor")
-            return [ins[0]]
+            x = ins[0]
+            return [x.with_shape(x.shape, x.axis_names()).model_copy(update={"dtype": result_dtype(x.dtype, a["scalar"])})]
         if len(ins) != 2:
             raise OpError("E0104", f"`{name}` takes two tensors, or a tensor and a scalar")
         if ins[0].dtype != ins[1].dtype:
             raise OpError("E0208", f"`{sym}` of {ins[0].dtype} and {ins[1].dtype}",
                           arg_labels={0: ins[0].dtype, 1: ins[1].dtype})
-        return [broadcast(ins[0], ins[1], sym)]
+        if name == "sub" and ins[0].dtype == "bool":
+            raise OpError("E0208", "`-` of two bool tensors is not defined", arg_labels={0: "bool", 1: "bool"},
+                          help="use `logical` ops, or convert to an integer dtype first")
+        out = broadcast(ins[0], ins[1], sym)
+        return [out.model_copy(update={"dtype": result_dtype(out.dtype, None)})]
+
+    def check(a):
+        s = a["scalar"]
+        if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float))):
+            raise OpError("E0106", f"`scalar` of `{name}` must be a number, got {type(s).__name__}")
 
     def lower(c):
         if c.a["scalar"] is not None:
@@ -30,7 +52,7 @@ def _make(name: str):
 
     register(OpDef(
         name=name, inputs=("x*",), attrs=(Attr("scalar", "any", None), Attr("reverse", "bool", False)),
-        infer=infer, flops=lambda ins, outs, a: prod(outs[0].shape), lower=lower,
+        infer=infer, flops=lambda ins, outs, a: prod(outs[0].shape), lower=lower, check_attrs=check,
         traits=frozenset({"pointwise", "elementwise", "parameter_free"}), glyph=sym,
         doc=f"Elementwise `{sym}` with broadcasting; one side may be a number.",
     ))

@@ -86,7 +86,7 @@ def _param_infer(ins, a, facts):
 
 register(OpDef(
     name="param", inputs=(),
-    attrs=(Attr("shape", "dims"), Attr("std", "float", 0.02, doc="std of the normal init; 0 gives zeros")),
+    attrs=(Attr("shape", "dims"), Attr("std", "float", 0.02, doc="std of the normal init; 0 gives zeros", lo=0)),
     infer=_param_infer,
     params=lambda ins, a: [ParamSpec("", tuple(d.value for d in a["shape"]))],
     fan=lambda ins, a: (a["shape"][-1] if a["shape"] else Dim.const(1), a["shape"][0] if a["shape"] else Dim.const(1)),

@@ -39,7 +39,8 @@ def _bn(nd: int, ranks):
 
     register(OpDef(
         name=name, inputs=("x",),
-        attrs=(Attr("eps", "float", 1e-5), Attr("momentum", "float", 0.1), Attr("affine", "bool", True)),
+        attrs=(Attr("eps", "float", 1e-5, lo=0, lo_open=True), Attr("momentum", "float", 0.1, lo=0, hi=1),
+               Attr("affine", "bool", True)),
         infer=infer, params=params, flops=lambda ins, outs, a: 2 * prod(ins[0].shape), lower=lower,
         traits=frozenset({"norm", "weighted", "shape_preserving"}), aliases=(f"bn{nd}d",), glyph="BN",
         doc=f"Batch normalisation over axis 1 of a {' or '.join(str(r) for r in ranks)}-d tensor.",
@@ -84,7 +85,7 @@ def _ln_lower(c):
 
 register(OpDef(
     name="layernorm", inputs=("x",),
-    attrs=(Attr("eps", "float", 1e-5), Attr("dims", "int", 1, doc="trailing axes normalised"),
+    attrs=(Attr("eps", "float", 1e-5, lo=0, lo_open=True), Attr("dims", "int", 1, doc="trailing axes normalised", lo=1),
            Attr("affine", "bool", True), Attr("bias", "bool", True)),
     infer=_same, params=_ln_params, flops=lambda ins, outs, a: 5 * prod(ins[0].shape), lower=_ln_lower,
     traits=frozenset({"norm", "weighted", "shape_preserving"}), aliases=("ln",), glyph="LN",
@@ -105,9 +106,15 @@ def _rms_lower(c):
     return Lowered(f"nn.RMSNorm({d}{kw})", f"{c.m}({c.args[0]})")
 
 
+def _rms_infer(ins, a, facts):
+    if ins[0].rank < 1:
+        raise OpError("E0202", "rmsnorm expects at least a 1-d input", arg=0, label="this is 0-d")
+    return _same(ins, a, facts)
+
+
 register(OpDef(
-    name="rmsnorm", inputs=("x",), attrs=(Attr("eps", "float", None), Attr("affine", "bool", True)),
-    infer=_same, params=_rms_params, flops=lambda ins, outs, a: 4 * prod(ins[0].shape), lower=_rms_lower,
+    name="rmsnorm", inputs=("x",), attrs=(Attr("eps", "float", None, lo=0, lo_open=True), Attr("affine", "bool", True)),
+    infer=_rms_infer, params=_rms_params, flops=lambda ins, outs, a: 4 * prod(ins[0].shape), lower=_rms_lower,
     traits=frozenset({"norm", "weighted", "shape_preserving"}), glyph="RMS",
     doc="Root-mean-square normalisation over the last axis.",
 ))
@@ -130,7 +137,7 @@ def _gn_params(ins, a):
 
 register(OpDef(
     name="groupnorm", inputs=("x",),
-    attrs=(Attr("groups", "int"), Attr("eps", "float", 1e-5), Attr("affine", "bool", True)),
+    attrs=(Attr("groups", "int", lo=1), Attr("eps", "float", 1e-5, lo=0, lo_open=True), Attr("affine", "bool", True)),
     infer=_gn_infer, params=_gn_params, flops=lambda ins, outs, a: 5 * prod(ins[0].shape),
     lower=lambda c: Lowered(
         f"nn.GroupNorm({c.a['groups']}, {c.ins[0].shape[1].value}"

@@ -98,6 +98,16 @@ def _up_infer(ins, a, facts):
     return [TensorType.make((*x.shape[:2], *sp), x.dtype, x.axis_names())]
 
 
+def _up_check(a):
+    sc = a["scale"]
+    vals = sc if isinstance(sc, (list, tuple)) else [sc]
+    if a["size"] is None and (not vals or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)):
+        raise OpError("E0106", f"`scale` of `upsample` must be a number or a list of numbers, got {sc!r}")
+    if a["size"] is None and any(not (0 < v < 2 ** 20) for v in vals):
+        raise OpError("E0111", f"`scale` of `upsample` must be positive, got {sc}")
+    _pos(a, "size")
+
+
 def _up_lower(c):
     kw = [f"size={pyval(c.a['size'])}"] if c.a["size"] is not None else [f"scale_factor={pyval(c.a['scale'])}"]
     kw.append(f"mode={pyval(c.a['mode'])}")
@@ -112,7 +122,7 @@ register(OpDef(
            Attr("mode", "str", "nearest", choices=("nearest", "linear", "bilinear", "bicubic", "trilinear")),
            Attr("align_corners", "bool", False)),
     infer=_up_infer, flops=lambda ins, outs, a: prod(outs[0].shape), lower=_up_lower,
-    traits=frozenset({"parameter_free"}), aliases=("interpolate",), glyph="up",
+    traits=frozenset({"parameter_free"}), aliases=("interpolate",), glyph="up", check_attrs=lambda a: _up_check(a),
     doc="Resize the spatial axes by an integer scale or to a fixed size.",
 ))
 
@@ -129,7 +139,7 @@ def _ps_infer(ins, a, facts):
 
 
 register(OpDef(
-    name="pixel_shuffle", inputs=("x",), attrs=(Attr("factor", "int"),),
+    name="pixel_shuffle", inputs=("x",), attrs=(Attr("factor", "int", lo=1),),
     infer=_ps_infer, flops=lambda ins, outs, a: Dim.const(0),
     lower=lambda c: Lowered(None, f"F.pixel_shuffle({c.args[0]}, {c.a['factor']})"),
     traits=frozenset({"parameter_free", "layout"}), check_attrs=lambda a: _pos(a, "factor"), glyph="shuffle",

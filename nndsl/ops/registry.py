@@ -38,6 +38,9 @@ class Attr:
     default: Any = REQUIRED
     choices: tuple | None = None
     doc: str = ""
+    lo: float | None = None       # numeric attributes: inclusive bounds, checked when the spec is checked
+    hi: float | None = None
+    lo_open: bool = False         # lo itself is excluded (e.g. eps > 0)
 
     @property
     def required(self) -> bool:

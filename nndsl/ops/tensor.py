@@ -22,9 +22,11 @@ def resolve_axis(t: TensorType, axis, what: str = "axis") -> int:
         raise OpError("E0209", f"the tensor has no axis named `{name}`", arg=0, label=f"axes of {t}: "
                       + (", ".join(known) if known else "none are named"),
                       help="name axes in the input declaration, or give the axis as an integer")
-    if not isinstance(axis, int) or not -t.rank <= axis < max(t.rank, 1):
+    if t.rank == 0:
+        raise OpError("E0209", f"a 0-d tensor has no {what} {axis}", arg=0, label="this is 0-d (a scalar)")
+    if not isinstance(axis, int) or isinstance(axis, bool) or not -t.rank <= axis < t.rank:
         raise OpError("E0209", f"{what} {axis} is out of range for a {t.rank}-d tensor", arg=0)
-    return axis % t.rank if t.rank else 0
+    return axis % t.rank
 
 
 def _axes_list(t, axes):
@@ -243,7 +245,7 @@ def _permute_infer(ins, a, facts):
     x = ins[0]
     order = _axes_list(x, a["dims"])
     if sorted(order) != list(range(x.rank)):
-        raise OpError("E0111", f"permute: {list(a['dims'])} is not a permutation of {x.rank} axes")
+        raise OpError("E0111", f"permute: {order} is not a permutation of the {x.rank} axes", arg=0)
     names = x.axis_names()
     return [TensorType.make([x.shape[i] for i in order], x.dtype, [names[i] for i in order])]
 
@@ -444,7 +446,7 @@ def _slice_lower(c):
 
 register(OpDef(
     name="slice", inputs=("x",),
-    attrs=(Attr("axis", "axes"), Attr("start", "int", 0), Attr("end", "int", None), Attr("step", "int", 1)),
+    attrs=(Attr("axis", "axes"), Attr("start", "int", 0), Attr("end", "int", None), Attr("step", "int", 1, lo=1)),
     infer=_slice_infer, flops=lambda ins, outs, a: Dim.const(0), lower=_slice_lower,
     traits=frozenset({"parameter_free", "layout"}), glyph="slice", doc="x[start:end:step] along an axis.",
 ))
