@@ -13,41 +13,53 @@ from typing import Any
 from .compiler import CheckResult
 from .compiler import check as _check
 from .diagnostics import Diagnostic, NNDSLError
+from .limits import DEFAULT, Limits
 
 __version__ = "0.1.0"
-__all__ = ["parse", "check", "load", "compile_source", "CheckResult", "Diagnostic", "NNDSLError", "__version__"]
+__all__ = ["parse", "check", "load", "compile_source", "CheckResult", "Diagnostic", "NNDSLError", "Limits",
+           "__version__"]
 
 
-def parse(source: str | Path, filename: str | None = None):
+def parse(source: str | Path, filename: str | None = None, *, limits: Limits | None = None):
     """Parse a file path or source text into the AST (`nndsl.syntax.ast.Module`). Raises NNDSLError."""
-    from .diagnostics import Abort
-    from .syntax import parse_text
+    from .diagnostics import Diagnostic
+    from .loader import SourceError, file_span, read_source
+    from .syntax.parser import parse_recovering
 
+    limits = limits or DEFAULT
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and source.endswith(".nn")):
-        path = Path(source)
-        text, name = path.read_text(encoding="utf-8"), str(source)
+        name = str(source)
+        try:
+            text = read_source(source, limits.file_bytes)
+        except SourceError as e:
+            raise NNDSLError([Diagnostic(code="E0108", message=f"cannot read `{name}`: {e}",
+                                         span=file_span(name))]) from None
     else:
         text, name = str(source), filename or "<string>"
-    try:
-        return parse_text(text, name)
-    except Abort as e:
-        raise NNDSLError([e.diagnostic], {name: text}) from None
+        if len(text) > limits.file_bytes:
+            raise NNDSLError([Diagnostic(code="E0112", message=f"the spec is larger than {limits.file_bytes:,} bytes",
+                                         span=file_span(name))])
+    mod, diags = parse_recovering(text, name, max_errors=limits.syntax_errors, max_nesting=limits.nesting)
+    if mod is None:
+        raise NNDSLError(diags, {name: text})
+    return mod
 
 
 def check(path: str | Path | None = None, *, source: str | None = None, model: str | None = None,
-          **dims: Any) -> CheckResult:
+          limits: Limits | None = None, import_root: str | Path | None = None, **dims: Any) -> CheckResult:
     """Parse, elaborate and check a spec. Returns a CheckResult with `.diagnostics` and `.ir`.
-    Keyword arguments bind model parameters and free dims (`num_classes=10`, `B=8`)."""
-    return _check(path, source=source, model=model, dims=dims)
+    Keyword arguments bind model parameters and free dims (`num_classes=10`, `B=8`). `limits` bounds
+    the work (nndsl.limits.Limits); `import_root` confines imports to a directory."""
+    return _check(path, source=source, model=model, dims=dims, limits=limits, import_root=import_root)
 
 
 def compile_source(path: str | Path | None = None, *, source: str | None = None, model: str | None = None,
-                   **dims: Any) -> str:
-    """Standalone PyTorch source for the model (what `nndsl compile` writes)."""
+                   limits: Limits | None = None, import_root: str | Path | None = None, **dims: Any) -> str:
+    """Standalone PyTorch source for the model (what `nndsl compile` writes). Raises only NNDSLError."""
     from .backends.torch_codegen import generate
     from .diagnostics import Abort
 
-    res = check(path, source=source, model=model, **dims).raise_for_errors()
+    res = check(path, source=source, model=model, limits=limits, import_root=import_root, **dims).raise_for_errors()
     try:
         return generate(res.ir)[0]
     except Abort as e:
@@ -55,13 +67,40 @@ def compile_source(path: str | Path | None = None, *, source: str | None = None,
 
 
 def load(path: str | Path | None = None, model: str | None = None, seed: int | None = None, *,
-         source: str | None = None, **params: Any):
-    """Compile the spec and return an initialised `torch.nn.Module` (same seed -> identical weights)."""
-    from .backends.torch_module import build_module
-    from .diagnostics import Abort
+         source: str | None = None, max_bytes: int | None = None, limits: Limits | None = None,
+         import_root: str | Path | None = None, **params: Any):
+    """Compile the spec and return an initialised `torch.nn.Module` (same seed -> identical weights).
 
-    res = check(path, source=source, model=model, **params).raise_for_errors()
+    Before allocating anything, the bytes of all parameters and buffers are estimated and compared
+    with `max_bytes` (default: the machine's available memory); a larger model is refused with a
+    diagnostic. Raises only NNDSLError."""
+    from .backends.torch_module import build_module
+    from .diagnostics import Abort, Diagnostic
+    from .limits import available_memory
+    from .passes.validate import model_bytes
+
+    res = check(path, source=source, model=model, limits=limits, import_root=import_root,
+                **params).raise_for_errors()
+    budget = max_bytes if max_bytes is not None else (limits.memory_bytes if limits and limits.memory_bytes
+                                                      else available_memory())
+    need, biggest = model_bytes(res.ir)
+    if need > budget:
+        raise NNDSLError([Diagnostic(
+            code="E0112", message=f"building `{res.ir.meta.model}` would allocate {_gib(need)} of parameters and "
+            f"buffers, more than the budget of {_gib(budget)}", span=biggest.span if biggest is not None else None,
+            label="the largest layer", call_sites=res.ir.call_sites(biggest.scope) if biggest is not None else [],
+            help="raise the budget with max_bytes= (--max-memory on the command line), or shrink the model")],
+            res.sources)
     try:
         return build_module(res.ir, seed)
     except Abort as e:
         raise NNDSLError([e.diagnostic], res.sources) from None
+    except MemoryError:
+        raise NNDSLError([Diagnostic(code="E0112", message=f"out of memory while building `{res.ir.meta.model}`",
+                                     span=res.ir.meta.instances[""].span,
+                                     help="give load() a smaller max_bytes budget than the machine has")],
+                         res.sources) from None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2 ** 30:.1f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.1f} MiB"

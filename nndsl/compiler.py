@@ -45,7 +45,7 @@ class CheckResult:
 PIPELINE: tuple[tuple[str, Callable], ...] = (
     ("shapes", lambda ir, st, sink: st.__setitem__("shapes", infer_shapes(ir, sink, st["dims"]))),
     ("ensures", lambda ir, st, sink: check_ensures(ir, st["shapes"], sink)),
-    ("validate", lambda ir, st, sink: validate(ir, sink)),
+    ("validate", lambda ir, st, sink: validate(ir, sink, st["limits"])),
 )
 
 
@@ -182,7 +182,7 @@ def _elaborate_and_run(prog: Program, bd: A.BlockDef, dims: dict[str, Any], sink
             sink.error("E0305", f"a dim must be an integer from 1 to 2**40, got `{k}={v}`", file_span(bd.span.file))
     free = {k: v for k, v in free.items() if k not in bad and isinstance(v, int) and 0 < v <= 2 ** 40}
     if passes:
-        state: dict[str, Any] = {"dims": free}
+        state: dict[str, Any] = {"dims": free, "limits": limits}
         for _name, fn in PIPELINE:
             fn(ir, state, sink)
     return ir

@@ -34,18 +34,36 @@ class Limits:
 DEFAULT = Limits()
 
 
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation (MemAvailable on Linux; a fallback elsewhere)."""
+def _proc_kb(path: str, key: str) -> int | None:
     try:
-        with open("/proc/meminfo", "rb") as f:
+        with open(path, "rb") as f:
             for line in f.read(1 << 16).decode("ascii", "replace").splitlines():
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        import os
+    return None
 
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
+
+def available_memory() -> int:
+    """Bytes a new allocation of this process can get: the machine's available memory (MemAvailable on
+    Linux), and no more than what the process's address-space and data limits still leave."""
+    avail = _proc_kb("/proc/meminfo", "MemAvailable:")
+    if avail is None:
+        try:
+            import os
+
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = 8 << 30
+    try:
+        import resource
+
+        for which, used_key in ((resource.RLIMIT_AS, "VmSize:"), (resource.RLIMIT_DATA, "VmData:")):
+            soft = resource.getrlimit(which)[0]
+            if soft != resource.RLIM_INFINITY:
+                used = _proc_kb("/proc/self/status", used_key) or 0
+                avail = min(avail, max(0, soft - used))
+    except (ImportError, OSError, ValueError):
+        pass
+    return avail

@@ -37,7 +37,8 @@ def read_source(path: str | Path, max_bytes: int) -> str:
         if stat.S_ISDIR(st.st_mode):
             raise SourceError("it is a directory")
         if stat.S_ISREG(st.st_mode) and st.st_size > max_bytes:
-            raise SourceError(f"it is {st.st_size:,} bytes, more than the limit of {max_bytes:,} (--max-file-size)")
+            raise SourceError(f"it is {st.st_size:,} bytes, more than the limit of {max_bytes:,} bytes "
+                              "(--max-file-size)")
         chunks, total = [], 0
         while total <= max_bytes:
             try:

@@ -30,6 +30,12 @@ DimField = Annotated[Dim, BeforeValidator(_to_dim), PlainSerializer(_dump_dim),
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
 INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "bool")
 DTYPES = FLOAT_DTYPES + INT_DTYPES
+_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int64": 8, "int32": 4, "int16": 2, "int8": 1,
+          "uint8": 1, "bool": 1}
+
+
+def dtype_bytes(dtype: str) -> int:
+    return _BYTES.get(dtype, 8)
 
 
 class TensorType(BaseModel):

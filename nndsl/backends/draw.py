@@ -21,24 +21,43 @@ def _q(s: str) -> str:
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ") + '"'
 
 
-def collapsed_dot(ir: IR) -> tuple[str, int]:
-    """One box per top-level statement: a block instance is a single box named after its block."""
+def _groups(ir: IR, depth: int) -> tuple[dict[str, str], dict[str, str]]:
+    """Node -> box, with block instances nested deeper than `depth` drawn as one box each."""
     insts = ir.meta.instances
+    chain_cache: dict[str, list[str]] = {}
+
+    def chain(path: str) -> list[str]:  # instance paths from the outermost down to `path`
+        if path not in chain_cache:
+            out, p = [], path
+            while p:
+                out.append(p)
+                p = insts[p].parent or ""
+            chain_cache[path] = out[::-1]
+        return chain_cache[path]
+
     group: dict[str, str] = {}
     boxes: dict[str, str] = {}
     for n in ir.nodes():
-        top = n.scope.split(".")[0] if n.scope else ""
-        if n.scope:
-            # the top-level instance this node belongs to
-            path = n.scope
-            while insts[path].parent:
-                path = insts[path].parent
-            group[n.id] = path
-            boxes[path] = f"{path} : {insts[path].block}"
+        c = chain(n.scope) if n.scope else []
+        if len(c) >= depth and c:
+            box = c[depth - 1] if depth >= 1 else c[0]
+            group[n.id] = box
+            boxes[box] = f"{box} : {insts[box].block}"
         else:
             group[n.id] = n.id
             boxes[n.id] = f"{n.local or n.id}\n{n.op}"
-        del top
+    return group, boxes
+
+
+def collapsed_dot(ir: IR, max_boxes: int) -> tuple[str, int]:
+    """The graph with block instances collapsed into boxes, at the deepest nesting level that fits in
+    `max_boxes` (level 1: every top-level instance is one box)."""
+    max_depth = max((len(p.split(".")) for p in ir.meta.instances if p), default=0)
+    depth = max(1, max_depth)
+    group, boxes = _groups(ir, depth)
+    while len(boxes) > max_boxes and depth > 1:
+        depth -= 1
+        group, boxes = _groups(ir, depth)
     lines = [f"digraph {_q(ir.meta.model)} {{", "  rankdir=TB;",
              '  node [shape=box, style="rounded,filled", fillcolor="#f4f6fb", fontname="Helvetica", fontsize=10];']
     for b, label in boxes.items():
@@ -110,7 +129,7 @@ def render(ir: IR, fmt: str = "svg", max_nodes: int = 2000) -> bytes:
     if len(ir) <= max_nodes:
         src = to_dot(ir)
     else:
-        src, boxes = collapsed_dot(ir)
+        src, boxes = collapsed_dot(ir, max_nodes)
         if boxes > max_nodes:
             raise TooLarge(boxes, max_nodes)
     if fmt in ("dot", "gv"):

@@ -86,6 +86,8 @@ def _snippet(out: list[str], labels: list[Label], lines: _Lines, c, sev: str, pa
             files.append(l.span.file)
     for fi, fname in enumerate(files):
         flabels = [l for l in labels if l.span.file == fname]
+        if not any(lines.get(fname, l.span.line) is not None for l in flabels):
+            continue  # the file's text is not at hand (it could not be read): the location line says it all
         if fi > 0:
             s = flabels[0].span
             out.append(f"{pad}{c(_BLUE, ':::')} {visible(s.file)}:{s.line}:{s.col}")

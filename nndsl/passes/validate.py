@@ -6,6 +6,7 @@ import networkx as nx
 from .. import ops as O
 from ..diagnostics import Sink
 from ..ir import IR
+from ..limits import DEFAULT, Limits
 from ..pyemit import reserved_by_torch
 
 
@@ -36,10 +37,36 @@ def check_names(ir: IR, sink: Sink) -> None:
                 _reserved(sink, seg, "a block instance", inst.span, ir.call_sites(parent))
 
 
-def validate(ir: IR, sink: Sink) -> None:
+def model_bytes(ir: IR, kinds=("param", "buffer")) -> tuple[int, object]:
+    """Bytes the model's parameters and buffers take (tied ones once), and the node holding the most."""
+    from ..types import dtype_bytes
+
+    total, biggest, most = 0, None, -1
+    for n in ir.nodes():
+        own = sum(p.numel * dtype_bytes(p.dtype) for p in n.params if p.kind in kinds and p.tied_to is None)
+        total += own
+        if own > most:
+            biggest, most = n, own
+    return total, biggest
+
+
+def check_size(ir: IR, sink: Sink, limits: Limits) -> None:
+    from .ensures import param_count
+
+    total = param_count(ir)
+    if total > limits.params:
+        _, biggest = model_bytes(ir, ("param",))
+        sink.error("E0112", f"the model has {total:,} parameters, more than the limit of {limits.params:,}",
+                   biggest.span if biggest is not None else None, label="the largest layer",
+                   call_sites=ir.call_sites(biggest.scope) if biggest is not None else [],
+                   help="raise the limit with --max-params (limits= in the API)")
+
+
+def validate(ir: IR, sink: Sink, limits: Limits = DEFAULT) -> None:
     if not nx.is_directed_acyclic_graph(ir.g):
         sink.error("E9999", "internal compiler error: the elaborated graph has a cycle")
     check_names(ir, sink)
+    check_size(ir, sink, limits)
     if not ir.meta.outputs:
         return
     for o in ir.meta.outputs:
