@@ -117,14 +117,16 @@ def _no_gc():
 
 def check(path: str | Path | None = None, *, source: str | None = None, model: str | None = None,
           dims: dict[str, Any] | None = None, passes: bool = True, filename: str = "<string>",
-          limits: Limits | None = None, import_root: str | Path | None = None) -> CheckResult:
+          limits: Limits | None = None, import_root: str | Path | None = None,
+          strict_dims: bool = True) -> CheckResult:
     """Check a spec. `dims` binds model parameters and free dims (values may be strings, as from the CLI).
-    `limits` bounds the work (see nndsl.limits); `import_root` confines imports to a directory."""
+    `limits` bounds the work (see nndsl.limits); `import_root` confines imports to a directory. With
+    `strict_dims=False`, dims the model does not have are ignored instead of reported."""
     with _no_gc():
-        return _check(path, source, model, dims, passes, filename, limits or DEFAULT, import_root)
+        return _check(path, source, model, dims, passes, filename, limits or DEFAULT, import_root, strict_dims)
 
 
-def _check(path, source, model, dims, passes, filename, limits: Limits, import_root) -> CheckResult:
+def _check(path, source, model, dims, passes, filename, limits: Limits, import_root, strict_dims=True) -> CheckResult:
     sink = Sink(limits)
     loader = Loader(sink, limits, import_root)
     try:
@@ -137,7 +139,7 @@ def _check(path, source, model, dims, passes, filename, limits: Limits, import_r
         if not sink.has_errors:
             bd = _pick_model(prog, model, sink)
             if bd is not None:
-                ir = _elaborate_and_run(prog, bd, dims or {}, sink, passes, limits)
+                ir = _elaborate_and_run(prog, bd, dims or {}, sink, passes, limits, strict_dims)
     except Abort as e:
         sink.add(e.diagnostic)
     except Reported:
@@ -153,7 +155,7 @@ def _check(path, source, model, dims, passes, filename, limits: Limits, import_r
 
 
 def _elaborate_and_run(prog: Program, bd: A.BlockDef, dims: dict[str, Any], sink: Sink, passes: bool,
-                       limits: Limits = DEFAULT) -> IR:
+                       limits: Limits = DEFAULT, strict_dims: bool = True) -> IR:
     param_types = {p.name: p.type for p in bd.params}
     overrides, free = {}, {}
     for k, v in dims.items():
@@ -171,7 +173,7 @@ def _elaborate_and_run(prog: Program, bd: A.BlockDef, dims: dict[str, Any], sink
     ir.meta.outputs = [ModelOutput(name=n, node=node, port=port)
                        for (node, port), n in zip(inst.outputs, inst.output_names)]
     bad = [k for k in free if k not in ir.meta.free_dims]
-    for k in bad:
+    for k in bad if strict_dims else ():
         cands = difflib.get_close_matches(k, list(param_types) + ir.meta.free_dims, n=1)
         sink.error("E0305", f"`{k}` is neither a parameter of `{bd.name}` nor a free dim of its inputs",
                    file_span(bd.span.file),

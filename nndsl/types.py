@@ -44,6 +44,7 @@ class TensorType(BaseModel):
     shape: tuple[DimField, ...]
     dtype: str = "float32"
     axes: tuple[Optional[str], ...] = ()
+    vmax: Optional[DimField] = None     # integer tensors: every value is below this (set by `positions`)
 
     @staticmethod
     def make(shape, dtype: str = "float32", axes=None) -> "TensorType":
@@ -51,7 +52,7 @@ class TensorType(BaseModel):
         axes = tuple(axes) if axes is not None else (None,) * len(shape)
         if len(axes) != len(shape):
             axes = (None,) * len(shape)
-        return make(TensorType, shape=shape, dtype=dtype, axes=axes)
+        return make(TensorType, shape=shape, dtype=dtype, axes=axes, vmax=None)
 
     @property
     def rank(self) -> int:

@@ -179,10 +179,14 @@ class Codegen:
                 raise Abort(Diagnostic(code=err.code, message=err.message, span=n.span)) from None
             if low.init is not None:
                 tree.put(lname.split("."), low.init, n.id)
-            if len(n.outputs) == 1:
+            if len(n.outputs) == 1 and od.n_outputs is None:
                 v = new_var(lname)
                 var[(n.id, 0)] = v
                 fwd.append(f"{v} = {low.expr}")
+            elif len(n.outputs) == 1:  # an op that returns a sequence, here of one tensor
+                v = new_var(lname)
+                var[(n.id, 0)] = v
+                fwd.append(f"{v}, = {low.expr}")
             else:
                 vs = [new_var(f"{lname}_{i}") for i in range(len(n.outputs))]
                 for i, v in enumerate(vs):

@@ -97,7 +97,7 @@ def _dropout_check(a):
 
 
 register(OpDef(
-    name="dropout", inputs=("x",), attrs=(Attr("p", "float", 0.5, lo=0, hi=1),), infer=_identity_infer,
+    name="dropout", inputs=("x",), attrs=(Attr("p", "float", 0.5, lo=0, hi=1),), infer=_same,
     flops=lambda ins, outs, a: prod(ins[0].shape),
     lower=lambda c: Lowered(None, f"F.dropout({c.args[0]}, p={pyval(c.a['p'])}, training=self.training)"
                             if c.a["p"] > 0 else c.args[0]),

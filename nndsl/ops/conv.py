@@ -141,12 +141,17 @@ for _nd in (1, 2, 3):
 def _convt_infer(ins, a, facts):
     x = ins[0]
     need_rank(x, (4,), "conv_transpose2d")
+    need_float(x, "conv_transpose2d")
     k = tup(a["kernel"], 2)
     s = tup(a["stride"], 2)
     p = tup(a["padding"], 2)
     op = tup(a["output_padding"], 2)
     dl = tup(a["dilation"], 2)
     g = a["groups"]
+    for i in range(2):
+        if op[i] < 0 or op[i] >= max(s[i], dl[i]):
+            raise OpError("E0111", f"conv_transpose2d: output_padding {op[i]} must be smaller than the stride "
+                          f"({s[i]}) or the dilation ({dl[i]})")
     if x.shape[1].is_const and x.shape[1].value % g:
         raise OpError("E0205", f"conv_transpose2d: input channels {x.shape[1]} are not divisible by groups={g}")
     sp = [(x.shape[2 + i] - 1) * s[i] - 2 * p[i] + dl[i] * (k[i] - 1) + op[i] + 1 for i in range(2)]

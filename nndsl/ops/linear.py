@@ -48,11 +48,22 @@ def _positive(a, *names):
             raise OpError("E0111", f"`{n}` must be positive, got {v}")
 
 
+def _emb_check(a):
+    _positive(a, "num", "dim")
+    pi = a["padding_idx"]
+    if pi is not None and isinstance(a["num"], int) and not -a["num"] <= pi < a["num"]:
+        raise OpError("E0111", f"`padding_idx` {pi} is outside the table of {a['num']} rows")
+
+
 def _embedding_infer(ins, a, facts):
     x = ins[0]
     if x.is_float:
         raise OpError("E0208", f"embedding expects integer indices, got {x.dtype}", arg=0,
                       label=f"{x.dtype} tensor", help="declare the input as `input tokens: [B, T] int64`")
+    if x.vmax is not None and x.vmax.is_const and x.vmax.value > a["num"]:
+        raise OpError("E0201", f"embedding: the indices go up to {x.vmax.value - 1} but the table has {a['num']} "
+                      f"rows", arg=0, label=f"values in 0..{x.vmax.value - 1}",
+                      help="enlarge the table, or state the bound with `ensure` (e.g. `ensure T <= n_ctx`)")
     return [TensorType.make(x.shape + (Dim.const(a["dim"]),), "float32", x.axis_names() + (None,))]
 
 
@@ -68,7 +79,7 @@ register(OpDef(
         f"nn.Embedding({c.a['num']}, {c.a['dim']}"
         + (f", padding_idx={c.a['padding_idx']})" if c.a["padding_idx"] is not None else ")"),
         f"{c.m}({c.args[0]})"),
-    traits=frozenset({"weighted"}), check_attrs=lambda a: _positive(a, "num", "dim"), glyph="E",
+    traits=frozenset({"weighted"}), check_attrs=lambda a: _emb_check(a), glyph="E",
     doc="Lookup table: integer indices -> vectors.",
 ))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..dims import Dim
 from ..types import TensorType
 from .conv import conv_out
-from .registry import Attr, Lowered, OpDef, OpError, need_rank, prod, pyval, register, tup
+from .registry import Attr, Lowered, OpDef, OpError, need_float, need_rank, prod, pyval, register, tup
 
 
 def _make_pool(kind: str, nd: int):
@@ -13,6 +13,7 @@ def _make_pool(kind: str, nd: int):
     def infer(ins, a, facts):
         x = ins[0]
         need_rank(x, (nd + 1, nd + 2), name)
+        need_float(x, name)
         k = tup(a["kernel"], nd)
         s = tup(a["stride"] if a["stride"] is not None else a["kernel"], nd)
         p = tup(a["padding"], nd)
@@ -22,6 +23,9 @@ def _make_pool(kind: str, nd: int):
         sp = []
         for i in range(nd):
             size = x.shape[lead + i]
+            if size.is_const and size.value + 2 * p[i] < k[i]:
+                raise OpError("E0201", f"{name}: kernel {k[i]} is larger than the padded input size "
+                              f"{size.value + 2 * p[i]}", arg=0, label=f"spatial size {size}")
             if a["ceil_mode"]:
                 o = (size + 2 * p[i] - k[i] + s[i] - 1).floordiv(s[i]) + 1
             else:
@@ -71,6 +75,7 @@ for _nd in (1, 2, 3):
 def _adaptive_infer(ins, a, facts):
     x = ins[0]
     need_rank(x, (3, 4), "adaptive_avgpool2d")
+    need_float(x, "adaptive_avgpool2d")
     o = tup(a["size"], 2)
     return [TensorType.make((*x.shape[:-2], *o), x.dtype, x.axis_names())]
 
@@ -87,6 +92,11 @@ register(OpDef(
 def _up_infer(ins, a, facts):
     x = ins[0]
     need_rank(x, (3, 4, 5), "upsample")
+    need_float(x, "upsample")
+    want = {"linear": 3, "bilinear": 4, "bicubic": 4, "trilinear": 5}.get(a["mode"])
+    if want is not None and x.rank != want:
+        raise OpError("E0202", f"upsample mode \"{a['mode']}\" needs a {want}-d input, got {x.rank}-d {x}", arg=0,
+                      help="\"nearest\" works on 3-, 4- and 5-d inputs")
     nd = x.rank - 2
     if a["size"] is not None:
         sp = tup(a["size"], nd)

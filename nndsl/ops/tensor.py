@@ -235,8 +235,9 @@ def _flatten_infer(ins, a, facts):
 register(OpDef(
     name="flatten", inputs=("x",), attrs=(Attr("start", "axes", 1), Attr("end", "axes", -1)),
     infer=_flatten_infer, flops=lambda ins, outs, a: Dim.const(0),
-    lower=lambda c: Lowered(None, f"torch.flatten({c.args[0]}, {resolve_axis(c.ins[0], c.a['start'])}, "
-                                  f"{resolve_axis(c.ins[0], c.a['end'])})"),
+    lower=lambda c: Lowered(None, f"{c.args[0]}.reshape(1)" if c.ins[0].rank == 0 else
+                            f"torch.flatten({c.args[0]}, {resolve_axis(c.ins[0], c.a['start'])}, "
+                            f"{resolve_axis(c.ins[0], c.a['end'])})"),
     traits=frozenset({"parameter_free", "layout"}), glyph="flatten", doc="Merge axes start..end into one.",
 ))
 
@@ -253,7 +254,8 @@ def _permute_infer(ins, a, facts):
 register(OpDef(
     name="permute", inputs=("x",), attrs=(Attr("dims", "axes"),), infer=_permute_infer,
     flops=lambda ins, outs, a: Dim.const(0),
-    lower=lambda c: Lowered(None, f"{c.args[0]}.permute({', '.join(map(str, _axes_list(c.ins[0], c.a['dims'])))})"),
+    lower=lambda c: Lowered(None, f"{c.args[0]}.permute({', '.join(map(str, _axes_list(c.ins[0], c.a['dims'])))})"
+                            if c.ins[0].rank else c.args[0]),
     traits=frozenset({"parameter_free", "layout"}), glyph="permute", doc="Reorder axes.",
 ))
 
@@ -368,6 +370,9 @@ register(OpDef(
 def _make_reduce(name: str, fn: str):
     def infer(ins, a, facts):
         x = ins[0]
+        if name == "mean" and not x.is_float:
+            raise OpError("E0208", f"mean of a {x.dtype} tensor is not defined", arg=0, label=f"{x.dtype} tensor",
+                          help="convert to a float dtype first, or use `sum`")
         axes = _axes_list(x, a["axes"])
         names = x.axis_names()
         if a["keepdim"]:
@@ -378,6 +383,8 @@ def _make_reduce(name: str, fn: str):
 
     def lower(c):
         axes = _axes_list(c.ins[0], c.a["axes"])
+        if not axes or (len(axes) == c.ins[0].rank and not c.a["keepdim"]):
+            return Lowered(None, f"{fn}({c.args[0]})")  # every axis (or a 0-d tensor): a 0-d result
         dims = str(axes[0]) if len(axes) == 1 else f"({', '.join(map(str, axes))})"
         kd = ", keepdim=True" if c.a["keepdim"] else ""
         return Lowered(None, f"{fn}({c.args[0]}, dim={dims}{kd})")
@@ -455,7 +462,8 @@ register(OpDef(
 def _positions_infer(ins, a, facts):
     x = ins[0]
     ax = resolve_axis(x, a["axis"])
-    return [TensorType.make([x.shape[ax]], "int64", [x.axis_names()[ax]])]
+    out = TensorType.make([x.shape[ax]], "int64", [x.axis_names()[ax]])
+    return [out.model_copy(update={"vmax": x.shape[ax]})]
 
 
 register(OpDef(
@@ -500,6 +508,8 @@ def _matmul_infer(ins, a, facts):
     x, y = ins
     if x.rank == 0 or y.rank == 0:
         raise OpError("E0202", "matmul needs tensors of rank 1 or more")
+    if x.dtype != y.dtype:
+        raise OpError("E0208", f"matmul of {x.dtype} and {y.dtype}", arg_labels={0: x.dtype, 1: y.dtype})
     xs, ys = list(x.shape), list(y.shape)
     xv, yv = x.rank == 1, y.rank == 1
     if xv:
@@ -555,6 +565,9 @@ def _einsum_sizes(ins, eq):
 
 
 def _einsum_infer(ins, a, facts):
+    for i, t in enumerate(ins[1:], 1):
+        if t.dtype != ins[0].dtype:
+            raise OpError("E0208", f"einsum of {ins[0].dtype} and {t.dtype}", arg=i)
     terms, rhs, sizes = _einsum_sizes(ins, a["equation"])
     return [TensorType.make([sizes[c] for c in rhs], ins[0].dtype)]
 

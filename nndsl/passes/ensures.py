@@ -54,7 +54,13 @@ class _PostEval(Elaborator):
 
 
 def _is_fact(e) -> bool:
-    return isinstance(e, A.Compare) and e.op == "==" and isinstance(e.left, A.BinOp) and e.left.op == "%"
+    """A statement about free dims that holds by assumption until the dims are bound: a divisibility
+    fact (`D % heads == 0`) or a bound (`T <= n_ctx`, `H >= 1`). Bound with `--dim`, it is checked."""
+    if not isinstance(e, A.Compare):
+        return False
+    if e.op == "==" and isinstance(e.left, A.BinOp) and e.left.op == "%":
+        return True
+    return e.op in ("<", "<=", ">", ">=")
 
 
 def check_ensures(ir: IR, ctx: ShapeContext, sink: Sink) -> None:

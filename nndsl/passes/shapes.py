@@ -96,6 +96,10 @@ def _node(ctx: ShapeContext, node: Node) -> None:
                                 label=f"output shape {t}")
             if d.is_const and d.value > 2 ** 40:
                 raise O.OpError("E0112", f"`{od.name}` would produce an axis of size {d.value}, beyond 2**40")
+    if "layout" in od.traits and ins and all(t.vmax is not None for t in ins):
+        bounds = [t.vmax for t in ins]
+        top = max(bounds, key=lambda d: d.value) if all(b.is_const for b in bounds) else bounds[0]
+        outs = [t.model_copy(update={"vmax": top}) if not t.is_float else t for t in outs]
     _put(node, "outputs", outs)
     _put(node, "params", [make(ParamInfo, name=p.name, shape=tuple(p.shape), kind=p.kind, dtype=p.dtype, tied_to=None)
                           for p in (od.params(ins, attrs) if od.params else [])])
