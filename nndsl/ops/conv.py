@@ -154,6 +154,8 @@ def _convt_infer(ins, a, facts):
                           f"({s[i]}) or the dilation ({dl[i]})")
     if x.shape[1].is_const and x.shape[1].value % g:
         raise OpError("E0205", f"conv_transpose2d: input channels {x.shape[1]} are not divisible by groups={g}")
+    if a["out"] % g:
+        raise OpError("E0205", f"conv_transpose2d: output channels {a['out']} are not divisible by groups={g}")
     sp = [(x.shape[2 + i] - 1) * s[i] - 2 * p[i] + dl[i] * (k[i] - 1) + op[i] + 1 for i in range(2)]
     names = x.axis_names()
     return [TensorType.make((x.shape[0], Dim.const(a["out"]), *sp), x.dtype, (names[0], None, *names[2:]))]

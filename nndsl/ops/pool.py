@@ -26,8 +26,19 @@ def _make_pool(kind: str, nd: int):
             if size.is_const and size.value + 2 * p[i] < k[i]:
                 raise OpError("E0201", f"{name}: kernel {k[i]} is larger than the padded input size "
                               f"{size.value + 2 * p[i]}", arg=0, label=f"spatial size {size}")
+            if name == "avgpool3d" and size.is_const and size.value < k[i]:  # PyTorch checks the unpadded size
+                raise OpError("E0201", f"{name}: kernel {k[i]} is larger than the input size {size}", arg=0,
+                              label=f"spatial size {size}")
             if a["ceil_mode"]:
+                # PyTorch: round up, but the last window must start inside the input or the left padding
                 o = (size + 2 * p[i] - k[i] + s[i] - 1).floordiv(s[i]) + 1
+                if o.is_const and size.is_const:
+                    if (o.value - 1) * s[i] >= size.value + p[i]:
+                        o = o - 1
+                elif p[i] or s[i] > k[i]:
+                    raise OpError("E0203", f"{name}: with ceil_mode, padding or a stride above the kernel, the "
+                                  f"output size depends on the value of `{size}`", arg=0,
+                                  help="bind the dim with `--dim`, or use ceil_mode=false")
             else:
                 o = conv_out(size, k[i], s[i], p[i], 1)
             if o.is_const and o.value <= 0:
