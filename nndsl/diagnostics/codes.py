@@ -159,6 +159,39 @@ def explain(code: str) -> str | None:
 def errors_markdown() -> str:
     out = ["# Diagnostic codes", "", "Every diagnostic nndsl emits has one of these codes. "
            "`nndsl explain CODE` prints the same text.", ""]
+    out += [JSON_DOC, ""]
     for code, entry in CODES.items():
         out += [f"## {code}: {entry.title}", "", entry.text, ""]
     return "\n".join(out)
+
+
+JSON_DOC = """\
+## JSON output
+
+`nndsl check --format json FILE...` prints one object, whatever the number of files:
+
+```json
+{
+  "version": 1,
+  "ok": false,
+  "files": [
+    {"file": "model.nn", "ok": true, "model": "M", "params": 269322, "diagnostics": [], "omitted": {"errors": 0, "warnings": 0}},
+    {"file": "missing.nn", "ok": false, "model": null, "diagnostics": [{"code": "E0108", "...": "..."}],
+     "omitted": {"errors": 0, "warnings": 0}}
+  ]
+}
+```
+
+A file that cannot be read is an entry with its diagnostic (E0108), and the files after it are still
+checked. `params` is present when the file checks. Each diagnostic is:
+
+| field | meaning |
+| --- | --- |
+| `code`, `severity`, `message` | `E0201`, `error` / `warning`, one line |
+| `span` | `{file, line, col, end_line, end_col}` (1-based, `end_col` exclusive), or null for the command's own files |
+| `label` | the text under the primary span |
+| `labels` | secondary spans, each `{span, message}` |
+| `notes`, `help` | further lines, and a suggestion (or null) |
+| `call_sites` | for a diagnostic raised inside a block: `{block, span}` per level, innermost first; the last is in the checked file |
+
+Exit codes: 0 when every file checks, 1 when one has errors, 2 for a wrong command line."""
