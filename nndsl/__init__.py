@@ -100,6 +100,12 @@ def load(path: str | Path | None = None, model: str | None = None, seed: int | N
                                      span=res.ir.meta.instances[""].span,
                                      help="give load() a smaller max_bytes budget than the machine has")],
                          res.sources) from None
+    except Exception as e:  # noqa: BLE001 - a spec that checks must build; if not, that is a bug in nndsl
+        raise NNDSLError([Diagnostic(code="E9999", message=f"internal compiler error while building "
+                                     f"`{res.ir.meta.model}`: {type(e).__name__}: {e}",
+                                     span=res.ir.meta.instances[""].span,
+                                     help="this is a bug in nndsl; please report it with the spec")],
+                         res.sources) from None
 
 
 def _gib(n: int) -> str:

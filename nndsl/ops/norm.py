@@ -127,6 +127,10 @@ def _gn_infer(ins, a, facts):
     c = x.shape[1]
     if c.is_const and c.value % a["groups"]:
         raise OpError("E0205", f"groupnorm: channels {c} are not divisible by groups={a['groups']}", arg=0)
+    per = x.shape[0] * c.floordiv(a["groups"]) * prod(x.shape[2:])
+    if per.is_const and per.value == 1:  # PyTorch needs more than one value to normalise
+        raise OpError("E0111", f"groupnorm: each of the {a['groups']} groups of {x} holds a single value", arg=0,
+                      help="use fewer groups, or normalise over more values")
     return _same(ins, a, facts)
 
 

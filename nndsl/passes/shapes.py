@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ops as O
+from ..ops.registry import prod
 from ..diagnostics import Diagnostic, Label, Sink, Span
 from ..dims import Dim, Facts, parse_dim
 from ..fastmodel import make
@@ -96,10 +97,8 @@ def _node(ctx: ShapeContext, node: Node) -> None:
                                 label=f"output shape {t}")
             if d.is_const and d.value > 2 ** 40:
                 raise O.OpError("E0112", f"`{od.name}` would produce an axis of size {d.value}, beyond 2**40")
-    if "layout" in od.traits and ins and all(t.vmax is not None for t in ins):
-        bounds = [t.vmax for t in ins]
-        top = max(bounds, key=lambda d: d.value) if all(b.is_const for b in bounds) else bounds[0]
-        outs = [t.model_copy(update={"vmax": top}) if not t.is_float else t for t in outs]
+    if any(t.vmax is not None for t in ins):
+        outs = _value_bounds(od, ins, attrs, outs)
     _put(node, "outputs", outs)
     _put(node, "params", [make(ParamInfo, name=p.name, shape=tuple(p.shape), kind=p.kind, dtype=p.dtype, tied_to=None)
                           for p in (od.params(ins, attrs) if od.params else [])])
@@ -112,6 +111,44 @@ def _node(ctx: ShapeContext, node: Node) -> None:
     _put(node, "flops", od.flops(ins, outs, attrs) if od.flops else Dim.const(0))
     if node.tie:
         _tie(ctx, node)
+
+
+UNBOUNDED = Dim.const(2 ** 62)   # computed from bounded values in a way the checker does not follow
+
+
+def _value_bounds(od, ins, attrs: dict, outs: list) -> list:
+    """Upper bounds (exclusive) of the values of integer tensors computed from `positions`: kept by
+    layout ops and `max`, grown by `sum`, `+` and `*` with non-negative integers; anything else makes
+    them unbounded (which `embedding` refuses). Indices from model inputs carry no bound."""
+    def top(ds):
+        if all(d.is_const for d in ds):
+            return max(ds, key=lambda d: d.value)
+        return sum(ds[1:], ds[0])
+
+    bounds = [t.vmax for t in ins if t.vmax is not None]
+    if len(bounds) != len(ins) and od.name not in ("add", "mul"):
+        v = UNBOUNDED
+    elif "layout" in od.traits or od.name == "max":
+        v = top(bounds)
+    elif od.name == "sum":
+        n = prod(ins[0].shape)
+        for d in outs[0].shape:
+            n = n.floordiv(d) if d != 0 else n
+        v = (bounds[0] - 1) * n + 1
+    elif od.name in ("add", "mul"):
+        sc = attrs.get("scalar")
+        if sc is not None and isinstance(sc, int) and not isinstance(sc, bool) and sc >= 0 and len(ins) == 1:
+            v = bounds[0] + sc if od.name == "add" else (bounds[0] - 1) * sc + 1
+        elif sc is None and len(bounds) == 2:
+            a, b = bounds
+            v = a + b - 1 if od.name == "add" else (a - 1) * (b - 1) + 1
+        else:
+            v = UNBOUNDED
+    else:
+        v = UNBOUNDED
+    if v.is_const and v.value > UNBOUNDED.value:
+        v = UNBOUNDED
+    return [t.model_copy(update={"vmax": v}) if not t.is_float else t for t in outs]
 
 
 def _put(node: Node, field: str, value) -> None:
