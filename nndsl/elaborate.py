@@ -787,13 +787,18 @@ class Elaborator:
                               f"{', '.join(repr(c) for c in at.choices)}, got {v!r}", sp)
                 return v
             bad("a string")
-        if t == "ints":
+        if t == "ints":  # window sizes: kernel, stride, padding, dilation (32-bit in PyTorch)
+            out = None
             if isinstance(v, int) and not isinstance(v, bool):
-                return v
-            if isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) for x in
-                                                 [y.value if isinstance(y, Dim) and y.is_const else y for y in v]):
-                return [y.value if isinstance(y, Dim) else y for y in v]
-            bad("an int or a list of ints")
+                out = v
+            elif isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) for x in
+                                                   [y.value if isinstance(y, Dim) and y.is_const else y for y in v]):
+                out = [y.value if isinstance(y, Dim) else y for y in v]
+            if out is None:
+                bad("an int or a list of ints")
+            if any(abs(x) > 2 ** 31 - 1 for x in (out if isinstance(out, list) else [out])):
+                self.fail("E0112", f"`{at.name}` of `{od.name}` is beyond 2**31 - 1", sp, label="too large")
+            return out
         if t == "dim":
             if isinstance(v, (int, Dim)) and not isinstance(v, bool):
                 return v if isinstance(v, Dim) else Dim.const(v)

@@ -258,8 +258,9 @@ def mutate(src: str, rng: random.Random) -> str:
 
 
 # -- the oracle -------------------------------------------------------------------------------------
-def problems(src: str, run: bool = True, filename: str = FILE) -> list[str]:
-    """What is wrong with how nndsl handles `src` (empty when nothing)."""
+def problems(src: str, run: bool = True, filename: str = FILE, stats: dict | None = None) -> list[str]:
+    """What is wrong with how nndsl handles `src` (empty when nothing). `stats["accepted"]` counts the
+    specs that checked (and were therefore compiled, loaded and run)."""
     from .compiler import check
     from .diagnostics import render_all, to_json
 
@@ -282,9 +283,25 @@ def problems(src: str, run: bool = True, filename: str = FILE) -> list[str]:
             out.append(f"internal error: {d.message} {d.notes}")
         elif d.is_error and not _located(d, filename):
             out.append(f"{d.code} without a location in {filename}: {d.message}")
+    if res.ok and stats is not None:
+        stats["accepted"] = stats.get("accepted", 0) + 1
     if res.ok and run:
         out += _runs(res)
     return out
+
+
+def _activation_bytes(ir) -> int:
+    """An upper bound on the bytes of every tensor one forward pass produces (concrete shapes)."""
+    from .types import dtype_bytes
+
+    total = 0
+    for n in ir.nodes():
+        for t in n.outputs:
+            k = dtype_bytes(t.dtype)
+            for d in t.shape:
+                k *= d.value if d.is_const else 1
+            total += k
+    return total
 
 
 def _located(d, filename: str) -> bool:
@@ -299,6 +316,8 @@ def _runs(res) -> list[str]:
 
     if model_bytes(res.ir)[0] > MAX_RUN_BYTES:
         return []  # `load` refuses such a model with a diagnostic (its memory budget); nothing to run
+    if _activation_bytes(res.ir) > MAX_RUN_BYTES:
+        return []  # a valid model whose forward pass on these sizes needs more memory than the oracle has
 
     try:
         src, cls = generate(res.ir)
@@ -359,7 +378,7 @@ def main(argv=None) -> int:
         structured = args.mode == "structured" or (args.mode == "both" and rng.random() < 0.5)
         src = gen.generate() if structured else mutate(rng.choice(seeds), rng)
         stats["structured" if structured else "mutated"] += 1
-        found = problems(src)
+        found = problems(src, stats=stats)
         if not found:
             continue
         stats["failures"] += 1

@@ -97,6 +97,15 @@ def _node(ctx: ShapeContext, node: Node) -> None:
                                 label=f"output shape {t}")
             if d.is_const and d.value > 2 ** 40:
                 raise O.OpError("E0112", f"`{od.name}` would produce an axis of size {d.value}, beyond 2**40")
+        n = 1
+        for d in t.shape:
+            if not d.is_const:
+                break
+            n *= d.value
+        else:
+            if n > 2 ** 40:
+                raise O.OpError("E0112", f"`{od.name}` would produce a tensor of {n:.3g} elements, beyond 2**40",
+                                label=f"output shape {t}")
     if any(t.vmax is not None for t in ins):
         outs = _value_bounds(od, ins, attrs, outs)
     _put(node, "outputs", outs)
