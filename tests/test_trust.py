@@ -167,8 +167,7 @@ def test_cache_refuses_foreign_or_linked_dirs_and_has_no_shared_fallback(tmp_pat
         os.chown(d, 12345, 12345)
         assert _cache_file_with({"XDG_CACHE_HOME": str(tmp_path / "b")}) == "False"
         os.chown(d, 0, 0)
-        planted = next(iter([None]))  # a cache file owned by someone else in our directory
-        del planted
+        # a cache file owned by someone else in our own directory
         f = Path(_cache_file_with({"XDG_CACHE_HOME": str(tmp_path / "b")}))
         f.write_bytes(b"not a pickle")
         os.chown(f, 12345, 12345)
