@@ -16,7 +16,7 @@ import typer
 
 from .compiler import CheckResult, check as run_check
 from .diagnostics import CODES, Diagnostic, explain as explain_code, render_all
-from .diagnostics.render import diagnostic_json
+from .diagnostics.render import diagnostic_json, visible
 from .limits import DEFAULT, Limits
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -128,7 +128,7 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
     for f in files:
         res = run_check(f, model=model, dims=dims, limits=limits, import_root=import_root)
         if format == "json":
-            entry = {"file": str(f), "ok": res.ok, "model": res.ir.meta.model if res.ir is not None else None,
+            entry = {"file": visible(str(f)), "ok": res.ok, "model": res.ir.meta.model if res.ir is not None else None,
                      "diagnostics": [diagnostic_json(d) for d in res.diagnostics], "omitted": dict(res.omitted)}
             if res.ok:
                 entry["params"] = totals(res.ir)["total_params"]
@@ -141,7 +141,7 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
         if format == "text":
             ir = res.ir
             t = totals(ir)
-            typer.echo(f"ok: {f} (model {ir.meta.model})")
+            typer.echo(f"ok: {visible(str(f))} (model {ir.meta.model})")
             for i in ir.meta.inputs:
                 typer.echo(f"  input   {i.name}: {i.type.describe()}")
             for o in ir.meta.outputs:
@@ -166,7 +166,7 @@ def summary(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]
     if json_:
         typer.echo(json.dumps(to_dict(ir), indent=2))
         return
-    typer.echo(f"{ir.meta.model}  ({file})")
+    typer.echo(f"{ir.meta.model}  ({visible(str(file))})")
     typer.echo("\n".join(table_lines(ir)))
     t = totals(ir)
     typer.echo(f"total_params:     {fmt_count(t['total_params'])}")
@@ -195,7 +195,7 @@ def compile(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]
         typer.echo(src, nl=False)
     else:
         write_output(output, src.encode("utf-8"))
-        typer.echo(f"wrote {output}", err=True)
+        typer.echo(f"wrote {visible(str(output))}", err=True)
 
 
 @app.command()
@@ -225,7 +225,7 @@ def draw(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]] =
     except RuntimeError as e:
         _fail("E0403", f"cannot render `{out}`: {e}", help="apt-get install graphviz, or write a .dot file")
     write_output(out, data)
-    typer.echo(f"wrote {out}", err=True)
+    typer.echo(f"wrote {visible(str(out))}", err=True)
 
 
 def _model_span(res: CheckResult):
@@ -243,6 +243,12 @@ def explain(code: str = typer.Argument(..., help="A diagnostic code, e.g. E0201.
 
 
 def main() -> None:
+    # whatever the terminal's encoding, a character it cannot show is escaped, never a crash
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):
+            pass
     app()
 
 

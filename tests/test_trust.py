@@ -481,3 +481,16 @@ def test_duplicate_targets_bom_and_nul(tmp_path):
     assert code == 0, err
     code, _, err = _check_src(tmp_path, "model M {\n  input x: [B, 4]\n  output x \x00\n}\n")
     assert code == 1 and "\x00" not in err and "\u2400" in err
+
+
+def test_undecodable_file_names_and_narrow_terminals(tmp_path):
+    name = os.fsdecode(b"bad\xff\xfe.nn")
+    (tmp_path / name).write_text("model M {\n  input x: [B, 4]\n  output relu(x)  # \u540d\u524d \u2028\n}\n")
+    code, out, _ = run("check", name, cwd=tmp_path)
+    assert code == 0 and out.startswith("ok: bad\ufffd\ufffd.nn (model M)")
+    code, out, _ = run("check", name, "--format", "json", cwd=tmp_path)
+    assert code == 0 and json.loads(out)["files"][0]["ok"] is True
+    # a terminal that cannot show the source line: escaped, never an encoding error
+    spec(tmp_path, "wide.nn", "model M {\n  input x: [B, 4]\n  output relu(y)  # \u540d\u524d \x00\n}\n")
+    code, _, err = run("check", "wide.nn", cwd=tmp_path, env={"PYTHONIOENCODING": "latin-1"})
+    assert code == 1 and "error[E0101]: unknown name `y`" in err and "\\u540d" in err
