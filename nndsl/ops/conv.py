@@ -64,6 +64,16 @@ def _make_conv(nd: int):
             raise OpError("E0205", f"{name}: input channels {c_in} are not divisible by groups={g}", arg=0)
         if a["out"] % g:
             raise OpError("E0205", f"{name}: output channels {a['out']} are not divisible by groups={g}")
+        mode = a.get("padding_mode", "zeros")
+        if mode in ("reflect", "circular"):
+            for i in range(nd):
+                size = x.shape[2 + i]
+                total = dl[i] * (k[i] - 1) if p == "same" else 2 * p[i]
+                pad = total - total // 2
+                if size.is_const and (pad >= size.value if mode == "reflect" else pad > size.value):
+                    raise OpError("E0111", f"{name}: {mode} padding of {pad} does not fit an axis of size {size}",
+                                  arg=0, label=f"spatial size {size}",
+                                  help="reflect padding must be smaller than the axis; circular at most its size")
         spatial = []
         for i in range(nd):
             size = x.shape[2 + i]
