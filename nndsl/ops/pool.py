@@ -55,7 +55,10 @@ def _make_pool(kind: str, nd: int):
             parts.append(f"padding={pyval(c.a['padding'])}")
         if c.a["ceil_mode"]:
             parts.append("ceil_mode=True")
-        return Lowered(f"{cls}({', '.join(parts)})", f"{c.m}({c.args[0]})")
+        x = c.args[0]
+        if name == "maxpool3d" and c.ins[0].rank == 4:
+            x += ".contiguous()"  # PyTorch's unbatched max_pool3d refuses a channels-last-like 4-d layout
+        return Lowered(f"{cls}({', '.join(parts)})", f"{c.m}({x})")
 
     register(OpDef(
         name=name, inputs=("x",),
