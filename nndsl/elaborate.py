@@ -13,7 +13,7 @@ from typing import Any
 from . import ops as O
 from .diagnostics import Abort, Diagnostic, Label, Sink, Span
 from .dims import Dim, Facts
-from .ir import IR, EnsureCheck, GraphMeta, Instance, ModelInput, ModelOutput, Node
+from .ir import IR, EnsureCheck, GraphMeta, Instance, ModelInput, Node
 from .expansion import Estimator
 from .limits import DEFAULT, Limits
 from .loader import Program

@@ -267,7 +267,7 @@ def test_huge_summary_and_parameter_counts(tmp_path):
 
 
 def test_load_refuses_a_model_beyond_the_memory_budget(tmp_path):
-    p = spec(tmp_path, "big.nn", "model M {\n  input x: [B, 65536]\n  output linear(x, 65536)\n}\n")
+    spec(tmp_path, "big.nn", "model M {\n  input x: [B, 65536]\n  output linear(x, 65536)\n}\n")
     code = ("import nndsl\ntry:\n    nndsl.load('big.nn')\nexcept nndsl.NNDSLError as e:\n    print(e.diagnostics[0].code, "
             "e.diagnostics[0].message)\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,

@@ -1,7 +1,6 @@
 """Normalisation layers."""
 from __future__ import annotations
 
-from ..types import TensorType
 from .registry import pyval, Attr, Lowered, OpDef, OpError, ParamSpec, concrete, need_float, need_rank, prod, register
 
 

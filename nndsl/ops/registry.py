@@ -8,10 +8,10 @@ further optional fields of the same record. Passes ask for traits, never for lis
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from ..dims import Dim, Facts
+from ..dims import Dim
 from ..types import TensorType
 
 REQUIRED = object()
