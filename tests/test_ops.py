@@ -44,6 +44,13 @@ CASES = {
     "log_softmax": ("log_softmax(x)", {"x": [2, 5]}),
     "identity": ("identity(x)", {"x": [2, 5]}),
     "activation": ('activation(x, fn="silu")', {"x": [2, 5]}),
+    "relu6": ("relu6(x)", {"x": [2, 5]}),
+    "hardswish": ("hardswish(x)", {"x": [2, 5]}),
+    "hardsigmoid": ("hardsigmoid(x)", {"x": [2, 5]}),
+    "mish": ("mish(x)", {"x": [2, 5]}),
+    "hardtanh": ("hardtanh(x, min=-0.5, max=2.0)", {"x": [2, 5]}),
+    "clamp": ("clamp(x, min=0.25)", {"x": [2, 5]}),
+    "drop_path": ("drop_path(x, p=0.2)", {"x": [4, 3, 5]}),
     "add": ("x + y", {"x": [2, 1, 5], "y": [3, 1]}),
     "sub": ("1.0 - x", {"x": [2, 5]}),
     "mul": ("x * y", {"x": [2, 5], "y": [5]}),
@@ -209,3 +216,54 @@ def test_ellipsis_in_block_inputs_matches_any_leading_axes():
     assert y.shape == (2, 3, 4) and z.shape == (2, 4)
     bad = nndsl.check(source="model M {\n  input x: [..., 4]\n  output x\n}\n")
     assert [d.code for d in bad.errors] == ["E0111"]
+
+
+@pytest.mark.parametrize("expr,reference", [
+    ("relu6(x * 4)", lambda x: torch.nn.functional.relu6(x * 4)),
+    ("hardswish(x * 4)", lambda x: torch.nn.functional.hardswish(x * 4)),
+    ("hardsigmoid(x * 4)", lambda x: torch.nn.functional.hardsigmoid(x * 4)),
+    ("mish(x)", lambda x: torch.nn.functional.mish(x)),
+    ("hardtanh(x, min=-0.5, max=2.0)", lambda x: torch.nn.functional.hardtanh(x, -0.5, 2.0)),
+    ("clamp(x, max=0.1)", lambda x: torch.clamp(x, max=0.1)),
+    ("clamp(x, min=-0.2, max=0.3)", lambda x: torch.clamp(x, -0.2, 0.3)),
+    ('activation(x, fn="hardswish")', lambda x: torch.nn.functional.hardswish(x)),
+])
+def test_activation_values_match_torch(expr, reference):
+    m = nndsl.load(source=f"model T {{\n  input x: [3, 7]\n  output {expr}\n}}\n")
+    x = torch.randn(3, 7)
+    assert torch.equal(m(x), reference(x))
+
+
+def test_drop_path_is_stochastic_depth():
+    m = nndsl.load(source="model T {\n  input x: [B, 3, 4]\n  output drop_path(x, p=0.25)\n}\n", seed=0)
+    x = torch.ones(4000, 3, 4)
+    m.eval()
+    assert torch.equal(m(x), x)  # the identity in eval mode
+    m.train()
+    torch.manual_seed(0)
+    y = m(x)
+    per_sample = y.flatten(1)
+    assert all(len(set(row.tolist())) == 1 for row in per_sample[:50])  # whole samples are kept or dropped
+    kept = (per_sample[:, 0] > 0).float().mean().item()
+    assert abs(kept - 0.75) < 0.03 and torch.allclose(per_sample[per_sample[:, 0] > 0], torch.tensor(1 / 0.75))
+    src = nndsl.compile_source(source="model T {\n  input x: [B, 3]\n  output drop_path(x, p=0.25)\n}\n")
+    assert "nndsl" not in src.split("\n", 1)[1]  # inline PyTorch: the emitted module needs no nndsl
+
+
+def test_new_activation_attributes_are_checked():
+    for expr, msg in (("clamp(x)", "clamp needs `min`, `max` or both"),
+                      ("hardtanh(x, min=1.0, max=0.0)", "must be below `max`"),
+                      ("drop_path(x, p=1.0)", "drop_path probability must be in [0, 1), got 1.0")):
+        res = nndsl.check(source=f"model T {{\n  input x: [3, 7]\n  output {expr}\n}}\n")
+        assert not res.ok and msg in res.errors[0].message, (expr, [d.message for d in res.diagnostics])
+        assert res.errors[0].span.line == 3
+
+
+def test_lowering_uses_the_facts_the_checker_used():
+    """`ensure E % 4 == 0` lets `(h d)` split a symbolic axis; compile and load must agree with check."""
+    src = ('model M {\n  input x: [N, L, E]\n  ensure E % 4 == 0\n'
+           '  y = rearrange(x, "b t (h d) -> b h t d", h=4)\n  output y\n}\n')
+    assert nndsl.check(source=src).ok
+    assert "reshape(x.shape[0], x.shape[1], 4, x.shape[2] // 4)" in nndsl.compile_source(source=src)
+    m = nndsl.load(source=src)
+    assert m(torch.randn(2, 3, 8)).shape == (2, 4, 3, 2)

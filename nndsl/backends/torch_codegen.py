@@ -298,4 +298,12 @@ def build(seed: int | None = None) -> {cls}:
 
 
 def generate(ir: IR) -> tuple[str, str]:
-    return Codegen(ir).generate()
+    """Source and class name of the model. Lowerings see the same divisibility facts as the shape pass
+    (a `rearrange` that checked under `ensure E % 4 == 0` must lower under it too)."""
+    from ..dims import Facts, parse_dim
+
+    facts = Facts()
+    for num, den in ir.meta.facts:
+        facts.add(parse_dim(num), parse_dim(den))
+    with facts.activate():
+        return Codegen(ir).generate()

@@ -53,6 +53,38 @@ _act("elu", lambda c: f"F.elu({c.args[0]}, alpha={pyval(c.a['alpha'])})", attrs=
      flops_per=4, doc="x for x > 0, alpha (exp(x) - 1) otherwise.")
 
 
+_act("relu6", lambda c: f"F.relu6({c.args[0]})", flops_per=2, doc="min(max(0, x), 6) (MobileNetV2)")
+_act("hardswish", lambda c: f"F.hardswish({c.args[0]})", flops_per=4, doc="x * relu6(x + 3) / 6 (MobileNetV3)")
+_act("hardsigmoid", lambda c: f"F.hardsigmoid({c.args[0]})", flops_per=3, doc="relu6(x + 3) / 6")
+_act("mish", lambda c: f"F.mish({c.args[0]})", flops_per=6, doc="x * tanh(softplus(x))")
+
+
+def _hardtanh_check(a):
+    if not a["min"] < a["max"]:
+        raise OpError("E0111", f"hardtanh: `min` ({a['min']}) must be below `max` ({a['max']})")
+
+
+_act("hardtanh", lambda c: f"F.hardtanh({c.args[0]}, {pyval(c.a['min'])}, {pyval(c.a['max'])})",
+     attrs=(Attr("min", "float", -1.0), Attr("max", "float", 1.0)), flops_per=2,
+     doc="x clipped to [min, max]", check=_hardtanh_check)
+
+
+def _clamp_check(a):
+    if a["min"] is None and a["max"] is None:
+        raise OpError("E0107", "clamp needs `min`, `max` or both")
+    if a["min"] is not None and a["max"] is not None and a["min"] > a["max"]:
+        raise OpError("E0111", f"clamp: `min` ({a['min']}) is above `max` ({a['max']})")
+
+
+def _clamp(c):
+    kw = [f"{k}={pyval(c.a[k])}" for k in ("min", "max") if c.a[k] is not None]
+    return f"torch.clamp({c.args[0]}, {', '.join(kw)})"
+
+
+_act("clamp", _clamp, attrs=(Attr("min", "float", None), Attr("max", "float", None)), flops_per=2,
+     doc="x limited to [min, max]; either bound may be left out", check=_clamp_check)
+
+
 def _identity_infer(ins, a, facts):
     return [ins[0]]
 
@@ -105,12 +137,45 @@ register(OpDef(
     glyph="drop", doc="Zero elements with probability p during training.",
 ))
 
+def _drop_path_check(a):
+    if not 0.0 <= a["p"] < 1.0:
+        raise OpError("E0111", f"drop_path probability must be in [0, 1), got {a['p']}")
+
+
+def _drop_path_infer(ins, a, facts):
+    x = ins[0]
+    need_float(x, "drop_path")
+    if x.rank < 1:
+        raise OpError("E0202", "drop_path needs a batch axis: a tensor of rank 1 or more", arg=0)
+    return [x]
+
+
+def _drop_path_lower(c):
+    x, p = c.args[0], c.a["p"]
+    if p == 0:
+        return Lowered(None, x)
+    keep = pyval(1.0 - p)
+    mask = f"{x}.new_empty(({x}.shape[0],) + (1,) * ({x}.dim() - 1)).bernoulli_({keep})"
+    return Lowered(None, f"({x} * {mask} / {keep} if self.training else {x})")
+
+
+register(OpDef(
+    name="drop_path", inputs=("x",), attrs=(Attr("p", "float", 0.0, lo=0, hi=1),), infer=_drop_path_infer,
+    flops=lambda ins, outs, a: prod(ins[0].shape), lower=_drop_path_lower,
+    traits=frozenset({"parameter_free", "shape_preserving"}), check_attrs=_drop_path_check,
+    aliases=("stochastic_depth",), glyph="droppath",
+    doc="Stochastic depth: in training, zero a whole sample with probability p (scaling the rest by "
+        "1/(1-p)); the identity in eval mode (EfficientNet, ConvNeXt, Swin).",
+))
+
 _BY_NAME = {
     "relu": lambda x: f"F.relu({x})", "gelu": lambda x: f"F.gelu({x})",
     "gelu_tanh": lambda x: f"F.gelu({x}, approximate='tanh')", "silu": lambda x: f"F.silu({x})",
     "tanh": lambda x: f"torch.tanh({x})", "sigmoid": lambda x: f"torch.sigmoid({x})",
     "softplus": lambda x: f"F.softplus({x})", "elu": lambda x: f"F.elu({x})",
     "leaky_relu": lambda x: f"F.leaky_relu({x})", "identity": lambda x: x,
+    "relu6": lambda x: f"F.relu6({x})", "hardswish": lambda x: f"F.hardswish({x})",
+    "hardsigmoid": lambda x: f"F.hardsigmoid({x})", "mish": lambda x: f"F.mish({x})",
 }
 
 register(OpDef(
