@@ -116,17 +116,23 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
           format: str = typer.Option("text", "--format", help="text or json"),
           max_nodes: Optional[int] = MaxNodesOpt, max_file_size: Optional[int] = MaxFileOpt,
           max_params: Optional[int] = MaxParamsOpt, import_root: Optional[Path] = ImportRootOpt):
-    """Check specs: syntax, names, shapes, ensures. Exit 0 when clean, 1 on errors."""
+    """Check specs: syntax, names, shapes, ensures; every model of a file unless -m picks one. Exit 0
+    when clean, 1 on errors."""
     if format not in ("text", "json"):
         _usage("--format is text or json")
     from .backends.summary import fmt_count, totals
+    from .compiler import local_models
 
     dims = _dims(dim)
     limits = _limits(max_nodes, max_file_size, max_params)
     worst = 0
     entries = []
+    runs = []
     for f in files:
-        res = run_check(f, model=model, dims=dims, limits=limits, import_root=import_root)
+        names = local_models(f, limits, import_root) if model is None else []
+        runs += [(f, name) for name in names] if len(names) > 1 else [(f, model)]
+    for f, which in runs:
+        res = run_check(f, model=which, dims=dims, limits=limits, import_root=import_root)
         if format == "json":
             entry = {"file": visible(str(f)), "ok": res.ok, "model": res.ir.meta.model if res.ir is not None else None,
                      "diagnostics": [diagnostic_json(d) for d in res.diagnostics], "omitted": dict(res.omitted)}

@@ -76,6 +76,15 @@ def _pick_model(prog: Program, model: str | None, sink: Sink) -> A.BlockDef | No
     return None
 
 
+def local_models(path: str | Path, limits: Limits | None = None, import_root=None) -> list[str]:
+    """The names of the models a file defines (empty when it cannot be read or parsed: `check` then
+    reports why)."""
+    with _no_gc():
+        sink = Sink(limits or DEFAULT)
+        prog = Loader(sink, limits or DEFAULT, import_root).load_path(path)
+        return [] if sink.has_errors else [m.name for m in prog.local_models]
+
+
 def _coerce_cli(value: Any, typ: str):
     """A `--dim` value as the parameter's type. Raises ValueError (reported as E0305) when it is not one."""
     if not isinstance(value, str):

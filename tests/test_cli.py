@@ -63,7 +63,12 @@ def test_dim_binds_parameters_and_free_dims():
 
 
 def test_model_selection():
-    assert nndsl("check", UI / "E0110.nn").returncode == 1
+    r = nndsl("check", UI / "E0110.nn")  # several models: every one is checked
+    assert r.returncode == 0 and "(model First)" in r.stdout and "(model Second)" in r.stdout
+    r = nndsl("check", UI / "E0110.nn", EXAMPLES / "mlp.nn", "--format", "json")
+    assert [(e["model"], e["ok"]) for e in json.loads(r.stdout)["files"]] == [
+        ("First", True), ("Second", True), ("MnistMLP", True)]
+    assert nndsl("summary", UI / "E0110.nn").returncode == 1  # one-model commands still need -m
     r = nndsl("check", UI / "E0110.nn", "-m", "Second")
     assert r.returncode == 0 and "model Second" in r.stdout
     r = nndsl("check", UI / "E0110.nn", "-m", "Secnd")
