@@ -121,18 +121,22 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
     if format not in ("text", "json"):
         _usage("--format is text or json")
     from .backends.summary import fmt_count, totals
-    from .compiler import local_models
 
     dims = _dims(dim)
     limits = _limits(max_nodes, max_file_size, max_params)
     worst = 0
     entries = []
-    runs = []
-    for f in files:
-        names = local_models(f, limits, import_root) if model is None else []
-        runs += [(f, name) for name in names] if len(names) > 1 else [(f, model)]
-    for f, which in runs:
-        res = run_check(f, model=which, dims=dims, limits=limits, import_root=import_root)
+
+    def results():
+        for f in files:
+            res = run_check(f, model=model, dims=dims, limits=limits, import_root=import_root)
+            if model is None and len(res.models) > 1:  # several models: check each one
+                for name in res.models:
+                    yield f, run_check(f, model=name, dims=dims, limits=limits, import_root=import_root)
+            else:
+                yield f, res
+
+    for f, res in results():
         if format == "json":
             entry = {"file": visible(str(f)), "ok": res.ok, "model": res.ir.meta.model if res.ir is not None else None,
                      "diagnostics": [diagnostic_json(d) for d in res.diagnostics], "omitted": dict(res.omitted)}

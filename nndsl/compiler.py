@@ -26,6 +26,7 @@ class CheckResult:
     ir: IR | None
     sources: dict[str, str] = field(default_factory=dict)
     omitted: dict[str, int] = field(default_factory=dict)   # diagnostics beyond the caps, counted
+    models: list[str] = field(default_factory=list)         # the models the checked file defines
 
     @property
     def ok(self) -> bool:
@@ -74,15 +75,6 @@ def _pick_model(prog: Program, model: str | None, sink: Sink) -> A.BlockDef | No
                label="a second model",
                help=f"pass `-m NAME` (or model=...): {', '.join(m.name for m in models)}")
     return None
-
-
-def local_models(path: str | Path, limits: Limits | None = None, import_root=None) -> list[str]:
-    """The names of the models a file defines (empty when it cannot be read or parsed: `check` then
-    reports why)."""
-    with _no_gc():
-        sink = Sink(limits or DEFAULT)
-        prog = Loader(sink, limits or DEFAULT, import_root).load_path(path)
-        return [] if sink.has_errors else [m.name for m in prog.local_models]
 
 
 def _coerce_cli(value: Any, typ: str):
@@ -160,7 +152,8 @@ def _check(path, source, model, dims, passes, filename, limits: Limits, import_r
         sink.error("E9999", f"internal compiler error: {type(e).__name__}: {e}",
                    notes=[f"at {Path(tb.filename).name}:{tb.lineno}"],
                    help="this is a bug in nndsl; please report it with the spec")
-    return CheckResult(sink.sorted(), ir, prog.sources, omitted=sink.omitted)
+    return CheckResult(sink.sorted(), ir, prog.sources, omitted=sink.omitted,
+                       models=[m.name for m in prog.local_models])
 
 
 def _elaborate_and_run(prog: Program, bd: A.BlockDef, dims: dict[str, Any], sink: Sink, passes: bool,

@@ -74,6 +74,7 @@ class Elaborator:
         self.sink = sink
         self.limits = limits
         self._block_cost: dict[tuple, int] = {}   # (block, params) -> nodes its body created
+        self._kw_spans: dict[str, Span] = {}      # keyword -> where it is written, in the latest call
         self.ir: IR | None = None
         self.facts = Facts()
         self.used_ids: set[str] = set()
@@ -176,6 +177,9 @@ class Elaborator:
                   help="strings and lists are for attributes and shapes, not data")
 
     def _unknown_kw(self, k: str, valid: list[str], span: Span, what: str):
+        key = self._kw_spans.get(k)
+        if key is not None and key.file == span.file:
+            span = key  # the caret goes under the misspelled keyword, not its value
         sug = difflib.get_close_matches(k, valid, n=1)
         self.fail("E0103", f"`{what}` has no parameter or attribute `{k}`", span,
                   label="unknown keyword", help=f"did you mean `{sug[0]}`?" if sug else None,
@@ -263,7 +267,9 @@ class Elaborator:
             self._bind(st, ctx)
         elif isinstance(st, A.Output):
             for i, item in enumerate(st.items):
-                name = item.name or ("out" if len(st.items) == 1 else f"out{i}")
+                # an unnamed output takes the binding's name (`output y`), else `out`, `out0`, ...
+                default = item.value.id if isinstance(item.value, A.Name) else None
+                name = item.name or default or ("out" if len(st.items) == 1 else f"out{i}")
                 if item.name:
                     self._check_new(item.name, ctx.scope, item.span)
                 v = self.ev(item.value, ctx.scope, name)
@@ -669,6 +675,9 @@ class Elaborator:
                 if a.name in kw:
                     self.fail("E0104", f"`{a.name}` is given twice", a.span)
                 kw[a.name] = (v, a.value.span)
+                sp = a.span
+                self._kw_spans[a.name] = Span(file=sp.file, line=sp.line, col=sp.col, end_line=sp.line,
+                                              end_col=sp.col + len(a.name))
         if isinstance(target, A.BlockDef):
             if tie is not None:
                 self.fail("E0114", "`tie=` applies to operations, not blocks", tie[1])

@@ -140,3 +140,10 @@ def test_front_end_does_not_import_torch():
             "assert 'torch' not in sys.modules, 'torch was imported'")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_unnamed_outputs_take_the_bindings_name():
+    from nndsl import check
+
+    res = check(source="model M {\n  input x: [B, 4]\n  h = relu(x)\n  output h, linear(h, 2)\n}\n")
+    assert [o.name for o in res.ir.meta.outputs] == ["h", "out1"]
