@@ -7,10 +7,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import build  # noqa: E402
+import coldstart  # noqa: E402
 import frontend  # noqa: E402
 import runtime  # noqa: E402
 
 if __name__ == "__main__":
+    coldstart.main()
+    print()
     frontend.main()
     print()
     build.main()

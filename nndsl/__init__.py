@@ -8,21 +8,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .compiler import CheckResult
-from .compiler import check as _check
-from .diagnostics import Diagnostic, NNDSLError
 from .limits import DEFAULT, Limits
+
+if TYPE_CHECKING:
+    from .compiler import CheckResult
+    from .diagnostics import Diagnostic, NNDSLError
 
 __version__ = "0.1.0"
 __all__ = ["parse", "check", "load", "compile_source", "CheckResult", "Diagnostic", "NNDSLError", "Limits",
            "__version__"]
 
+# `import nndsl` is cheap: the front end (parser, IR, passes) loads on first use (PEP 562).
+_LAZY = {"CheckResult": ".compiler", "Diagnostic": ".diagnostics", "NNDSLError": ".diagnostics"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nndsl' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 def parse(source: str | Path, filename: str | None = None, *, limits: Limits | None = None):
     """Parse a file path or source text into the AST (`nndsl.syntax.ast.Module`). Raises NNDSLError."""
-    from .diagnostics import Diagnostic
+    from .diagnostics import Diagnostic, NNDSLError
     from .loader import SourceError, file_span, read_source
     from .syntax.parser import parse_recovering
 
@@ -50,6 +68,8 @@ def check(path: str | Path | None = None, *, source: str | None = None, model: s
     """Parse, elaborate and check a spec. Returns a CheckResult with `.diagnostics` and `.ir`.
     Keyword arguments bind model parameters and free dims (`num_classes=10`, `B=8`). `limits` bounds
     the work (nndsl.limits.Limits); `import_root` confines imports to a directory."""
+    from .compiler import check as _check
+
     return _check(path, source=source, model=model, dims=dims, limits=limits, import_root=import_root)
 
 
@@ -57,7 +77,7 @@ def compile_source(path: str | Path | None = None, *, source: str | None = None,
                    limits: Limits | None = None, import_root: str | Path | None = None, **dims: Any) -> str:
     """Standalone PyTorch source for the model (what `nndsl compile` writes). Raises only NNDSLError."""
     from .backends.torch_codegen import generate
-    from .diagnostics import Abort
+    from .diagnostics import Abort, NNDSLError
 
     res = check(path, source=source, model=model, limits=limits, import_root=import_root, **dims).raise_for_errors()
     try:
@@ -75,7 +95,7 @@ def load(path: str | Path | None = None, model: str | None = None, seed: int | N
     with `max_bytes` (default: the machine's available memory); a larger model is refused with a
     diagnostic. Raises only NNDSLError."""
     from .backends.torch_module import build_module
-    from .diagnostics import Abort, Diagnostic
+    from .diagnostics import Abort, Diagnostic, NNDSLError
     from .limits import available_memory
     from .passes.validate import model_bytes
 

@@ -147,3 +147,14 @@ def test_unnamed_outputs_take_the_bindings_name():
 
     res = check(source="model M {\n  input x: [B, 4]\n  h = relu(x)\n  output h, linear(h, 2)\n}\n")
     assert [o.name for o in res.ir.meta.outputs] == ["h", "out1"]
+
+
+def test_import_nndsl_loads_no_front_end():
+    """`import nndsl` is cheap (PEP 562): the parser, IR and their libraries load on first use."""
+    code = ("import sys, nndsl\n"
+            "heavy = [m for m in ('pydantic', 'networkx', 'lark', 'typer', 'torch', 'nndsl.compiler') if m in sys.modules]\n"
+            "assert not heavy, heavy\n"
+            "assert nndsl.check('examples/mlp.nn').ok and 'nndsl.compiler' in sys.modules\n"
+            "assert issubclass(nndsl.NNDSLError, Exception) and 'torch' not in sys.modules\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

@@ -14,7 +14,8 @@ from ..fastmodel import make  # noqa: F401  (re-exported for the parser)
 
 
 class Node(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # the parser builds nodes without validation (fastmodel.make): validators are built on first use only
+    model_config = ConfigDict(frozen=True, defer_build=True)
     span: Span
 
 
@@ -201,10 +202,10 @@ Item = Annotated[Union[Import, BlockDef], Field(discriminator="kind")]
 
 
 class Module(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     file: str
     items: list[Item]
 
 
-for _cls in (ListExpr, Arg, Call, Attr, Index, BinOp, Compare, BoolOp, Not, Neg, Cond, Repeat, Pipe,
-             If, Input, Bind, OutputItem, Output, Ensure, Param, BlockDef, Module):
-    _cls.model_rebuild()
+# Forward references (recursive expressions) resolve when a model is first validated (defer_build).
