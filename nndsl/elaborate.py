@@ -652,14 +652,7 @@ class Elaborator:
         tie = None
         for a in e.args:
             if a.name is not None and a.name == "tie":
-                if not isinstance(a.value, A.Name):
-                    self.fail("E0114", "`tie=` must name an earlier binding", a.value.span)
-                tb = scope.lookup(a.value.id)
-                if tb is None or not isinstance(tb.value, TensorVal):
-                    self.fail("E0114", f"`tie={a.value.id}` does not name an earlier layer", a.value.span,
-                              help="tie to a binding defined before this line, e.g. `tie=wte`")
-                tb.used = True
-                tie = (tb.value.node, a.value.span)
+                tie = (self._tie_target(a.value, scope), a.value.span)
                 continue
             at = target.attr(a.name) if isinstance(target, O.OpDef) and a.name else None
             self._axis_names = at is not None and at.type == "axes"
@@ -683,6 +676,38 @@ class Elaborator:
                 self.fail("E0114", "`tie=` applies to operations, not blocks", tie[1])
             return self._instantiate(target, fname, pos, kw, scope, _local_name(name, fname.lower()), e.span)
         return self._op_call(target, pos, kw, scope, name, e.span, tie)
+
+    def _tie_target(self, e: A.Expr, scope: Scope) -> str:
+        """The node a `tie=` names: an earlier binding (`tie=wte`), or a layer inside an earlier block
+        instance (`tie=transformer.wte`, the layer's name in that block)."""
+        full, path = e.span, []
+        while isinstance(e, A.Attr):
+            path.insert(0, e.name)
+            e = e.value
+        if not isinstance(e, A.Name):
+            self.fail("E0114", "`tie=` must name an earlier layer: `tie=wte` or `tie=block.wte`", e.span)
+        written = ".".join([e.id] + path)
+        tb = scope.lookup(e.id)
+        if tb is None or not isinstance(tb.value, TensorVal):
+            self.fail("E0114", f"`tie={written}` does not name an earlier layer", e.span,
+                      help="tie to a binding defined before this line, e.g. `tie=wte`, or to a layer of an "
+                           "earlier block instance, e.g. `tie=encoder.wte`")
+        tb.used = True
+        if not path:
+            return tb.value.node
+        base = f"{scope.path}.{e.id}" if scope.path else e.id
+        if base not in self.ir.meta.instances:
+            self.fail("E0114", f"`{e.id}` is a single layer, not a block instance: `tie={written}` names nothing "
+                      f"inside it", e.span, help=f"write `tie={e.id}`")
+        nid = f"{base}.{'.'.join(path)}"
+        if nid not in self.ir.g:
+            inside = sorted(n[len(base) + 1:] for n in self.ir.g.nodes if n.startswith(base + ".")
+                            and "." not in n[len(base) + 1:] and self.ir.node(n).op not in ("block_input",))
+            sug = difflib.get_close_matches(".".join(path), inside, n=1)
+            self.fail("E0114", f"`{e.id}` has no layer named `{'.'.join(path)}`", full,
+                      help=f"did you mean `tie={e.id}.{sug[0]}`?" if sug else
+                      f"its layers: {', '.join(inside[:12]) or 'none'}")
+        return nid
 
     def _op_call(self, od: O.OpDef, pos, kw, scope: Scope, name, span: Span, tie):
         tensors: list[TensorVal] = []

@@ -224,3 +224,22 @@ def test_kwargs_bind_parameters_and_free_dims():
     assert m.fc.out_features == 10
     res = nndsl.check(EXAMPLES / "resnet18.nn", B=2, H=64, W=64)
     assert res.ok and str(res.ir.meta.inputs[0].type) == "[2, 3, 64, 64]"
+
+
+def test_tie_to_a_layer_inside_a_block_instance(torch):
+    import nndsl
+
+    src = ("block Enc(V: int, D: int) {\n  input t: [B, T] int64\n  wte = embedding(t, V, D)\n"
+           "  output h = layernorm(wte)\n}\n\nmodel M {\n  input t: [B, T] int64\n  enc = Enc(t, 100, 16)\n"
+           "  output logits = linear(enc, 100, bias=false, tie=enc.wte)\n}\n")
+    res = nndsl.check(source=src)
+    assert res.ok
+    from nndsl.backends.summary import totals
+
+    assert totals(res.ir)["total_params"] == 100 * 16 + 2 * 16  # the table is counted once
+    m = nndsl.load(source=src, seed=0)
+    assert m.logits.weight is m.enc.wte.weight
+    bad = nndsl.check(source=src.replace("tie=enc.wte", "tie=enc.wtf"))
+    d = bad.errors[0]
+    assert d.code == "E0114" and d.message == "`enc` has no layer named `wtf`" and d.help == "did you mean `tie=enc.wte`?"
+    assert (d.span.line, d.span.col, d.span.end_col) == (10, 52, 59)
