@@ -267,3 +267,20 @@ def test_lowering_uses_the_facts_the_checker_used():
     assert "reshape(x.shape[0], x.shape[1], 4, x.shape[2] // 4)" in nndsl.compile_source(source=src)
     m = nndsl.load(source=src)
     assert m(torch.randn(2, 3, 8)).shape == (2, 4, 3, 2)
+
+
+def test_layernorm_over_a_channels_first_axis():
+    """ConvNeXt's LayerNorm2d: normalise axis 1 of [B, C, H, W] with nn.LayerNorm's parameters."""
+    src = "model M {\n  input x: [B, 6, 5, 4]\n  output ln = layernorm(x, eps=1e-6, axis=1)\n}\n"
+    m = nndsl.load(source=src, seed=0)
+    with torch.no_grad():
+        m.ln.weight.uniform_()
+        m.ln.bias.uniform_()
+    x = torch.randn(2, 6, 5, 4)
+    want = torch.nn.functional.layer_norm(x.permute(0, 2, 3, 1), (6,), m.ln.weight, m.ln.bias, 1e-6).permute(0, 3, 1, 2)
+    assert torch.allclose(m(x), want, atol=1e-6)
+    assert sorted(m.state_dict()) == ["ln.bias", "ln.weight"] and m.ln.weight.shape == (6,)
+    last = nndsl.compile_source(source=src.replace("axis=1", "axis=3"))
+    assert "movedim" not in last  # the last axis is plain nn.LayerNorm
+    bad = nndsl.check(source=src.replace("axis=1", "axis=1, dims=2"))
+    assert bad.errors[0].message == "layernorm: give `axis` or `dims`, not both"

@@ -51,12 +51,31 @@ _bn(2, (4,))
 _bn(3, (5,))
 
 
+def _ln_axis(x, a) -> int | None:
+    """The one axis normalised when `axis=` is given (channels-first layouts), else None."""
+    if a.get("axis") is None:
+        return None
+    from .tensor import resolve_axis
+
+    if a["dims"] != 1:
+        raise OpError("E0111", "layernorm: give `axis` or `dims`, not both")
+    return resolve_axis(x, a["axis"])
+
+
 def _ln_shape(ins, a):
     n = a["dims"]
     x = ins[0]
+    ax = _ln_axis(x, a)
+    if ax is not None:
+        return (concrete(x.shape[ax], "the normalised axis of `layernorm`"),)
     if n < 1 or n > x.rank:
         raise OpError("E0111", f"layernorm: dims={n} for a {x.rank}-d input")
     return tuple(concrete(d, "the normalised shape of `layernorm`") for d in x.shape[x.rank - n:])
+
+
+def _ln_infer(ins, a, facts):
+    _ln_axis(ins[0], a)
+    return _same(ins, a, facts)
 
 
 def _ln_params(ins, a):
@@ -79,16 +98,22 @@ def _ln_lower(c):
         kw += ", elementwise_affine=False"
     elif not c.a["bias"]:
         kw += ", bias=False"
-    return Lowered(f"nn.LayerNorm({s}{kw})", f"{c.m}({c.args[0]})")
+    ax = _ln_axis(c.ins[0], c.a)
+    x = c.args[0]
+    if ax is not None and ax != c.ins[0].rank - 1:  # normalise one inner axis: move it last and back
+        return Lowered(f"nn.LayerNorm({s}{kw})", f"{c.m}({x}.movedim({ax}, -1)).movedim(-1, {ax})")
+    return Lowered(f"nn.LayerNorm({s}{kw})", f"{c.m}({x})")
 
 
 register(OpDef(
     name="layernorm", inputs=("x",),
     attrs=(Attr("eps", "float", 1e-5, lo=0, lo_open=True), Attr("dims", "int", 1, doc="trailing axes normalised", lo=1),
-           Attr("affine", "bool", True), Attr("bias", "bool", True)),
-    infer=_same, params=_ln_params, flops=lambda ins, outs, a: 5 * prod(ins[0].shape), lower=_ln_lower,
+           Attr("affine", "bool", True), Attr("bias", "bool", True),
+           Attr("axis", "axes", None, doc="normalise this one axis instead (channels-first: axis=1)")),
+    infer=_ln_infer, params=_ln_params, flops=lambda ins, outs, a: 5 * prod(ins[0].shape), lower=_ln_lower,
     traits=frozenset({"norm", "weighted", "shape_preserving"}), aliases=("ln",), glyph="LN",
-    doc="Layer normalisation over the trailing `dims` axes.",
+    doc="Layer normalisation over the trailing `dims` axes, or over one `axis` (channels-first, as "
+        "ConvNeXt's LayerNorm2d); the parameters are nn.LayerNorm's either way.",
 ))
 
 
