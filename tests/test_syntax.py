@@ -127,3 +127,22 @@ def test_several_independent_syntax_errors_in_one_run():
     # inside a bracket opened on an earlier line, recovery would guess: it stops at the first error
     mod, diags = parse_recovering("model M {\n  a = f(1,\n  2 3)\n  b = 1 2\n}\n", "m.nn")
     assert len(diags) == 1
+
+
+def test_statement_keywords_are_names_where_they_cannot_be_keywords():
+    """`block`, `output`, `input`, `model`, `import`, `ensure` begin statements; anywhere else, or followed
+    by `=`, they are names (EfficientNet's `block`, BERT's `attention.output`)."""
+    import nndsl
+
+    src = ("block Attn(D: int) {\n  input x: [B, T, D]\n  self = linear(x, D)\n  output = linear(self, D)\n"
+           "  output output\n}\nmodel M {\n  input x: [B, T, 8]\n  block = Attn(x, 8)\n  model, input = chunk(block, 2)\n"
+           "  ensure = relu(model) + input\n  output y = linear(ensure, 4)\n}\n")
+    m = parse_text(src, "k.nn")
+    assert unparse(parse_text(unparse(m), "k.nn")) == unparse(m)
+    res = nndsl.check(source=src)
+    assert res.ok, [d.message for d in res.diagnostics]
+    assert sorted(nndsl.load(source=src).state_dict()) == ["block.output.bias", "block.output.weight",
+                                                           "block.self.bias", "block.self.weight", "y.bias", "y.weight"]
+    # at the start of a statement, without `=`, they are still keywords
+    bad = nndsl.check(source="model M {\n  input x: [B]\n  output\n}\n")
+    assert bad.errors[0].code == "E0001"

@@ -43,12 +43,43 @@ class _LexState:
 _LEX = _LexState()
 
 
+# Keywords that only ever begin a statement or an item. Elsewhere, or followed by `=` or `,` (a binding's
+# targets), they are names,
+# so that any PyTorch attribute name can be a binding (`output = linear(h, D)`, `block = ...`).
+SOFT_KEYWORDS = {"INPUT", "OUTPUT", "BLOCK", "MODEL", "IMPORT", "ENSURE"}
+_STATEMENT_START = {None, "_NL", "LBRACE"}
+
+
+def _soft_keywords(stream):
+    """Keyword tokens that stand where a name must be become NAME tokens."""
+    held = None
+    prev_type = None
+    for tok in stream:
+        if held is not None:
+            yield Token.new_borrow_pos("NAME", held.value, held) if tok.type in ("EQUAL", "COMMA") else held
+            held = None
+        if tok.type in SOFT_KEYWORDS:
+            if prev_type in _STATEMENT_START:
+                held = tok           # a statement starts with it: a keyword unless `=` or `,` follows
+                prev_type = tok.type
+                continue
+            tok = Token.new_borrow_pos("NAME", tok.value, tok)
+        prev_type = tok.type
+        yield tok
+    if held is not None:
+        yield held
+
+
 class _PostLex:
-    """Turns raw newlines into statement separators (see the comment atop the grammar)."""
+    """Turns raw newlines into statement separators (see the comment atop the grammar), and reads the
+    statement keywords as names where they cannot be keywords."""
 
     always_accept = ("_NL",)
 
     def process(self, stream):
+        return _soft_keywords(self._statements(stream))
+
+    def _statements(self, stream):
         st = _LEX
         opened: list[Token] = []
         prev = None
