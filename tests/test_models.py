@@ -243,3 +243,13 @@ def test_tie_to_a_layer_inside_a_block_instance(torch):
     d = bad.errors[0]
     assert d.code == "E0114" and d.message == "`enc` has no layer named `wtf`" and d.help == "did you mean `tie=enc.wte`?"
     assert (d.span.line, d.span.col, d.span.end_col) == (10, 52, 59)
+
+
+def test_an_undecided_ensure_shows_both_sides():
+    import nndsl
+
+    res = nndsl.check(source="model M {\n  input x: [B, T]\n  ensure shape(x) == [B, 4]\n  output x\n}\n")
+    d = res.errors[0]
+    assert d.code == "E0206" and d.notes == ["the left side is [B, T] and the right side is [B, 4]"]
+    assert nndsl.check(source="model M {\n  input x: [B, T]\n  ensure shape(x) == [B, 4]\n  output x\n}\n",
+                       T=4).ok  # bound, it is decided

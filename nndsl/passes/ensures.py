@@ -86,8 +86,8 @@ def check_ensures(ir: IR, ctx: ShapeContext, sink: Sink) -> None:
                 if _is_fact(chk.expr):
                     continue  # a divisibility fact on free dims: assumed, and used by the checker
                 sink.error("E0206", "ensure cannot be proved for every size of the free dims", chk.span,
-                           label="undecided", help="bind the dims with `--dim`, or state a simpler fact",
-                           call_sites=chain)
+                           label="undecided", notes=[_strip(n) for n in _explain(chk.expr, ev, scope)],
+                           help="bind the dims with `--dim`, or state a simpler fact", call_sites=chain)
                 continue
             if v is True:
                 continue
