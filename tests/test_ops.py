@@ -284,3 +284,36 @@ def test_layernorm_over_a_channels_first_axis():
     assert "movedim" not in last  # the last axis is plain nn.LayerNorm
     bad = nndsl.check(source=src.replace("axis=1", "axis=1, dims=2"))
     assert bad.errors[0].message == "layernorm: give `axis` or `dims`, not both"
+
+
+def _node_of(src, op):
+    res = nndsl.check(source=src)
+    assert res.ok, [d.message for d in res.diagnostics]
+    n = next(n for n in res.ir.nodes() if n.op == op)
+    return n, res.ir.in_types(n.id)
+
+
+@pytest.mark.parametrize("spec,op,flops,fan", [
+    # conv: 2 * C_in/groups * k_h * k_w * C_out * H_out * W_out * B; fan_in = C_in/groups * k_h * k_w
+    ("conv2d(x, 8, kernel=3, stride=2, padding=1, groups=2)", "conv2d",
+     2 * (4 // 2) * 3 * 3 * 8 * 5 * 4 * 3, (4 // 2 * 9, 8 // 2 * 9)),
+    ("conv2d(x, 6, kernel=[3, 1])", "conv2d", 2 * 4 * 3 * 1 * 6 * 7 * 8 * 3, (4 * 3, 6 * 3)),
+    ("conv1d(flatten(x, start=2), 5, kernel=4)", "conv1d", 2 * 4 * 4 * 5 * (72 - 3) * 3, (16, 20)),
+    # linear: 2 * in * out per row
+    ("linear(x, 10)", "linear", 2 * 8 * 10 * (3 * 4 * 9), (8, 10)),
+    ("conv_transpose2d(x, 6, kernel=2, stride=2)", "conv_transpose2d", 2 * (3 * 4 * 9 * 8) * 6 * 4, (6 * 4, 4 * 4)),
+])
+def test_flops_and_fan_against_independent_counts(spec, op, flops, fan):
+    n, ins = _node_of(f"model M {{\n  input x: [3, 4, 9, 8]\n  output {spec}\n}}\n", op)
+    assert n.flops.value == flops
+    od = nndsl.ops.get(op)
+    f_in, f_out = od.fan(ins, n.attrs)
+    assert (f_in.value if hasattr(f_in, "value") else f_in, f_out.value if hasattr(f_out, "value") else f_out) == fan
+
+
+def test_flops_of_attention_and_matmul():
+    n, _ = _node_of("model M {\n  input q: [2, 3, 5, 4]\n  input v: [2, 3, 5, 6]\n  output attention(q, q, v)\n}\n",
+                    "attention")
+    assert n.flops.value == 2 * (2 * 3 * 5 * 4) * 5 + 2 * (2 * 3 * 5 * 6) * 5  # q k^T, then (softmax) v
+    n, _ = _node_of("model M {\n  input a: [2, 3, 4]\n  input b: [4, 6]\n  output a @ b\n}\n", "matmul")
+    assert n.flops.value == 2 * 2 * 3 * 6 * 4
