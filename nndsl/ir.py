@@ -26,6 +26,7 @@ class ParamInfo(BaseModel):
     kind: str = "param"
     dtype: str = "float32"
     tied_to: Optional[str] = None     # "node.param" this one shares storage with
+    trainable: bool = True            # receives gradients (false for frozen weights, when they come)
 
     @property
     def numel(self) -> int:

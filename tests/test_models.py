@@ -253,3 +253,15 @@ def test_an_undecided_ensure_shows_both_sides():
     assert d.code == "E0206" and d.notes == ["the left side is [B, T] and the right side is [B, 4]"]
     assert nndsl.check(source="model M {\n  input x: [B, T]\n  ensure shape(x) == [B, 4]\n  output x\n}\n",
                        T=4).ok  # bound, it is decided
+
+
+def test_trainable_params_are_counted_not_copied():
+    import nndsl
+    from nndsl.backends.summary import totals
+
+    res = nndsl.check("examples/resnet18.nn")
+    assert totals(res.ir)["trainable_params"] == 11_689_512
+    conv = res.ir.node("conv1")
+    conv.params[0].trainable = False  # as a frozen layer will mark it
+    t = totals(res.ir)
+    assert t["trainable_params"] == 11_689_512 - 64 * 3 * 7 * 7 and t["total_params"] == 11_689_512

@@ -34,7 +34,8 @@ def totals(ir: IR) -> dict:
         if n.flops is not None:
             flops = flops + n.flops
     total = param_count(ir)
-    return {"total_params": total, "trainable_params": total, "buffers": param_count(ir, kinds=("buffer",)),
+    return {"total_params": total, "trainable_params": param_count(ir, trainable_only=True),
+            "buffers": param_count(ir, kinds=("buffer",)),
             "flops": flops.value if flops.is_const else str(flops)}
 
 

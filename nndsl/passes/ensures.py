@@ -10,7 +10,7 @@ from ..values import TensorVal, decode
 from .shapes import ShapeContext, _strip
 
 
-def param_count(ir: IR, scope: str = "", kinds=("param",)) -> int:
+def param_count(ir: IR, scope: str = "", kinds=("param",), trainable_only: bool = False) -> int:
     """Parameters under a scope (an instance path), counting tied parameters once."""
     total = 0
     prefix = scope + "." if scope else ""
@@ -18,7 +18,7 @@ def param_count(ir: IR, scope: str = "", kinds=("param",)) -> int:
         if scope and not (n.id.startswith(prefix) or n.scope == scope):
             continue
         for p in n.params:
-            if p.kind in kinds and p.tied_to is None:
+            if p.kind in kinds and p.tied_to is None and (p.trainable or not trainable_only):
                 total += p.numel
     return total
 
