@@ -7,6 +7,7 @@ from .fastmodel import make
 
 import difflib
 import operator
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from .types import DTYPES, TensorType
 from .values import SizedList, TensorVal, TupleVal, describe, encode, value_size
 
 MAX_DIM = 2 ** 40
+_MODULEDICT_ATTRS = {"clear", "items", "keys", "pop", "update", "values"}
 PARAM_TYPES = {"int", "float", "bool", "str", "dims"}
 BUILTINS = {"shape", "len", "min", "max_of", "int", "float", "rank"}
 
@@ -957,6 +959,7 @@ class Elaborator:
             if isinstance(st, A.Repeat):
                 body_counts = [self._repeat_count(b, scope) if isinstance(b, A.Repeat) else 1 for b in st.stages]
                 before = len(self.ir)
+                names = self._iteration_names(st, n, scope)
                 for j in range(n):
                     if j == 1:  # one iteration done: what all of them will cost is known before unrolling them
                         per = len(self.ir) - before
@@ -970,12 +973,43 @@ class Elaborator:
                         loop = Scope(path=scope.path, file=scope.file, blocks=scope.blocks)
                         loop.names = {st.var: Binding(j, st.span, "loop", True)}
                         sc = _Overlay(scope, loop)
-                    v = self._chain(st.stages, body_counts, v, vspan, sc, name(k + j), 0, sum(body_counts))
+                    it_name = f"{base}.{names[j]}" if names is not None else name(k + j)
+                    v = self._chain(st.stages, body_counts, v, vspan, sc, it_name, 0, sum(body_counts))
                 k += n
             else:
                 v = self._stage(st, v, vspan, scope, name(k))
                 k += 1
         return v
+
+    _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\s*(?:([+-])\s*(\d{1,9}))?\}")
+
+    def _iteration_names(self, st: A.Repeat, n: int, scope: Scope) -> list[str] | None:
+        """The names of the iterations of `repeat N as i "layer{i+1}"`: the template with `{i}`, `{i+K}` or
+        `{i-K}` replaced. Each name must be a plain name, distinct, and acceptable to nn.ModuleDict."""
+        if st.names is None:
+            return None
+        from .pyemit import MODULE_ATTRS
+
+        def render(j: int) -> str:
+            def sub(m):
+                if m.group(1) != st.var:
+                    self.fail("E0111", f"the name template can use only `{{{st.var}}}`, not `{{{m.group(1)}}}`",
+                              st.span, help=f'e.g. "layer{{{st.var}+1}}"')
+                k = int(m.group(3) or 0)
+                return str(j + k if m.group(2) != "-" else j - k)
+            return self._TEMPLATE.sub(sub, st.names)
+
+        out = [render(j) for j in range(n)]
+        seen: dict[str, int] = {}
+        for j, nm in enumerate(out):
+            if not re.fullmatch(r"[A-Za-z0-9_]+", nm) or nm in MODULE_ATTRS or nm in _MODULEDICT_ATTRS:
+                self.fail("E0111", f"iteration {j} of this `repeat` would be named `{nm}`, which cannot name a "
+                          f"layer", st.span, help='use letters, digits, `_` and `{i}`: "block{i}"')
+            if nm in seen:
+                self.fail("E0105", f"iterations {seen[nm]} and {j} of this `repeat` are both named `{nm}`", st.span,
+                          help=f'put `{{{st.var}}}` in the name template, e.g. "{nm}{{{st.var}}}"')
+            seen[nm] = j
+        return out
 
     def _repeat_count(self, st: A.Repeat, scope: Scope) -> int:
         n = self.ev(st.count, scope, None, const=True)

@@ -265,3 +265,27 @@ def test_trainable_params_are_counted_not_copied():
     conv.params[0].trainable = False  # as a frozen layer will mark it
     t = totals(res.ir)
     assert t["trainable_params"] == 11_689_512 - 64 * 3 * 7 * 7 and t["total_params"] == 11_689_512
+
+
+def test_repeat_names_its_iterations_from_a_template():
+    """torchvision's DenseNet keys (`denseblock1.denselayer1...`) and `encoder_layer_0...` without
+    writing every layer out."""
+    import nndsl
+    from nndsl.syntax import parse_text
+    from nndsl.syntax.unparse import unparse
+
+    src = ("block DenseLayer(g: int) {\n  input x: [B, C]\n  y = linear(x, g)\n  output concat(x, y, axis=1)\n}\n"
+           "model M {\n  input x: [B, 8]\n  denseblock1 = x |> repeat 3 as i \"denselayer{i+1}\" { DenseLayer(4) }\n"
+           "  layers = denseblock1 |> repeat 2 as k \"encoder_layer_{k}\" { linear(20) |> relu }\n  output layers\n}\n")
+    res = nndsl.check(source=src)
+    assert res.ok, [d.message for d in res.diagnostics]
+    keys = sorted(nndsl.load(source=src).state_dict())
+    assert keys[:2] == ["denseblock1.denselayer1.y.bias", "denseblock1.denselayer1.y.weight"]
+    assert "denseblock1.denselayer3.y.weight" in keys and "layers.encoder_layer_1.0.weight" in keys
+    assert unparse(parse_text(unparse(parse_text(src)))) == unparse(parse_text(src))
+    for template, code, message in (
+            ('"layer"', "E0105", "iterations 0 and 1 of this `repeat` are both named `layer`"),
+            ('"keys"', "E0111", "iteration 0 of this `repeat` would be named `keys`, which cannot name a layer"),
+            ('"x{j}"', "E0111", "the name template can use only `{i}`, not `{j}`")):
+        d = nndsl.check(source=src.replace('"denselayer{i+1}"', template)).errors[0]
+        assert (d.code, d.message, d.span.line) == (code, message, 8)

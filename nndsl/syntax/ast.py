@@ -117,6 +117,7 @@ class Repeat(Node):
     kind: Literal["repeat"] = "repeat"
     count: "Expr"
     var: Optional[str] = None
+    names: Optional[str] = None     # a name template for the iterations: "denselayer{i+1}"
     stages: list["Expr"]
 
 

@@ -424,10 +424,12 @@ class _ToAST(Transformer):
 
     def repeat_stage(self, ch):
         v = _vals(ch)
-        count, rest, var = v[0], v[1:], None
-        if rest and isinstance(rest[0], Token):
+        count, rest, var, names = v[0], v[1:], None, None
+        if rest and isinstance(rest[0], Token) and rest[0].type == "NAME":
             var = str(rest.pop(0))
-        return A.make(A.Repeat, span=self._s(ch), count=count, var=var, stages=rest)
+        if rest and isinstance(rest[0], Token) and rest[0].type == "STRING":
+            names = _unquote(rest.pop(0))
+        return A.make(A.Repeat, span=self._s(ch), count=count, var=var, names=names, stages=rest)
 
     def or_expr(self, ch):
         v = _vals(ch)

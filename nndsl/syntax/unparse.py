@@ -62,6 +62,8 @@ def expr(e, prec: int = 0) -> str:
 def stage(st) -> str:
     if st.kind == "repeat":
         var = f" as {st.var}" if st.var else ""
+        if st.var and st.names is not None:
+            var += f" {_q(st.names)}"
         return f"repeat {expr(st.count, 1)}{var} {{ {' |> '.join(stage(s) for s in st.stages)} }}"
     return expr(st, 9)
 
