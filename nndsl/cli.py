@@ -98,6 +98,9 @@ def write_output(out: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(prefix=".nndsl-", dir=parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # the mode a plain open() would give, not mkstemp's 0600
         os.replace(tmp, out)
         tmp = None
     except OSError as e:

@@ -494,3 +494,13 @@ def test_undecodable_file_names_and_narrow_terminals(tmp_path):
     spec(tmp_path, "wide.nn", "model M {\n  input x: [B, 4]\n  output relu(y)  # \u540d\u524d \x00\n}\n")
     code, _, err = run("check", "wide.nn", cwd=tmp_path, env={"PYTHONIOENCODING": "latin-1"})
     assert code == 1 and "error[E0101]: unknown name `y`" in err and "\\u540d" in err
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        code, _, err = run("compile", EXAMPLES / "mlp.nn", "-o", "m.py", cwd=tmp_path)
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    assert (tmp_path / "m.py").stat().st_mode & 0o777 == 0o644
