@@ -1035,8 +1035,13 @@ class Elaborator:
         if isinstance(st, (A.Name, A.Attr)):
             call = A.Call.model_construct(span=st.span, func=st, args=[])
             return self._call(call, scope, name, piped)
-        self.fail("E0106", "a pipeline stage must be an operation, a block or `repeat`", st.span,
-                  help="write `x |> relu`, `x |> conv2d(64, kernel=3)` or `x |> repeat 2 { Block(64) }`")
+        if isinstance(st, A.Pipe):  # a nested chain, `x |> (conv |> bn) |> relu`: its stages are `name.0`, ...
+            stages = [st.head, *st.stages]
+            counts = [self._repeat_count(s, scope) if isinstance(s, A.Repeat) else 1 for s in stages]
+            return self._chain(stages, counts, v, vspan, scope, name, 0, sum(counts))
+        self.fail("E0106", "a pipeline stage must be an operation, a block, `repeat` or a chain in parentheses",
+                  st.span, help="write `x |> relu`, `x |> conv2d(64, kernel=3)`, `x |> repeat 2 { Block(64) }` "
+                                "or `x |> (conv2d(64, kernel=3) |> relu)`")
 
     def _instantiate(self, bd: A.BlockDef, fname: str, pos, kw, scope: Scope, name: str, span: Span):
         assert self.ir is not None

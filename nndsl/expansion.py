@@ -90,4 +90,6 @@ class Estimator:
             return self.expr(s, scope)
         if isinstance(s, (A.Name, A.Attr)):
             return self._callee(s, scope)
+        if isinstance(s, A.Pipe):
+            return min(self.cap, sum(self.stage(x, scope) for x in [s.head, *s.stages]))
         return 0

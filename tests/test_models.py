@@ -289,3 +289,17 @@ def test_repeat_names_its_iterations_from_a_template():
             ('"x{j}"', "E0111", "the name template can use only `{i}`, not `{j}`")):
         d = nndsl.check(source=src.replace('"denselayer{i+1}"', template)).errors[0]
         assert (d.code, d.message, d.span.line) == (code, message, 8)
+
+
+def test_a_chain_as_a_stage_nests_its_names(torch):
+    """MobileNetV2's InvertedResidual: `conv.0.0` (a ConvBNReLU inside the block's chain), `conv.1`, `conv.2`."""
+    import nndsl
+
+    src = ("model M {\n  input x: [B, 8, 6, 6]\n  conv = x |> (conv2d(16, kernel=1, bias=false) |> batchnorm2d |> relu6)"
+           " |> conv2d(8, kernel=1, bias=false) |> batchnorm2d\n  output conv\n}\n")
+    m = nndsl.load(source=src, seed=0)
+    assert [k for k in m.state_dict() if k.endswith("weight")] == ["conv.0.0.weight", "conv.0.1.weight",
+                                                                    "conv.1.weight", "conv.2.weight"]
+    assert m(torch.randn(2, 8, 6, 6)).shape == (2, 8, 6, 6)
+    bad = nndsl.check(source=src.replace("(conv2d(16", "(x |> conv2d(16"))
+    assert not bad.ok  # the inner chain starts with a stage, not a value
