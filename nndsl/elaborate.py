@@ -89,6 +89,7 @@ class Elaborator:
 
     def build(self, model: A.BlockDef, overrides: dict[str, Any]) -> IR:
         self.ir = IR(GraphMeta(model=model.name, file=model.span.file))
+        self.sink.chain_for = self.ir.call_sites
         scope = Scope(path="", file=model.span.file, blocks=self.prog.scopes.get(model.span.file, self.prog.blocks))
         params = self._bind_params(model, [], {}, model.name_span, overrides=overrides)
         inst = Instance(path="", block=model.name, file=model.span.file, params=encode(params), span=model.span)
@@ -116,12 +117,6 @@ class Elaborator:
                           notes=[f"counted before unrolling: {total:,} nodes or more so far"],
                           help="raise the limit with --max-nodes (limits= in the API) if the model is meant to "
                                "be this large")
-
-    def _report(self, d: Diagnostic, path: str) -> None:
-        """Add a diagnostic raised while elaborating the instance at `path`, with its chain of call sites."""
-        if path and not d.call_sites:
-            d.call_sites = self.ir.call_sites(path)
-        self.sink.add(d)
 
     def _room(self, span: Span | None, n: int = 1) -> None:
         if len(self.ir) + n > self.limits.nodes:
@@ -228,13 +223,13 @@ class Elaborator:
                 self._stmt(st, ctx)
             except RecursionError:
                 failed = True
-                self._report(Diagnostic(code="E0112", message="this statement is nested too deeply to evaluate",
+                self.sink.add(Diagnostic(code="E0112", message="this statement is nested too deeply to evaluate",
                                         span=st.span, help="split it into several bindings"), scope.path)
                 continue
             except (Abort, Reported) as e:
                 failed = True
                 if isinstance(e, Abort):
-                    self._report(e.diagnostic, scope.path)
+                    self.sink.add(e.diagnostic, scope.path)
                 for n in _targets(st):
                     if n not in scope.names:
                         scope.names[n] = Binding(POISON, st.span, "poison", True)
@@ -257,7 +252,7 @@ class Elaborator:
                 else:
                     w = Diagnostic(code="W0302", severity="warning", message=f"`{name}` is computed but never used",
                                    span=b.span, label="bound here", help=f"remove it, or use `{name}`")
-                self._report(w, scope.path)
+                self.sink.add(w, scope.path)
         inst.outputs = [(t.node, t.port) for t, _ in ctx.outputs]
         inst.output_names = [n for _, n in ctx.outputs]
         return ctx.outputs

@@ -94,8 +94,15 @@ class Sink:
         self.max_warnings = getattr(limits, "warnings", 50)
         self.n_errors = self.n_warnings = 0
         self.omitted = {"errors": 0, "warnings": 0}   # beyond the caps: counted, not kept
+        # Where the work is: the block instance path whose calls a diagnostic without call sites gets
+        # (`chain_for` turns a path into them; the IR's `call_sites`, once there is an IR).
+        self.context = ""
+        self.chain_for = None
 
-    def add(self, d: Diagnostic) -> Diagnostic:
+    def add(self, d: Diagnostic, context: str | None = None) -> Diagnostic:
+        path = self.context if context is None else context
+        if path and not d.call_sites and self.chain_for is not None:
+            d.call_sites = self.chain_for(path)
         key = (d.code, d.message, d.span, tuple((c.block, c.span) for c in d.call_sites))
         if key in self._seen:
             return d
@@ -113,11 +120,14 @@ class Sink:
         self.items.append(d)
         return d
 
-    def error(self, code: str, message: str, span: Span | None = None, **kw) -> Diagnostic:
-        return self.add(Diagnostic(code=code, message=message, span=span, **kw))
+    def error(self, code: str, message: str, span: Span | None = None, context: str | None = None,
+              **kw) -> Diagnostic:
+        return self.add(Diagnostic(code=code, message=message, span=span, **kw), context)
 
-    def warning(self, code: str, message: str, span: Span | None = None, **kw) -> Diagnostic:
-        return self.add(Diagnostic(code=code, severity=Severity.warning, message=message, span=span, **kw))
+    def warning(self, code: str, message: str, span: Span | None = None, context: str | None = None,
+                **kw) -> Diagnostic:
+        return self.add(Diagnostic(code=code, severity=Severity.warning, message=message, span=span, **kw),
+                        context)
 
     @property
     def has_errors(self) -> bool:

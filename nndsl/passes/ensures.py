@@ -73,11 +73,10 @@ def check_ensures(ir: IR, ctx: ShapeContext, sink: Sink) -> None:
                 if isinstance(val, Dim) and val.is_const:
                     val = val.value
                 scope.names[k] = Binding(val, chk.span, "param", True)
-            chain = ir.call_sites(chk.scope)
+            sink.context = chk.scope
             try:
                 v = ev.ev(chk.expr, scope, None, const=True, ensure=True)
             except Abort as a:
-                a.diagnostic.call_sites = a.diagnostic.call_sites or chain
                 sink.add(a.diagnostic)
                 continue
             except (Reported, Deferred):
@@ -87,12 +86,13 @@ def check_ensures(ir: IR, ctx: ShapeContext, sink: Sink) -> None:
                     continue  # a divisibility fact on free dims: assumed, and used by the checker
                 sink.error("E0206", "ensure cannot be proved for every size of the free dims", chk.span,
                            label="undecided", notes=[_strip(n) for n in _explain(chk.expr, ev, scope)],
-                           help="bind the dims with `--dim`, or state a simpler fact", call_sites=chain)
+                           help="bind the dims with `--dim`, or state a simpler fact")
                 continue
             if v is True:
                 continue
             if v is False:
                 notes = [_strip(n) for n in _explain(chk.expr, ev, scope)]
-                sink.error("E0206", "ensure failed", chk.span, label="this is false", notes=notes, call_sites=chain)
+                sink.error("E0206", "ensure failed", chk.span, label="this is false", notes=notes)
             else:
-                sink.error("E0106", "`ensure` needs a condition", chk.span, call_sites=chain)
+                sink.error("E0106", "`ensure` needs a condition", chk.span)
+    sink.context = ""

@@ -39,15 +39,16 @@ def infer_shapes(ir: IR, sink: Sink, dim_overrides: dict[str, int] | None = None
     ctx = ShapeContext(ir, sink, dim_overrides or {})
     with ctx.facts.activate():
         for node in ir.nodes():
+            # what goes wrong here leads back through the calls of the node's instance; a block input's
+            # mismatch is shown at the call, so through the calls of the caller
+            sink.context = _caller(ir, node.scope) if node.op == "block_input" else node.scope
             try:
                 _node(ctx, node)
             except O.OpError as err:
-                d = _diag(ctx, node, err)
-                d.call_sites = ir.call_sites(node.scope)
-                sink.add(d)
+                sink.add(_diag(ctx, node, err))
             except ZeroDivisionError:
-                sink.add(Diagnostic(code="E0111", message="division by zero in a shape", span=node.span,
-                                    call_sites=ir.call_sites(node.scope)))
+                sink.error("E0111", "division by zero in a shape", node.span)
+        sink.context = ""
         # the declared model inputs now carry the --dim bindings
         for mi in ir.meta.inputs:
             mi.type = ir.node(mi.node).outputs[0] if ir.node(mi.node).outputs else mi.type
@@ -186,17 +187,12 @@ def _tie(ctx: ShapeContext, node: Node) -> None:
                               f"`{target.id}` has {', '.join(theirs) or 'none'}"])
 
 
+def _caller(ir: IR, path: str) -> str:
+    inst = ir.meta.instances.get(path)
+    return (inst.parent or "") if inst is not None else ""
+
+
 def _unify(ctx: ShapeContext, node: Node, actual: TensorType) -> None:
-    inst_ = ctx.ir.meta.instances.get(node.scope)
-    sink, outer = ctx.sink, ctx.ir.call_sites(inst_.parent or "") if inst_ is not None else []
-
-    class _Chained:  # every diagnostic of this unification carries the caller's chain
-        @staticmethod
-        def add(d):
-            d.call_sites = d.call_sites or outer
-            return sink.add(d)
-
-    ctx = _CtxView(ctx, _Chained)
     pattern = node.attrs["shape"]
     name = node.attrs["name"]
     arg_span = node.arg_spans[0] if node.arg_spans else node.span
@@ -263,16 +259,6 @@ def _unify(ctx: ShapeContext, node: Node, actual: TensorType) -> None:
         shape[k:k] = middle
         names[k:k] = middle_names
     node.outputs = [TensorType.make(shape, actual.dtype, names)]
-
-
-class _CtxView:
-    """The shape context with another sink."""
-
-    def __init__(self, ctx: ShapeContext, sink):
-        self._ctx, self.sink = ctx, sink
-
-    def __getattr__(self, name):
-        return getattr(self._ctx, name)
 
 
 def _solve_linear(p: Dim, sym: str, d: Dim) -> Dim | None:

@@ -16,10 +16,10 @@ def owns_module(op: str) -> bool:
     return od is not None and bool(od.traits & {"weighted", "pool"})
 
 
-def _reserved(sink: Sink, name: str, what: str, span, chain) -> None:
-    sink.error("E0117", f"`{name}` cannot name {what}: PyTorch reserves it", span,
+def _reserved(sink: Sink, name: str, what: str, span, context: str) -> None:
+    sink.error("E0117", f"`{name}` cannot name {what}: PyTorch reserves it", span, context,
                label=f"`{name}` is an attribute of every torch.nn.Module",
-               help=f"rename it, e.g. `{name}_` or `{name}_layer`", call_sites=chain)
+               help=f"rename it, e.g. `{name}_` or `{name}_layer`")
 
 
 def check_names(ir: IR, sink: Sink) -> None:
@@ -28,13 +28,13 @@ def check_names(ir: IR, sink: Sink) -> None:
         if owns_module(n.op):
             seg = (n.local or n.id).split(".")[0]
             if reserved_by_torch(seg):
-                _reserved(sink, seg, "a layer", n.span, ir.call_sites(n.scope))
+                _reserved(sink, seg, "a layer", n.span, n.scope)
     for path, inst in ir.meta.instances.items():
         if path:
             parent = inst.parent or ""
             seg = path[len(parent) + 1:].split(".")[0] if parent else path.split(".")[0]
             if reserved_by_torch(seg):
-                _reserved(sink, seg, "a block instance", inst.span, ir.call_sites(parent))
+                _reserved(sink, seg, "a block instance", inst.span, parent)
 
 
 def model_bytes(ir: IR, kinds=("param", "buffer")) -> tuple[int, object]:
@@ -57,8 +57,8 @@ def check_size(ir: IR, sink: Sink, limits: Limits) -> None:
     if total > limits.params:
         _, biggest = model_bytes(ir, ("param",))
         sink.error("E0112", f"the model has {total:,} parameters, more than the limit of {limits.params:,}",
-                   biggest.span if biggest is not None else None, label="the largest layer",
-                   call_sites=ir.call_sites(biggest.scope) if biggest is not None else [],
+                   biggest.span if biggest is not None else None, biggest.scope if biggest is not None else "",
+                   label="the largest layer",
                    help="raise the limit with --max-params (limits= in the API)")
 
 
