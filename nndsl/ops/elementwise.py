@@ -8,6 +8,24 @@ from .registry import pyval, Attr, Lowered, OpDef, OpError, broadcast, prod, reg
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 
 
+def _bound(combine, scale):
+    """Bounds for `+` and `*` of non-negative integers: two bounded tensors, or one and an int scalar."""
+    def bound(bounds, ins, outs, a):
+        sc = a.get("scalar")
+        if sc is None:
+            return combine(*bounds) if len(bounds) == 2 and None not in bounds else None
+        if isinstance(sc, int) and not isinstance(sc, bool) and sc >= 0 and bounds[0] is not None:
+            return scale(bounds[0], sc)
+        return None
+    return bound
+
+
+_BOUNDS = {
+    "add": _bound(lambda a, b: a + b - 1, lambda b, s: b + s),
+    "mul": _bound(lambda a, b: (a - 1) * (b - 1) + 1, lambda b, s: (b - 1) * s + 1),
+}
+
+
 def _make(name: str):
     sym = _SYMBOL[name]
 
@@ -53,6 +71,7 @@ def _make(name: str):
     register(OpDef(
         name=name, inputs=("x*",), attrs=(Attr("scalar", "any", None), Attr("reverse", "bool", False)),
         infer=infer, flops=lambda ins, outs, a: prod(outs[0].shape), lower=lower, check_attrs=check,
+        value_bound=_BOUNDS.get(name),
         traits=frozenset({"pointwise", "elementwise", "parameter_free"}), glyph=sym,
         doc=f"Elementwise `{sym}` with broadcasting; one side may be a number.",
     ))

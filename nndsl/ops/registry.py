@@ -96,6 +96,9 @@ class OpDef:
     doc: str = ""
     glyph: str = ""                                     # short label for diagrams
     check_attrs: Callable[[dict], None] | None = None    # validate attribute values -> OpError
+    # (bounds, ins, outs, a) -> exclusive upper bound of an integer output's values, or None (unbounded);
+    # `bounds` has one entry per input (None: no bound). Layout ops keep their inputs' bound without one.
+    value_bound: Callable[..., Dim | None] | None = None
 
     @property
     def variadic(self) -> bool:

@@ -392,11 +392,22 @@ def _make_reduce(name: str, fn: str):
     register(OpDef(
         name=name, inputs=("x",), attrs=(Attr("axes", "axes", None), Attr("keepdim", "bool", False)),
         infer=infer, flops=lambda ins, outs, a: prod(ins[0].shape), lower=lower,
-        traits=frozenset({"parameter_free", "reduce"}), glyph=name,
+        traits=frozenset({"parameter_free", "reduce"}), glyph=name, value_bound=_REDUCE_BOUNDS.get(name),
         doc=f"{name} over the given axes (names or indices; all axes by default).",
     ))
 
 
+def _sum_bound(bounds, ins, outs, a):
+    """A sum of n values below b is below (b - 1) * n + 1."""
+    if bounds[0] is None:
+        return None
+    n = prod(ins[0].shape)
+    for d in outs[0].shape:
+        n = n.floordiv(d)
+    return (bounds[0] - 1) * n + 1
+
+
+_REDUCE_BOUNDS = {"sum": _sum_bound, "max": lambda bounds, ins, outs, a: bounds[0]}
 _make_reduce("sum", "torch.sum")
 _make_reduce("mean", "torch.mean")
 _make_reduce("max", "torch.amax")

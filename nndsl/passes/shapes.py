@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ops as O
-from ..ops.registry import prod
 from ..diagnostics import Diagnostic, Label, Sink, Span
 from ..dims import Dim, Facts, parse_dim
 from ..fastmodel import make
@@ -127,36 +126,17 @@ UNBOUNDED = Dim.const(2 ** 62)   # computed from bounded values in a way the che
 
 
 def _value_bounds(od, ins, attrs: dict, outs: list) -> list:
-    """Upper bounds (exclusive) of the values of integer tensors computed from `positions`: kept by
-    layout ops and `max`, grown by `sum`, `+` and `*` with non-negative integers; anything else makes
-    them unbounded (which `embedding` refuses). Indices from model inputs carry no bound."""
-    def top(ds):
-        if all(d.is_const for d in ds):
-            return max(ds, key=lambda d: d.value)
-        return sum(ds[1:], ds[0])
-
-    bounds = [t.vmax for t in ins if t.vmax is not None]
-    if len(bounds) != len(ins) and od.name not in ("add", "mul"):
-        v = UNBOUNDED
-    elif "layout" in od.traits or od.name == "max":
-        v = top(bounds)
-    elif od.name == "sum":
-        n = prod(ins[0].shape)
-        for d in outs[0].shape:
-            n = n.floordiv(d) if d != 0 else n
-        v = (bounds[0] - 1) * n + 1
-    elif od.name in ("add", "mul"):
-        sc = attrs.get("scalar")
-        if sc is not None and isinstance(sc, int) and not isinstance(sc, bool) and sc >= 0 and len(ins) == 1:
-            v = bounds[0] + sc if od.name == "add" else (bounds[0] - 1) * sc + 1
-        elif sc is None and len(bounds) == 2:
-            a, b = bounds
-            v = a + b - 1 if od.name == "add" else (a - 1) * (b - 1) + 1
-        else:
-            v = UNBOUNDED
-    else:
-        v = UNBOUNDED
-    if v.is_const and v.value > UNBOUNDED.value:
+    """Upper bounds (exclusive) of the values of integer tensors computed from `positions`: layout ops keep
+    them, ops with a `value_bound` rule compute them (`max`, `sum`, `+`, `*`); anything else makes them
+    unbounded (which `embedding` refuses). Indices from model inputs carry no bound."""
+    bounds = [t.vmax for t in ins]
+    v = None
+    if "layout" in od.traits:
+        if None not in bounds:
+            v = max(bounds, key=lambda d: d.value) if all(d.is_const for d in bounds) else sum(bounds[1:], bounds[0])
+    elif od.value_bound is not None:
+        v = od.value_bound(bounds, ins, outs, attrs)
+    if v is None or (v.is_const and v.value > UNBOUNDED.value):
         v = UNBOUNDED
     return [t.model_copy(update={"vmax": v}) if not t.is_float else t for t in outs]
 
