@@ -297,6 +297,8 @@ def _indices_from_data(ir) -> bool:
         (src, port), = ir.inputs_of(n.id)
         t = ir.node(src).outputs[port]
         stack, seen = [src], set()
+        from .ops import get as get_op
+
         while t.vmax is None and stack:
             u = stack.pop()
             if u in seen:
@@ -305,8 +307,6 @@ def _indices_from_data(ir) -> bool:
             node = ir.node(u)
             if node.op in ("input", "block_input"):
                 continue
-            from .ops import get as get_op
-
             od = get_op(node.op)
             if od is None or "layout" not in od.traits:
                 return True

@@ -142,18 +142,20 @@ class IR:
     def __len__(self) -> int:
         return self.g.number_of_nodes()
 
+    def ancestors(self, path: str) -> list[str]:
+        """The block instance at `path` and the instances enclosing it, innermost first ("" is the model)."""
+        out = []
+        while path and path in self.meta.instances and len(out) < 1000:
+            out.append(path)
+            path = self.meta.instances[path].parent or ""
+        return out
+
     def call_sites(self, path: str) -> list:
         """The calls that led to the block instance at `path`, innermost first (empty for the model)."""
         from .diagnostics.model import CallSite
 
-        out = []
-        seen = 0
-        while path and path in self.meta.instances and seen < 1000:
-            inst = self.meta.instances[path]
-            out.append(CallSite(block=inst.block, span=inst.span))
-            path = inst.parent or ""
-            seen += 1
-        return out
+        insts = self.meta.instances
+        return [CallSite(block=insts[p].block, span=insts[p].span) for p in self.ancestors(path)]
 
     # -- serialisation
     def to_json(self) -> str:

@@ -69,10 +69,10 @@ def lit(v) -> str:
         return repr(float(v))
     if isinstance(v, str):
         return repr(str(v))  # repr escapes quotes, backslashes, newlines and every non-printable character
-    if isinstance(v, (list, tuple)):
-        inner = ", ".join(lit(x) for x in v)
-        return f"({inner},)" if isinstance(v, tuple) and len(v) == 1 else (f"({inner})" if isinstance(v, tuple)
-                                                                           else f"[{inner}]")
+    if isinstance(v, list):
+        return "[" + ", ".join(lit(x) for x in v) + "]"
+    if isinstance(v, tuple):
+        return "(" + ", ".join(lit(x) for x in v) + (",)" if len(v) == 1 else ")")
     raise TypeError(f"no Python literal for {type(v).__name__}")
 
 

@@ -1,6 +1,9 @@
 """Property and fuzz tests: no input, random or mutated, may produce an internal error or a traceback."""
 from __future__ import annotations
 
+import random
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -10,15 +13,12 @@ from nndsl import ops as O
 from nndsl.compiler import check
 from nndsl.diagnostics import render_all, to_json
 from nndsl.dims import Dim, parse_dim
+from nndsl.fuzz import TOKENS, SpecGen, mutate, problems
 
 import os
 
 SETTINGS = settings(max_examples=int(os.environ.get("NNDSL_FUZZ_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SEEDS = [(EXAMPLES / f).read_text() for f in ("mlp.nn", "resnet18.nn", "unet.nn", "vit_b16.nn")]
-TOKENS = ["(", ")", "[", "]", "{", "}", ",", "=", "|>", "+", "-", "*", "//", "%", "@", "==", "<=", "\n", ";",
-          "input", "output", "ensure", "if", "else", "then", "repeat", "as", "block", "model", "import", "true",
-          "x", "B", "H", "0", "-1", "3M", "1e-3", "1e999", "99999999999999999999", '"s"', "params", "shape(x)",
-          "relu", "linear", "conv2d", "rearrange", "tie=x", "axes=[H]", "#", "$", "\t", "é", "名", "...", "[..., D]"]
 
 
 def assert_clean(src: str) -> None:
@@ -112,10 +112,6 @@ def _eval(text: str, env: dict) -> int:
 
 
 # -- the structured generator and the full oracle (nndsl.fuzz): what checks must compile, load and run ----
-import random  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from nndsl.fuzz import SpecGen, mutate, problems  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent / "fuzz_corpus"
 ORACLE = settings(max_examples=int(os.environ.get("NNDSL_FUZZ_EXAMPLES", "150")) // 2, deadline=None,

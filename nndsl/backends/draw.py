@@ -16,6 +16,11 @@ class TooLarge(Exception):
         self.n, self.limit = n, limit
 
 
+_HEAD = ['  rankdir=TB;',
+         '  node [shape=box, style="rounded,filled", fillcolor="#f4f6fb", fontname="Helvetica", fontsize=10];',
+         '  edge [fontname="Helvetica", fontsize=8, color="#555566"];']
+
+
 def _q(s: str) -> str:
     """A DOT quoted string."""
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ") + '"'
@@ -24,23 +29,15 @@ def _q(s: str) -> str:
 def _groups(ir: IR, depth: int) -> tuple[dict[str, str], dict[str, str]]:
     """Node -> box, with block instances nested deeper than `depth` drawn as one box each."""
     insts = ir.meta.instances
-    chain_cache: dict[str, list[str]] = {}
-
-    def chain(path: str) -> list[str]:  # instance paths from the outermost down to `path`
-        if path not in chain_cache:
-            out, p = [], path
-            while p:
-                out.append(p)
-                p = insts[p].parent or ""
-            chain_cache[path] = out[::-1]
-        return chain_cache[path]
-
+    outermost_first: dict[str, list[str]] = {}
     group: dict[str, str] = {}
     boxes: dict[str, str] = {}
     for n in ir.nodes():
-        c = chain(n.scope) if n.scope else []
-        if len(c) >= depth and c:
-            box = c[depth - 1] if depth >= 1 else c[0]
+        c = outermost_first.get(n.scope)
+        if c is None:
+            c = outermost_first[n.scope] = ir.ancestors(n.scope)[::-1]
+        if c and len(c) >= depth:
+            box = c[depth - 1]
             group[n.id] = box
             boxes[box] = f"{box} : {insts[box].block}"
         else:
@@ -58,8 +55,7 @@ def collapsed_dot(ir: IR, max_boxes: int) -> tuple[str, int]:
     while len(boxes) > max_boxes and depth > 1:
         depth -= 1
         group, boxes = _groups(ir, depth)
-    lines = [f"digraph {_q(ir.meta.model)} {{", "  rankdir=TB;",
-             '  node [shape=box, style="rounded,filled", fillcolor="#f4f6fb", fontname="Helvetica", fontsize=10];']
+    lines = [f"digraph {_q(ir.meta.model)} {{", *_HEAD]
     for b, label in boxes.items():
         lines.append(f"  {_q(b)} [label={_q(label)}];")
     seen = set()
@@ -74,9 +70,7 @@ def collapsed_dot(ir: IR, max_boxes: int) -> tuple[str, int]:
 
 def to_dot(ir: IR) -> str:
     insts = ir.meta.instances
-    lines = [f'digraph "{ir.meta.model}" {{', '  rankdir=TB;',
-             '  node [shape=box, style="rounded,filled", fillcolor="#f4f6fb", fontname="Helvetica", fontsize=10];',
-             '  edge [fontname="Helvetica", fontsize=8, color="#555566"];']
+    lines = [f'digraph "{ir.meta.model}" {{', *_HEAD]
     children: dict[str, list[str]] = {}
     for path, inst in insts.items():
         if path:

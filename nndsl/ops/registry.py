@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ..dims import Dim
+from ..pyemit import lit
 from ..types import TensorType
 
 REQUIRED = object()
@@ -194,8 +195,6 @@ def tup(v, n: int) -> tuple:
 
 def pyval(v) -> str:
     """A Python literal for an attribute value (through `pyemit.lit`, the one door for spec values)."""
-    from ..pyemit import lit
-
     if isinstance(v, Dim):
         if not v.is_const:
             raise OpError("E0203", f"the value `{v}` is only known at run time here")

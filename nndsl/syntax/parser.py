@@ -283,7 +283,7 @@ def parse_number(text: str) -> int | float:
         if mult != 1 and v == v and abs(v) != float("inf") and v == int(v):
             v = int(v)
             if v > MAX_INT:
-                raise NumberError(f"{text}{'' if mult == 1 else ''} is beyond the largest integer, 2**62")
+                raise NumberError(f"{text} is beyond the largest integer, 2**62")
         return v
     digits = text.lstrip("0") or "0"
     if len(digits) > 19:
