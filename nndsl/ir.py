@@ -16,24 +16,9 @@ from pydantic import BaseModel, ConfigDict
 
 from .diagnostics import Span
 from .dims import Dim, parse_dim
+from .recipe import ParamSpec, Recipe
 from .syntax import ast as A
 from .types import TensorType
-
-
-class ParamInfo(BaseModel):
-    name: str
-    shape: tuple[int, ...]
-    kind: str = "param"
-    dtype: str = "float32"
-    tied_to: Optional[str] = None     # "node.param" this one shares storage with
-    trainable: bool = True            # receives gradients (false for frozen weights, when they come)
-
-    @property
-    def numel(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
 
 
 class Node(BaseModel):
@@ -49,8 +34,10 @@ class Node(BaseModel):
     binding: Optional[str] = None      # the user binding this node was created for
     tie: Optional[str] = None          # node id whose same-named parameters this node shares
     outputs: list[TensorType] = []     # filled by shape inference
-    params: list[ParamInfo] = []       # filled by shape inference
+    params: list[ParamSpec] = []       # filled by shape inference
     flops: Any = None                  # Dim: FLOPs of one forward, filled by shape inference
+    recipe: Optional[Recipe] = None    # resolved attributes and axis signature, filled by shape inference
+    axes: list[tuple[int, ...]] = []   # per output, the identity of each axis (IR.axes), filled by the axes pass
 
 
 class EdgeAttr(BaseModel):

@@ -140,8 +140,69 @@ def test_op_record_is_complete(name):
     assert od.doc, f"{name} has no doc"
     if "weighted" in od.traits:
         assert od.params is not None
-    if "linear" in od.traits:  # fan-in/fan-out drive variance-preserving init
-        assert od.fan is not None
+
+
+def _size(t, ref):
+    d = t.shape[ref.axis]
+    return d.value if d.is_const else None
+
+
+@pytest.mark.parametrize("op", sorted(CASES))
+def test_recipe_keeps_the_promises_of_the_traits(op):
+    """The contract: every op's rule leaves a recipe whose axis signature covers every output axis with
+    references that exist and sizes that agree, and every weighted op's parameters say what each of their
+    axes faces, so that fan-in and fan-out follow (and match PyTorch's own count for linear and conv)."""
+    from nndsl.recipe import DERIVE, KEEP, MERGE, NEW
+
+    src, _ = spec_for(op)
+    ir = nndsl.check(source=src).ir
+    od = O.get(op)
+    for n in (n for n in ir.nodes() if n.op == op):
+        ins = ir.in_types(n.id)
+        sig = n.recipe.sig
+        assert sig is not None, f"{op}: no axis signature"
+        assert len(sig.outs) == len(n.outputs)
+        parts: dict = {}
+        for out, axes in zip(n.outputs, sig.outs):
+            assert len(axes) == out.rank, f"{op}: {len(axes)} axis rules for a {out.rank}-d output"
+            for ax, d in zip(axes, out.shape):
+                assert ax.kind in (KEEP, MERGE, DERIVE, NEW)
+                for r in ax.refs:
+                    assert 0 <= r.arg < len(ins) and 0 <= r.axis < ins[r.arg].rank and 0 <= r.part < r.parts
+                sizes = [_size(ins[r.arg], r) for r in ax.refs]
+                if ax.kind == KEEP and d.is_const:
+                    assert ax.refs, f"{op}: a kept axis with no source"
+                    for r, s in zip(ax.refs, sizes):
+                        if r.parts == 1:
+                            assert s == d.value, f"{op}: kept axis of size {d} from an axis of size {s}"
+                        else:
+                            parts.setdefault((r.arg, r.axis), {})[r.part] = d.value
+                if ax.kind == MERGE and d.is_const:
+                    k = 1
+                    for r, s in zip(ax.refs, sizes):
+                        if r.parts == 1:
+                            k *= s
+                        else:
+                            parts.setdefault((r.arg, r.axis), {})[r.part] = None
+                    if all(r.parts == 1 for r in ax.refs):
+                        assert k == d.value, f"{op}: merged axes of {k} elements make an axis of {d}"
+        for (i, axis), got in parts.items():   # the factors of a split axis multiply back to it
+            if None not in got.values() and len(got) == next(r.parts for a in sig.outs[0] for r in a.refs
+                                                             if (r.arg, r.axis) == (i, axis)):
+                k = 1
+                for v in got.values():
+                    k *= v
+                assert k == ins[i].shape[axis].value
+        for group in sig.contracted:           # contracted axes meet with equal sizes
+            assert len({_size(ins[r.arg], r) for r in group}) == 1
+        for p in n.params:
+            assert len(p.faces) == len(p.shape), f"{op}.{p.name}: {len(p.faces)} faces for {len(p.shape)} axes"
+        if "linear" in od.traits:
+            assert n.recipe.fan[0] is not None
+            w = next(p for p in n.params if p.name == "weight")
+            if "conv" not in od.traits or op.startswith("conv") and op[4].isdigit():
+                t = torch.empty(w.shape)
+                assert (w.fan_in, w.fan_out) == torch.nn.init._calculate_fan_in_and_fan_out(t)
 
 
 def test_registry_rejects_duplicates():
@@ -301,14 +362,14 @@ def _node_of(src, op):
     ("conv1d(flatten(x, start=2), 5, kernel=4)", "conv1d", 2 * 4 * 4 * 5 * (72 - 3) * 3, (16, 20)),
     # linear: 2 * in * out per row
     ("linear(x, 10)", "linear", 2 * 8 * 10 * (3 * 4 * 9), (8, 10)),
-    ("conv_transpose2d(x, 6, kernel=2, stride=2)", "conv_transpose2d", 2 * (3 * 4 * 9 * 8) * 6 * 4, (6 * 4, 4 * 4)),
+    # transposed: each input channel (of its group) feeds C_out/groups * k_h * k_w outputs; PyTorch's own
+    # formula reads the transposed weight positionally and swaps the two
+    ("conv_transpose2d(x, 6, kernel=2, stride=2)", "conv_transpose2d", 2 * (3 * 4 * 9 * 8) * 6 * 4, (4 * 4, 6 * 4)),
 ])
 def test_flops_and_fan_against_independent_counts(spec, op, flops, fan):
     n, ins = _node_of(f"model M {{\n  input x: [3, 4, 9, 8]\n  output {spec}\n}}\n", op)
     assert n.flops.value == flops
-    od = nndsl.ops.get(op)
-    f_in, f_out = od.fan(ins, n.attrs)
-    assert (f_in.value if hasattr(f_in, "value") else f_in, f_out.value if hasattr(f_out, "value") else f_out) == fan
+    assert n.recipe.fan == fan
 
 
 def test_flops_of_attention_and_matmul():

@@ -171,7 +171,7 @@ class Codegen:
                 continue
             if od is None or od.lower is None:
                 raise Abort(Diagnostic(code="E0304", message=f"`{n.op}` has no PyTorch lowering", span=n.span))
-            ctx = O.LowerCtx(node=n, a=n.attrs, ins=self.ir.in_types(n.id), outs=n.outputs, args=ins,
+            ctx = O.LowerCtx(node=n, a=n.recipe.attrs if n.recipe is not None else n.attrs, ins=self.ir.in_types(n.id), outs=n.outputs, args=ins,
                              m=module_ref("self", lname), inplace="inplace" in od.traits and self._can_overwrite(n))
             try:
                 low = od.lower(ctx)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..dims import Dim
+from ..recipe import Out
 from .registry import pyval, Attr, Lowered, OpDef, OpError, need_float, prod, register
 
 
@@ -100,23 +101,17 @@ def _softmax_infer(ins, a, facts):
     x = ins[0]
     need_float(x, "softmax")
     from .tensor import resolve_axis
-    resolve_axis(x, a["axis"])
-    return [x]
+    return Out([x], resolved={"axis": resolve_axis(x, a["axis"])})
 
 
 def _softmax(name, fn):
     register(OpDef(
         name=name, inputs=("x",), attrs=(Attr("axis", "axes", -1),), infer=_softmax_infer,
         flops=lambda ins, outs, a: 5 * prod(ins[0].shape),
-        lower=lambda c: Lowered(None, f"{fn}({c.args[0]}, dim={_axis(c)})"),
+        lower=lambda c: Lowered(None, f"{fn}({c.args[0]}, dim={c.a['axis']})"),
         traits=frozenset({"activation", "parameter_free", "shape_preserving"}), glyph=name,
         doc=f"{name} along one axis (default the last).",
     ))
-
-
-def _axis(c):
-    from .tensor import resolve_axis
-    return resolve_axis(c.ins[0], c.a["axis"])
 
 
 _softmax("softmax", "F.softmax")

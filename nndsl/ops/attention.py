@@ -1,6 +1,7 @@
 """Scaled dot-product attention (multi-head when given [B, heads, T, d] tensors)."""
 from __future__ import annotations
 
+from ..recipe import KEEP, Ax, Out, Ref, Signature
 from ..types import TensorType
 from .registry import pyval, Attr, Lowered, OpDef, OpError, need_float, prod, register
 
@@ -20,7 +21,13 @@ def _infer(ins, a, facts):
     if q.shape[:-2] != k.shape[:-2] or q.shape[:-2] != v.shape[:-2]:
         raise OpError("E0201", "attention: batch and head axes of q, k, v differ",
                       arg_labels={0: str(q), 1: str(k), 2: str(v)})
-    return [TensorType.make(q.shape[:-1] + (v.shape[-1],), q.dtype, q.axis_names())]
+    r = q.rank
+    # batch and head axes are one axis in q, k and v; queries come from q, features from v; the query
+    # features meet the key features (q k^T) and the keys meet the values (softmax(...) v)
+    sig = Signature((tuple(Ax(KEEP, (Ref(0, i), Ref(1, i), Ref(2, i))) for i in range(r - 2))
+                     + (Ax(KEEP, (Ref(0, r - 2),)), Ax(KEEP, (Ref(2, r - 1),))),),
+                    contracted=((Ref(0, r - 1), Ref(1, r - 1)), (Ref(1, r - 2), Ref(2, r - 2))))
+    return Out([TensorType.make(q.shape[:-1] + (v.shape[-1],), q.dtype, q.axis_names())], sig)
 
 
 def _lower(c):

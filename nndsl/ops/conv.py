@@ -2,9 +2,27 @@
 from __future__ import annotations
 
 from ..dims import Dim
+from ..recipe import DERIVE, KEEP, NEW, Ax, Face, Out, Ref, Signature
 from ..types import TensorType
-from .registry import (Attr, Lowered, OpDef, OpError, ParamSpec, concrete, need_float, need_rank, prod, pyval,
+from .registry import (P, Attr, Lowered, OpDef, OpError, concrete, need_float, need_rank, prod, pyval,
                        register, tup)
+
+
+def conv_signature(nd: int) -> Signature:
+    """[B, C_in, *S] -> [B, C_out, *S']: the batch is kept, the channels are contracted with the weight and
+    new ones come out, each spatial axis is a window over the input's."""
+    return Signature(((Ax(KEEP, (Ref(0, 0),)), Ax(NEW), *(Ax(DERIVE, (Ref(0, 2 + i),), how="window")
+                                                        for i in range(nd))),),
+                     contracted=((Ref(0, 1),),))
+
+
+def conv_weight(name: str, shape, nd: int, groups: int, transposed: bool = False):
+    """A convolution kernel's faces: channels out (block-diagonal over the groups), channels in, window."""
+    if transposed:   # [C_in, C_out / groups, *k]
+        faces = (Face("in", "in", 0, 1, groups), Face("out", "out", 0, 1))
+    else:            # [C_out, C_in / groups, *k]
+        faces = (Face("out", "out", 0, 1, groups), Face("in", "in", 0, 1))
+    return P(name, shape, faces + tuple(Face("window", "in", 0, 2 + i) for i in range(nd)))
 
 
 def conv_out(size: Dim, k: int, s: int, p: int, d: int) -> Dim:
@@ -86,23 +104,16 @@ def _make_conv(nd: int):
                                   f"padded input size {size}", arg=0, label=f"spatial size {size}")
                 spatial.append(o)
         names = x.axis_names()
-        return [TensorType.make((x.shape[0], Dim.const(a["out"]), *spatial), x.dtype,
-                                (names[0], None, *names[2:]))]
+        return Out([TensorType.make((x.shape[0], Dim.const(a["out"]), *spatial), x.dtype,
+                                    (names[0], None, *names[2:]))], conv_signature(nd))
 
     def params(ins, a):
         c_in = concrete(ins[0].shape[1], f"the input channels of `{name}`")
         k = tup(a["kernel"], nd)
-        ps = [ParamSpec("weight", (a["out"], c_in // a["groups"], *k))]
+        ps = [conv_weight("weight", (a["out"], c_in // a["groups"], *k), nd, a["groups"])]
         if a["bias"]:
-            ps.append(ParamSpec("bias", (a["out"],)))
+            ps.append(P("bias", (a["out"],), (Face("bias", "out", 0, 1),)))
         return ps
-
-    def fan(ins, a):
-        k = tup(a["kernel"], nd)
-        rf = 1
-        for x in k:
-            rf *= x
-        return (ins[0].shape[1] // a["groups"] * rf, Dim.const(a["out"] // a["groups"] * rf))
 
     def flops(ins, outs, a):
         k = tup(a["kernel"], nd)
@@ -138,7 +149,7 @@ def _make_conv(nd: int):
                Attr("padding", "any", 0, doc='int, list, "same" or "valid"'), Attr("dilation", "ints", 1),
                Attr("groups", "int", 1), Attr("bias", "bool", True),
                Attr("padding_mode", "str", "zeros", choices=("zeros", "reflect", "replicate", "circular"))),
-        infer=infer, params=params, fan=fan, flops=flops, lower=lower, check_attrs=_check,
+        infer=infer, params=params, flops=flops, lower=lower, check_attrs=_check,
         traits=frozenset({"linear", "weighted", "conv"}), glyph=f"conv{nd}d",
         doc=f"{nd}-d convolution over a {layout} tensor.",
     ))
@@ -168,15 +179,16 @@ def _convt_infer(ins, a, facts):
         raise OpError("E0205", f"conv_transpose2d: output channels {a['out']} are not divisible by groups={g}")
     sp = [(x.shape[2 + i] - 1) * s[i] - 2 * p[i] + dl[i] * (k[i] - 1) + op[i] + 1 for i in range(2)]
     names = x.axis_names()
-    return [TensorType.make((x.shape[0], Dim.const(a["out"]), *sp), x.dtype, (names[0], None, *names[2:]))]
+    return Out([TensorType.make((x.shape[0], Dim.const(a["out"]), *sp), x.dtype, (names[0], None, *names[2:]))],
+               conv_signature(2))
 
 
 def _convt_params(ins, a):
     c_in = concrete(ins[0].shape[1], "the input channels of `conv_transpose2d`")
     k = tup(a["kernel"], 2)
-    ps = [ParamSpec("weight", (c_in, a["out"] // a["groups"], *k))]
+    ps = [conv_weight("weight", (c_in, a["out"] // a["groups"], *k), 2, a["groups"], transposed=True)]
     if a["bias"]:
-        ps.append(ParamSpec("bias", (a["out"],)))
+        ps.append(P("bias", (a["out"],), (Face("bias", "out", 0, 1),)))
     return ps
 
 
@@ -199,8 +211,6 @@ register(OpDef(
            Attr("output_padding", "ints", 0), Attr("groups", "int", 1), Attr("dilation", "ints", 1),
            Attr("bias", "bool", True)),
     infer=_convt_infer, params=_convt_params,
-    fan=lambda ins, a: (Dim.const(a["out"] // a["groups"]) * prod(tup(a["kernel"], 2)),
-                        ins[0].shape[1] // a["groups"] * prod(tup(a["kernel"], 2))),
     flops=lambda ins, outs, a: 2 * prod(ins[0].shape) * (a["out"] // a["groups"]) * prod(tup(a["kernel"], 2)),
     lower=_convt_lower, check_attrs=_check, traits=frozenset({"linear", "weighted", "conv"}),
     aliases=("deconv2d",), glyph="convT",

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from ..dims import Dim
+from ..recipe import KEEP, NEW, Ax, Face, Out, Ref, Signature, keep_all
 from ..types import TensorType
-from .registry import Attr, Lowered, OpDef, OpError, ParamSpec, concrete, need_float, prod, register
+from .registry import P, Attr, Lowered, OpDef, OpError, concrete, need_float, prod, register
 
 
 def _linear_infer(ins, a, facts):
@@ -11,14 +12,18 @@ def _linear_infer(ins, a, facts):
     if x.rank < 1:
         raise OpError("E0202", "linear expects at least a 1-d input", arg=0)
     need_float(x, "linear")
-    return [TensorType.make(x.shape[:-1] + (Dim.const(a["out"]),), x.dtype, x.axis_names()[:-1] + (None,))]
+    r = x.rank
+    # every axis but the last is kept; the last is contracted with the weight; a new one comes out
+    sig = Signature(((*(Ax(KEEP, (Ref(0, i),)) for i in range(r - 1)), Ax(NEW)),), contracted=((Ref(0, r - 1),),))
+    return Out([TensorType.make(x.shape[:-1] + (Dim.const(a["out"]),), x.dtype, x.axis_names()[:-1] + (None,))], sig)
 
 
 def _linear_params(ins, a):
     fin = concrete(ins[0].shape[-1], "the input features of `linear`")
-    ps = [ParamSpec("weight", (a["out"], fin))]
+    r = ins[0].rank
+    ps = [P("weight", (a["out"], fin), (Face("out", "out", 0, r - 1), Face("in", "in", 0, r - 1)))]
     if a["bias"]:
-        ps.append(ParamSpec("bias", (a["out"],)))
+        ps.append(P("bias", (a["out"],), (Face("bias", "out", 0, r - 1),)))
     return ps
 
 
@@ -32,7 +37,6 @@ register(OpDef(
     name="linear", inputs=("x",),
     attrs=(Attr("out", "int", doc="output features"), Attr("bias", "bool", True)),
     infer=_linear_infer, params=_linear_params,
-    fan=lambda ins, a: (ins[0].shape[-1], Dim.const(a["out"])),
     flops=lambda ins, outs, a: 2 * prod(ins[0].shape) * a["out"],
     lower=_linear_lower, traits=frozenset({"linear", "weighted"}), aliases=("dense",),
     check_attrs=lambda a: _positive(a, "out"), glyph="linear",
@@ -68,7 +72,8 @@ def _embedding_infer(ins, a, facts):
         raise OpError("E0201", f"embedding: the indices go up to {x.vmax.value - 1} but the table has {a['num']} "
                       f"rows", arg=0, label=f"values in 0..{x.vmax.value - 1}",
                       help="enlarge the table, or state the bound with `ensure` (e.g. `ensure T <= n_ctx`)")
-    return [TensorType.make(x.shape + (Dim.const(a["dim"]),), "float32", x.axis_names() + (None,))]
+    sig = Signature((keep_all(x.rank) + (Ax(NEW),),))
+    return Out([TensorType.make(x.shape + (Dim.const(a["dim"]),), "float32", x.axis_names() + (None,))], sig)
 
 
 register(OpDef(
@@ -76,8 +81,8 @@ register(OpDef(
     attrs=(Attr("num", "int", doc="vocabulary size"), Attr("dim", "int", doc="embedding size"),
            Attr("padding_idx", "int", None)),
     infer=_embedding_infer,
-    params=lambda ins, a: [ParamSpec("weight", (a["num"], a["dim"]))],
-    fan=lambda ins, a: (Dim.const(a["num"]), Dim.const(a["dim"])),
+    # each row is one index value (the one-hot input), each column faces the new axis
+    params=lambda ins, a: [P("weight", (a["num"], a["dim"]), (Face("in"), Face("out", "out", 0, ins[0].rank)))],
     flops=lambda ins, outs, a: Dim.const(0),
     lower=lambda c: Lowered(
         f"nn.Embedding({c.a['num']}, {c.a['dim']}"
@@ -96,15 +101,23 @@ def _param_infer(ins, a, facts):
                           help="parameter shapes must be known when the spec is checked")
         if d.value <= 0:
             raise OpError("E0111", f"a parameter dim must be positive, got {d}")
-    return [TensorType.make(shape)]
+    return Out([TensorType.make(shape)], Signature((tuple(Ax(NEW) for _ in shape),)))
+
+
+def _param_faces(shape):
+    """A free parameter feeds whatever uses it: by convention its last axis is its fan-in, its first
+    its fan-out (a 1-d one is both), as for a weight matrix."""
+    n = len(shape)
+    if n == 1:
+        return (Face("both", "out", 0, 0),)
+    return tuple(Face("in" if i == n - 1 else "out" if i == 0 else "none", "out", 0, i) for i in range(n))
 
 
 register(OpDef(
     name="param", inputs=(),
     attrs=(Attr("shape", "dims"), Attr("std", "float", 0.02, doc="std of the normal init; 0 gives zeros", lo=0)),
     infer=_param_infer,
-    params=lambda ins, a: [ParamSpec("", tuple(d.value for d in a["shape"]))],
-    fan=lambda ins, a: (a["shape"][-1] if a["shape"] else Dim.const(1), a["shape"][0] if a["shape"] else Dim.const(1)),
+    params=lambda ins, a: [P("", tuple(d.value for d in a["shape"]), _param_faces(a["shape"]))],
     flops=lambda ins, outs, a: Dim.const(0),
     lower=None,  # lowered by the codegen itself: a parameter is an attribute, not a module
     traits=frozenset({"weighted", "source"}), glyph="θ",

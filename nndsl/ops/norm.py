@@ -1,7 +1,13 @@
 """Normalisation layers."""
 from __future__ import annotations
 
-from .registry import pyval, Attr, Lowered, OpDef, OpError, ParamSpec, concrete, need_float, need_rank, prod, register
+from ..recipe import Face, Out
+from .registry import P, pyval, Attr, Lowered, OpDef, OpError, concrete, need_float, need_rank, prod, register
+
+
+def _channel(name: str, shape, axes, kind: str = "param", dtype: str = "float32"):
+    """A per-channel parameter or statistic: each of its axes faces the same axis of the output."""
+    return P(name, shape, tuple(Face("channel", "out", 0, ax) for ax in axes), kind, dtype)
 
 
 def _same(ins, a, facts):
@@ -20,9 +26,9 @@ def _bn(nd: int, ranks):
         c = concrete(ins[0].shape[1], f"the channels of `{name}`")
         ps = []
         if a["affine"]:
-            ps += [ParamSpec("weight", (c,)), ParamSpec("bias", (c,))]
-        ps += [ParamSpec("running_mean", (c,), "buffer"), ParamSpec("running_var", (c,), "buffer"),
-               ParamSpec("num_batches_tracked", (), "buffer", "int64")]
+            ps += [_channel("weight", (c,), (1,)), _channel("bias", (c,), (1,))]
+        ps += [_channel("running_mean", (c,), (1,), "buffer"), _channel("running_var", (c,), (1,), "buffer"),
+               P("num_batches_tracked", (), (), "buffer", "int64")]
         return ps
 
     def lower(c):
@@ -62,29 +68,33 @@ def _ln_axis(x, a) -> int | None:
     return resolve_axis(x, a["axis"])
 
 
+def _ln_axes(x, a) -> tuple[int, ...]:
+    """The normalised axes: `axis` (resolved by the shape rule) or the trailing `dims`."""
+    if a["axis"] is not None:
+        return (a["axis"],)
+    return tuple(range(x.rank - a["dims"], x.rank))
+
+
 def _ln_shape(ins, a):
-    n = a["dims"]
-    x = ins[0]
-    ax = _ln_axis(x, a)
-    if ax is not None:
-        return (concrete(x.shape[ax], "the normalised axis of `layernorm`"),)
-    if n < 1 or n > x.rank:
-        raise OpError("E0111", f"layernorm: dims={n} for a {x.rank}-d input")
-    return tuple(concrete(d, "the normalised shape of `layernorm`") for d in x.shape[x.rank - n:])
+    return tuple(concrete(ins[0].shape[i], "the normalised shape of `layernorm`") for i in _ln_axes(ins[0], a))
 
 
 def _ln_infer(ins, a, facts):
-    _ln_axis(ins[0], a)
-    return _same(ins, a, facts)
+    x = ins[0]
+    ax = _ln_axis(x, a)
+    if ax is None and (a["dims"] < 1 or a["dims"] > x.rank):
+        raise OpError("E0111", f"layernorm: dims={a['dims']} for a {x.rank}-d input")
+    return Out(_same(ins, a, facts), resolved={"axis": ax})
 
 
 def _ln_params(ins, a):
     shape = _ln_shape(ins, a)
     if not a["affine"]:
         return []
-    ps = [ParamSpec("weight", shape)]
+    axes = _ln_axes(ins[0], a)
+    ps = [_channel("weight", shape, axes)]
     if a["bias"]:
-        ps.append(ParamSpec("bias", shape))
+        ps.append(_channel("bias", shape, axes))
     return ps
 
 
@@ -98,7 +108,7 @@ def _ln_lower(c):
         kw += ", elementwise_affine=False"
     elif not c.a["bias"]:
         kw += ", bias=False"
-    ax = _ln_axis(c.ins[0], c.a)
+    ax = c.a["axis"]
     x = c.args[0]
     if ax is not None and ax != c.ins[0].rank - 1:  # normalise one inner axis: move it last and back
         return Lowered(f"nn.LayerNorm({s}{kw})", f"{c.m}({x}.movedim({ax}, -1)).movedim(-1, {ax})")
@@ -119,7 +129,7 @@ register(OpDef(
 
 def _rms_params(ins, a):
     d = concrete(ins[0].shape[-1], "the features of `rmsnorm`")
-    return [ParamSpec("weight", (d,))] if a["affine"] else []
+    return [_channel("weight", (d,), (ins[0].rank - 1,))] if a["affine"] else []
 
 
 def _rms_lower(c):
@@ -160,7 +170,7 @@ def _gn_infer(ins, a, facts):
 
 def _gn_params(ins, a):
     c = concrete(ins[0].shape[1], "the channels of `groupnorm`")
-    return [ParamSpec("weight", (c,)), ParamSpec("bias", (c,))] if a["affine"] else []
+    return [_channel("weight", (c,), (1,)), _channel("bias", (c,), (1,))] if a["affine"] else []
 
 
 register(OpDef(

@@ -2,9 +2,19 @@
 from __future__ import annotations
 
 from ..dims import Dim
+from ..recipe import DERIVE, KEEP, MERGE, Ax, Out, Ref, Signature
 from ..types import TensorType
 from .conv import conv_out
 from .registry import Attr, Lowered, OpDef, OpError, need_float, need_rank, prod, pyval, register, tup
+
+
+def spatial_sig(rank: int, nd: int, how: str, reduced: bool = False) -> Signature:
+    """The leading axes are kept, each of the last `nd` is `how` (a window, a resize) over the input's."""
+    lead = rank - nd
+    win = tuple(Ref(0, lead + i) for i in range(nd))
+    return Signature((tuple(Ax(KEEP, (Ref(0, i),)) for i in range(lead))
+                      + tuple(Ax(DERIVE, (r,), how=how) for r in win),),
+                     reduced=win if reduced else ())
 
 
 def _make_pool(kind: str, nd: int):
@@ -44,7 +54,8 @@ def _make_pool(kind: str, nd: int):
             if o.is_const and o.value <= 0:
                 raise OpError("E0201", f"{name}: kernel {k[i]} is larger than the input size {size}", arg=0)
             sp.append(o)
-        return [TensorType.make((*x.shape[:lead], *sp), x.dtype, x.axis_names())]
+        return Out([TensorType.make((*x.shape[:lead], *sp), x.dtype, x.axis_names())],
+                   spatial_sig(x.rank, nd, "window"))
 
     def lower(c):
         cls = f"nn.{'MaxPool' if kind == 'max' else 'AvgPool'}{nd}d"
@@ -91,7 +102,7 @@ def _adaptive_infer(ins, a, facts):
     need_rank(x, (3, 4), "adaptive_avgpool2d")
     need_float(x, "adaptive_avgpool2d")
     o = tup(a["size"], 2)
-    return [TensorType.make((*x.shape[:-2], *o), x.dtype, x.axis_names())]
+    return Out([TensorType.make((*x.shape[:-2], *o), x.dtype, x.axis_names())], spatial_sig(x.rank, 2, "window"))
 
 
 register(OpDef(
@@ -119,7 +130,7 @@ def _up_infer(ins, a, facts):
         if any(not float(v).is_integer() for v in sc):
             raise OpError("E0111", "upsample needs an integer scale (or an explicit `size`) to keep shapes exact")
         sp = [x.shape[2 + i] * int(sc[i]) for i in range(nd)]
-    return [TensorType.make((*x.shape[:2], *sp), x.dtype, x.axis_names())]
+    return Out([TensorType.make((*x.shape[:2], *sp), x.dtype, x.axis_names())], spatial_sig(x.rank, nd, "resize"))
 
 
 def _up_check(a):
@@ -158,8 +169,11 @@ def _ps_infer(ins, a, facts):
     c = x.shape[1]
     if c.is_const and c.value % (r * r):
         raise OpError("E0205", f"pixel_shuffle: channels {c} are not divisible by factor**2 = {r * r}", arg=0)
-    return [TensorType.make((x.shape[0], c.floordiv(r * r), x.shape[2] * r, x.shape[3] * r), x.dtype,
-                            x.axis_names())]
+    # channels split into (C, r, r); each r joins a spatial axis
+    sig = Signature(((Ax(KEEP, (Ref(0, 0),)), Ax(KEEP, (Ref(0, 1, 0, 3),)), Ax(MERGE, (Ref(0, 2), Ref(0, 1, 1, 3))),
+                      Ax(MERGE, (Ref(0, 3), Ref(0, 1, 2, 3)))),))
+    return Out([TensorType.make((x.shape[0], c.floordiv(r * r), x.shape[2] * r, x.shape[3] * r), x.dtype,
+                                x.axis_names())], sig)
 
 
 register(OpDef(

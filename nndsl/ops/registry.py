@@ -1,8 +1,8 @@
 """The op registry: one `OpDef` per operation carrying everything every pass and backend needs.
 
-An op is declared once, in `nndsl/ops/<family>.py`, with `@op(...)` or `register(OpDef(...))`:
-signature (tensor inputs and typed attributes), traits, shape rule, parameter shapes, fan-in/fan-out,
-FLOPs and the PyTorch lowering. Later facets (init rules, sparsity, equivariance, diagram glyphs) are
+An op is declared once, in `nndsl/ops/<family>.py`, with `register(OpDef(...))`: signature (tensor
+inputs and typed attributes), traits, shape rule (output types and axis signature, see nndsl/recipe.py),
+parameter specs (whose faces give fan-in/fan-out), FLOPs and the PyTorch lowering. Later facets (init rules, sparsity, equivariance, diagram glyphs) are
 further optional fields of the same record. Passes ask for traits, never for lists of op names.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 
 from ..dims import Dim
 from ..pyemit import lit
+from ..recipe import Face, Out, P, ParamSpec, Signature  # noqa: F401  (re-exported for op families)
 from ..types import TensorType
 
 REQUIRED = object()
@@ -48,14 +49,6 @@ class Attr:
         return self.default is REQUIRED
 
 
-@dataclass(frozen=True)
-class ParamSpec:
-    name: str                     # "" for a free parameter that is the node itself
-    shape: tuple[int, ...]
-    kind: str = "param"           # "param" (trainable) or "buffer"
-    dtype: str = "float32"
-
-
 @dataclass
 class Lowered:
     """PyTorch lowering of one node: a module constructor (or None) and a forward expression."""
@@ -68,7 +61,7 @@ class Lowered:
 @dataclass
 class LowerCtx:
     node: Any                     # ir.Node
-    a: dict                       # resolved attributes
+    a: dict                       # resolved attributes (the node's recipe: solved once by the shape rule)
     ins: list[TensorType]
     outs: list[TensorType]
     args: list[str]               # python expressions of the inputs
@@ -86,9 +79,10 @@ class OpDef:
     name: str
     inputs: tuple[str, ...]                              # tensor inputs; a trailing "*" makes it variadic
     attrs: tuple[Attr, ...] = ()
-    infer: Callable[..., list[TensorType]] = None        # (ins, a, facts) -> outputs
-    params: Callable[..., list[ParamSpec]] | None = None  # (ins, a) -> parameter tensors
-    fan: Callable[..., tuple[Dim, Dim]] | None = None    # (ins, a) -> (fan_in, fan_out) of `weight`
+    # (ins, a, facts) -> outputs, or Out(outputs, signature, resolved attributes); `facts` are the
+    # divisibility facts in force. Without a signature the traits imply one (recipe.default_signature).
+    infer: Callable[..., list[TensorType] | Out] = None
+    params: Callable[..., list[ParamSpec]] | None = None  # (ins, a) -> parameter tensors, built with `P`
     flops: Callable[..., Dim] | None = None              # (ins, outs, a) -> FLOPs of one forward
     lower: Callable[[LowerCtx], Lowered] | None = None
     traits: frozenset = frozenset()

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from ..dims import Dim
+from ..recipe import DERIVE, KEEP, MERGE, NEW, Ax, Out, Ref, Signature, broadcast_sig
 from ..types import TensorType
 from .registry import Attr, Lowered, OpDef, OpError, broadcast, prod, pyval, register
 
@@ -93,7 +94,7 @@ def parse_pattern(p: str) -> Pattern:
     return Pattern(left, right)
 
 
-def _solve_rearrange(x: TensorType, a: dict):
+def _solve_rearrange(x: TensorType, a: dict, facts=None):
     pat = parse_pattern(a["pattern"])
     if len(pat.left) != x.rank:
         raise OpError("E0207", f"the pattern's left side has {len(pat.left)} axes, the tensor {x.rank}", arg=0,
@@ -110,12 +111,10 @@ def _solve_rearrange(x: TensorType, a: dict):
             if k.is_const and d.is_const and k.value and d.value % k.value:
                 raise OpError("E0205", f"axis of size {d} is not divisible by {k} in `({' '.join(g)})`", arg=0)
             if not k.is_const or not d.is_const:
-                from ..dims import _FACTS
-                f = _FACTS.get()
-                if k != 1 and not (f is not None and f.divides(k, d)) and d.mod(k) != 0:
+                if k != 1 and not (facts is not None and facts.divides(k, d)) and d.mod(k, facts) != 0:
                     raise OpError("E0205", f"cannot prove that `{d}` is divisible by `{k}` in `({' '.join(g)})`",
                                   arg=0, help=f"state it with `ensure {d} % {k} == 0`")
-            sizes[unknown[0]] = d.floordiv(k)
+            sizes[unknown[0]] = d.floordiv(k, facts)
         elif prod(known) != d:
             raise OpError("E0201", f"rearrange: `({' '.join(g)})` has size {prod(known)} but the axis is {d}", arg=0)
     return pat, sizes
@@ -123,17 +122,23 @@ def _solve_rearrange(x: TensorType, a: dict):
 
 def _rearrange_infer(ins, a, facts):
     x = ins[0]
-    pat, sizes = _solve_rearrange(x, a)
+    pat, sizes = _solve_rearrange(x, a, facts)
     shape = [prod(sizes[n] for n in g) for g in pat.right]
     in_names = dict(zip([g[0] for g in pat.left if len(g) == 1], [n for g, n in zip(pat.left, x.axis_names()) if len(g) == 1]))
     names = [(in_names.get(g[0]) or g[0]) if len(g) == 1 else None for g in pat.right]
-    return [TensorType.make(shape, x.dtype, names)]
+    # each elementary axis is an input axis, or one factor of it when its group splits it
+    where = {n: Ref(0, gi) if len(g) == 1 else Ref(0, gi, j, len(g)) for gi, g in enumerate(pat.left)
+             for j, n in enumerate(g)}
+    sig = Signature((tuple(Ax(KEEP, (where[g[0]],), name=g[0]) if len(g) == 1 else
+                           Ax(MERGE, tuple(where[n] for n in g)) for g in pat.right),))
+    return Out([TensorType.make(shape, x.dtype, names)], sig,
+               {"sizes": sizes, "left": pat.left, "right": pat.right})
 
 
 def _rearrange_lower(c):
     x = c.args[0]
-    t = c.ins[0]
-    pat, sizes = _solve_rearrange(t, c.a)
+    # the pattern as the shape rule solved it (with the spec's facts), never solved again here
+    pat, sizes = Pattern(c.a["left"], c.a["right"]), c.a["sizes"]
     elem = [n for g in pat.left for n in g]
 
     def rt(name):  # runtime size of an elementary axis
@@ -191,7 +196,49 @@ def _reshape_infer(ins, a, facts):
     elif prod(target) != total:
         raise OpError("E0201", f"reshape: {x} has {total} elements, the target shape "
                       f"[{', '.join(map(str, target))}] has {prod(target)}", arg=0)
-    return [TensorType.make(target, x.dtype)]
+    return Out([TensorType.make(target, x.dtype)], Signature((reshape_axes(x.shape, target),)))
+
+
+def reshape_axes(src, dst) -> tuple:
+    """Match a reshape's axes: runs of input and output axes with equal products are one axis kept, axes
+    merged, or one axis split; anything else is derived from the whole run. Size-1 axes come and go."""
+    one = Dim.const(1)
+    out: list = []
+    i = j = 0
+    n, m = len(src), len(dst)
+    while j < m:
+        while i < n and src[i] == one and dst[j] != one:
+            i += 1
+        if dst[j] == one:
+            out.append(Ax(KEEP, (Ref(0, i),)) if i < n and src[i] == one else Ax(NEW, how="unit"))
+            i += 1 if i < n and src[i] == one else 0
+            j += 1
+            continue
+        if i >= n:
+            out.append(Ax(NEW, how="reshape"))
+            j += 1
+            continue
+        # grow the shorter side until the products meet (a few steps: shapes are short)
+        i2, j2 = i + 1, j + 1
+        p, q = src[i], dst[j]
+        while p != q and (i2 < n or j2 < m):
+            if (p.is_const and q.is_const and p.value < q.value and i2 < n) or j2 >= m:
+                p, i2 = p * src[i2], i2 + 1
+            elif q.is_const and p.is_const and q.value < p.value or i2 >= n:
+                q, j2 = q * dst[j2], j2 + 1
+            else:   # symbolic and unequal: take the rest as one run
+                p, i2, q, j2 = prod(src[i:]), n, prod(dst[j:]), m
+        refs = tuple(Ref(0, k) for k in range(i, i2))
+        if i2 - i == 1 and j2 - j == 1:
+            out.append(Ax(KEEP, refs))
+        elif j2 - j == 1:
+            out.append(Ax(MERGE, refs))
+        elif i2 - i == 1:
+            out.extend(Ax(KEEP, (Ref(0, i, k, j2 - j),)) for k in range(j2 - j))
+        else:
+            out.extend(Ax(DERIVE, refs, how="reshape") for _ in range(j, j2))
+        i, j = i2, j2
+    return tuple(out)
 
 
 def _reshape_lower(c):
@@ -223,21 +270,25 @@ register(OpDef(
 def _flatten_infer(ins, a, facts):
     x = ins[0]
     if x.rank == 0:
-        return [TensorType.make([1], x.dtype)]
+        return Out([TensorType.make([1], x.dtype)], Signature(((Ax(NEW, how="unit"),),)))
     s, e = resolve_axis(x, a["start"]), resolve_axis(x, a["end"])
     if s > e:
         raise OpError("E0111", f"flatten: start axis {s} is after end axis {e}")
     names = x.axis_names()
-    return [TensorType.make(x.shape[:s] + (prod(x.shape[s:e + 1]),) + x.shape[e + 1:], x.dtype,
-                            names[:s] + (None,) + names[e + 1:])]
+    merged = Ax(KEEP, (Ref(0, s),)) if s == e else Ax(MERGE, tuple(Ref(0, i) for i in range(s, e + 1)))
+    sig = Signature((tuple(Ax(KEEP, (Ref(0, i),)) for i in range(s)) + (merged,)
+                     + tuple(Ax(KEEP, (Ref(0, i),)) for i in range(e + 1, x.rank)),))
+    return Out([TensorType.make(x.shape[:s] + (prod(x.shape[s:e + 1]),) + x.shape[e + 1:], x.dtype,
+                                names[:s] + ((names[s],) if s == e else (None,)) + names[e + 1:])], sig,
+               {"start": s, "end": e})
 
 
 register(OpDef(
     name="flatten", inputs=("x",), attrs=(Attr("start", "axes", 1), Attr("end", "axes", -1)),
     infer=_flatten_infer, flops=lambda ins, outs, a: Dim.const(0),
     lower=lambda c: Lowered(None, f"{c.args[0]}.reshape(1)" if c.ins[0].rank == 0 else
-                            f"torch.flatten({c.args[0]}, {resolve_axis(c.ins[0], c.a['start'])}, "
-                            f"{resolve_axis(c.ins[0], c.a['end'])})"),
+                            f"torch.flatten({c.args[0]}, {c.a['start']}, "
+                            f"{c.a['end']})"),
     traits=frozenset({"parameter_free", "layout"}), glyph="flatten", doc="Merge axes start..end into one.",
 ))
 
@@ -248,13 +299,14 @@ def _permute_infer(ins, a, facts):
     if sorted(order) != list(range(x.rank)):
         raise OpError("E0111", f"permute: {order} is not a permutation of the {x.rank} axes", arg=0)
     names = x.axis_names()
-    return [TensorType.make([x.shape[i] for i in order], x.dtype, [names[i] for i in order])]
+    return Out([TensorType.make([x.shape[i] for i in order], x.dtype, [names[i] for i in order])],
+               Signature((tuple(Ax(KEEP, (Ref(0, i),)) for i in order),)), {"dims": order})
 
 
 register(OpDef(
     name="permute", inputs=("x",), attrs=(Attr("dims", "axes"),), infer=_permute_infer,
     flops=lambda ins, outs, a: Dim.const(0),
-    lower=lambda c: Lowered(None, f"{c.args[0]}.permute({', '.join(map(str, _axes_list(c.ins[0], c.a['dims'])))})"
+    lower=lambda c: Lowered(None, f"{c.args[0]}.permute({', '.join(map(str, c.a['dims']))})"
                             if c.ins[0].rank else c.args[0]),
     traits=frozenset({"parameter_free", "layout"}), glyph="permute", doc="Reorder axes.",
 ))
@@ -266,14 +318,14 @@ def _transpose_infer(ins, a, facts):
     order = list(range(x.rank))
     order[i], order[j] = order[j], order[i]
     names = x.axis_names()
-    return [TensorType.make([x.shape[k] for k in order], x.dtype, [names[k] for k in order])]
+    return Out([TensorType.make([x.shape[k] for k in order], x.dtype, [names[k] for k in order])],
+               Signature((tuple(Ax(KEEP, (Ref(0, k),)) for k in order),)), {"a": i, "b": j})
 
 
 register(OpDef(
     name="transpose", inputs=("x",), attrs=(Attr("a", "axes", -2), Attr("b", "axes", -1)),
     infer=_transpose_infer, flops=lambda ins, outs, a: Dim.const(0),
-    lower=lambda c: Lowered(None, f"{c.args[0]}.transpose({resolve_axis(c.ins[0], c.a['a'])}, "
-                                  f"{resolve_axis(c.ins[0], c.a['b'])})"),
+    lower=lambda c: Lowered(None, f"{c.args[0]}.transpose({c.a['a']}, {c.a['b']})"),
     traits=frozenset({"parameter_free", "layout"}), glyph="T", doc="Swap two axes.",
 ))
 
@@ -298,13 +350,15 @@ def _concat_infer(ins, a, facts):
     shape = list(x.shape)
     shape[ax] = total
     names = list(x.axis_names())
-    return [TensorType.make(shape, x.dtype, names)]
+    sig = Signature((tuple(Ax(DERIVE, tuple(Ref(i, k) for i in range(len(ins))), how="concat") if k == ax else
+                           Ax(KEEP, tuple(Ref(i, k) for i in range(len(ins)))) for k in range(x.rank)),))
+    return Out([TensorType.make(shape, x.dtype, names)], sig, {"axis": ax})
 
 
 register(OpDef(
     name="concat", inputs=("xs*",), attrs=(Attr("axis", "axes", 1),), infer=_concat_infer,
     flops=lambda ins, outs, a: Dim.const(0),
-    lower=lambda c: Lowered(None, f"torch.cat([{', '.join(c.args)}], dim={resolve_axis(c.ins[0], c.a['axis'])})"),
+    lower=lambda c: Lowered(None, f"torch.cat([{', '.join(c.args)}], dim={c.a['axis']})"),
     traits=frozenset({"parameter_free", "layout"}), aliases=("cat",), glyph="concat",
     doc="Join tensors along an axis.",
 ))
@@ -327,14 +381,19 @@ def _split_infer(ins, a, facts):
         shape = list(x.shape)
         shape[ax] = s
         outs.append(TensorType.make(shape, x.dtype, x.axis_names()))
-    return outs
+    return Out(outs, _piece_sig(x.rank, ax, len(outs)), {"axis": ax, "sizes": sizes})
+
+
+def _piece_sig(rank: int, ax: int, n: int) -> Signature:
+    """n pieces of axis `ax`; the other axes are kept."""
+    one = tuple(Ax(DERIVE, (Ref(0, k),), how="piece") if k == ax else Ax(KEEP, (Ref(0, k),)) for k in range(rank))
+    return Signature((one,) * n)
 
 
 register(OpDef(
     name="split", inputs=("x",), attrs=(Attr("sizes", "dims"), Attr("axis", "axes", -1)),
     infer=_split_infer, flops=lambda ins, outs, a: Dim.const(0),
-    lower=lambda c: Lowered(None, f"torch.split({c.args[0]}, {pyval(list(_split_sizes(c.ins[0], c.a)[1]))}, "
-                                  f"dim={resolve_axis(c.ins[0], c.a['axis'])})"),
+    lower=lambda c: Lowered(None, f"torch.split({c.args[0]}, {pyval(list(c.a['sizes']))}, dim={c.a['axis']})"),
     n_outputs=lambda a: len(a["sizes"]), traits=frozenset({"parameter_free", "layout"}), glyph="split",
     doc="Split along an axis into pieces of the given sizes.",
 ))
@@ -349,7 +408,8 @@ def _chunk_infer(ins, a, facts):
         raise OpError("E0205", f"chunk: axis size {d} is not divisible into {n} equal pieces", arg=0)
     shape = list(x.shape)
     shape[ax] = d.floordiv(n)
-    return [TensorType.make(shape, x.dtype, x.axis_names()) for _ in range(n)]
+    return Out([TensorType.make(shape, x.dtype, x.axis_names()) for _ in range(n)], _piece_sig(x.rank, ax, n),
+               {"axis": ax})
 
 
 def _chunk_check(a):
@@ -360,7 +420,7 @@ def _chunk_check(a):
 register(OpDef(
     name="chunk", inputs=("x",), attrs=(Attr("n", "int"), Attr("axis", "axes", -1)), infer=_chunk_infer,
     flops=lambda ins, outs, a: Dim.const(0),
-    lower=lambda c: Lowered(None, f"torch.chunk({c.args[0]}, {c.a['n']}, dim={resolve_axis(c.ins[0], c.a['axis'])})"),
+    lower=lambda c: Lowered(None, f"torch.chunk({c.args[0]}, {c.a['n']}, dim={c.a['axis']})"),
     n_outputs=lambda a: a["n"], traits=frozenset({"parameter_free", "layout"}), check_attrs=_chunk_check,
     glyph="chunk", doc="Split into n equal pieces along an axis.",
 ))
@@ -375,14 +435,19 @@ def _make_reduce(name: str, fn: str):
                           help="convert to a float dtype first, or use `sum`")
         axes = _axes_list(x, a["axes"])
         names = x.axis_names()
+        reduced = tuple(Ref(0, i) for i in axes)
         if a["keepdim"]:
             shape = [Dim.const(1) if i in axes else d for i, d in enumerate(x.shape)]
-            return [TensorType.make(shape, x.dtype, names)]
+            sig = Signature((tuple(Ax(DERIVE, (Ref(0, i),), how="reduced") if i in axes else Ax(KEEP, (Ref(0, i),))
+                                   for i in range(x.rank)),), reduced=reduced)
+            return Out([TensorType.make(shape, x.dtype, names)], sig, {"axes": axes})
         keep = [i for i in range(x.rank) if i not in axes]
-        return [TensorType.make([x.shape[i] for i in keep], x.dtype, [names[i] for i in keep])]
+        sig = Signature((tuple(Ax(KEEP, (Ref(0, i),)) for i in keep),), reduced=reduced)
+        return Out([TensorType.make([x.shape[i] for i in keep], x.dtype, [names[i] for i in keep])], sig,
+                   {"axes": axes})
 
     def lower(c):
-        axes = _axes_list(c.ins[0], c.a["axes"])
+        axes = c.a["axes"]
         if not axes or (len(axes) == c.ins[0].rank and not c.a["keepdim"]):
             return Lowered(None, f"{fn}({c.args[0]})")  # every axis (or a 0-d tensor): a 0-d result
         dims = str(axes[0]) if len(axes) == 1 else f"({', '.join(map(str, axes))})"
@@ -422,13 +487,15 @@ def _select_infer(ins, a, facts):
     if d.is_const and not -d.value <= i < d.value:
         raise OpError("E0111", f"select: index {i} is out of range for an axis of size {d}", arg=0)
     names = x.axis_names()
-    return [TensorType.make(x.shape[:ax] + x.shape[ax + 1:], x.dtype, names[:ax] + names[ax + 1:])]
+    sig = Signature((tuple(Ax(KEEP, (Ref(0, k),)) for k in range(x.rank) if k != ax),))
+    return Out([TensorType.make(x.shape[:ax] + x.shape[ax + 1:], x.dtype, names[:ax] + names[ax + 1:])], sig,
+               {"axis": ax})
 
 
 register(OpDef(
     name="select", inputs=("x",), attrs=(Attr("axis", "axes"), Attr("index", "int")), infer=_select_infer,
     flops=lambda ins, outs, a: Dim.const(0),
-    lower=lambda c: Lowered(None, f"{c.args[0]}.select({resolve_axis(c.ins[0], c.a['axis'])}, {c.a['index']})"),
+    lower=lambda c: Lowered(None, f"{c.args[0]}.select({c.a['axis']}, {c.a['index']})"),
     traits=frozenset({"parameter_free", "layout"}), glyph="select", doc="Take one index along an axis, dropping it.",
 ))
 
@@ -452,11 +519,13 @@ def _slice_infer(ins, a, facts):
         raise OpError("E0111", f"slice [{start}:{end}] of an axis of size {d} is empty", arg=0)
     shape = list(x.shape)
     shape[ax] = length
-    return [TensorType.make(shape, x.dtype, x.axis_names())]
+    sig = Signature((tuple(Ax(DERIVE, (Ref(0, k),), how="slice") if k == ax else Ax(KEEP, (Ref(0, k),))
+                           for k in range(x.rank)),))
+    return Out([TensorType.make(shape, x.dtype, x.axis_names())], sig, {"axis": ax})
 
 
 def _slice_lower(c):
-    ax = resolve_axis(c.ins[0], c.a["axis"])
+    ax = c.a["axis"]
     idx = ", ".join([":"] * ax + [f"{c.a['start']}:{'' if c.a['end'] is None else c.a['end']}"
                                    + (f":{c.a['step']}" if c.a["step"] != 1 else "")])
     return Lowered(None, f"{c.args[0]}[{idx}]")
@@ -474,13 +543,13 @@ def _positions_infer(ins, a, facts):
     x = ins[0]
     ax = resolve_axis(x, a["axis"])
     out = TensorType.make([x.shape[ax]], "int64", [x.axis_names()[ax]])
-    return [out.model_copy(update={"vmax": x.shape[ax]})]
+    return Out([out.model_copy(update={"vmax": x.shape[ax]})], Signature(((Ax(KEEP, (Ref(0, ax),)),),)), {"axis": ax})
 
 
 register(OpDef(
     name="positions", inputs=("x",), attrs=(Attr("axis", "axes", 1),), infer=_positions_infer,
     flops=lambda ins, outs, a: Dim.const(0),
-    lower=lambda c: Lowered(None, f"torch.arange({c.size(0, resolve_axis(c.ins[0], c.a['axis']))}, "
+    lower=lambda c: Lowered(None, f"torch.arange({c.size(0, c.a['axis'])}, "
                                   f"device={c.args[0]}.device)"),
     traits=frozenset({"parameter_free", "source"}), aliases=("arange_like",), glyph="pos",
     doc="0, 1, ..., n-1 for the size n of an axis of x (int64), e.g. for position embeddings.",
@@ -498,11 +567,12 @@ def _expand_infer(ins, a, facts):
             raise OpError("E0201", f"expand_like: axis {ax} of {t} must have size 1 to expand", arg=0)
         shape[ax] = like.shape[ax]
     names = [n or m for n, m in zip(t.axis_names(), like.axis_names())]
-    return [TensorType.make(shape, t.dtype, names)]
+    sig = Signature((tuple(Ax(KEEP, (Ref(1, k),)) if k in axes else Ax(KEEP, (Ref(0, k),)) for k in range(t.rank)),))
+    return Out([TensorType.make(shape, t.dtype, names)], sig, {"axes": axes})
 
 
 def _expand_lower(c):
-    axes = _axes_list(c.ins[1], c.a["axes"])
+    axes = c.a["axes"]
     sizes = [c.size(1, i) if i in axes else "-1" for i in range(c.ins[0].rank)]
     return Lowered(None, f"{c.args[0]}.expand({', '.join(sizes)})")
 
@@ -531,9 +601,13 @@ def _matmul_infer(ins, a, facts):
         raise OpError("E0201", f"matmul: inner sizes differ ({xs[-1]} vs {ys[-2]})",
                       arg_labels={0: str(x), 1: str(y)},
                       notes=["matmul contracts the last axis of the left with the second-to-last of the right"])
-    batch = broadcast(TensorType.make(xs[:-2]), TensorType.make(ys[:-2]), "@").shape
-    out = list(batch) + ([] if xv else [xs[-2]]) + ([] if yv else [ys[-1]])
-    return [TensorType.make(out, x.dtype)]
+    batch = broadcast(TensorType.make(xs[:-2]), TensorType.make(ys[:-2]), "@")
+    out = list(batch.shape) + ([] if xv else [xs[-2]]) + ([] if yv else [ys[-1]])
+    # batch axes broadcast; rows come from a, columns from b; a's last axis meets b's rows
+    bsig = broadcast_sig([TensorType.make(x.shape[:-2]), TensorType.make(y.shape[:-2] if not yv else ())], batch)
+    axes = bsig.outs[0] + (() if xv else (Ax(KEEP, (Ref(0, x.rank - 2),)),)) + (() if yv else (Ax(KEEP, (Ref(1, y.rank - 1),)),))
+    sig = Signature((axes,), contracted=((Ref(0, x.rank - 1), Ref(1, 0 if yv else y.rank - 2)),))
+    return Out([TensorType.make(out, x.dtype)], sig)
 
 
 register(OpDef(
@@ -580,12 +654,19 @@ def _einsum_infer(ins, a, facts):
         if t.dtype != ins[0].dtype:
             raise OpError("E0208", f"einsum of {ins[0].dtype} and {t.dtype}", arg=i)
     terms, rhs, sizes = _einsum_sizes(ins, a["equation"])
-    return [TensorType.make([sizes[c] for c in rhs], ins[0].dtype)]
+    refs = {}
+    for i, t in enumerate(terms):
+        for k, ch in enumerate(t):
+            if ins[i].shape[k] == sizes[ch]:   # an operand's size-1 axis broadcasts: not the same axis
+                refs.setdefault(ch, []).append(Ref(i, k))
+    sig = Signature((tuple(Ax(KEEP, tuple(refs.get(ch, ())), name=ch) for ch in rhs),),
+                    contracted=tuple(tuple(refs[ch]) for ch in sorted(set("".join(terms)) - set(rhs)) if ch in refs))
+    return Out([TensorType.make([sizes[c] for c in rhs], ins[0].dtype)], sig, {"sizes": sizes})
 
 
 register(OpDef(
     name="einsum", inputs=("xs*",), attrs=(Attr("equation", "str"),), infer=_einsum_infer,
-    flops=lambda ins, outs, a: 2 * prod(_einsum_sizes(ins, a["equation"])[2].values()),
+    flops=lambda ins, outs, a: 2 * prod(a["sizes"].values()),
     lower=lambda c: Lowered(None, f"torch.einsum({pyval(c.a['equation'])}, {', '.join(c.args)})"),
     traits=frozenset({"parameter_free", "contraction"}), glyph="einsum",
     doc='Einstein summation: einsum("bhqd,bhkd->bhqk", q, k).',

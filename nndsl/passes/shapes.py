@@ -8,7 +8,8 @@ from .. import ops as O
 from ..diagnostics import Diagnostic, Label, Sink, Span
 from ..dims import Dim, Facts, parse_dim
 from ..fastmodel import make
-from ..ir import IR, Node, ParamInfo
+from ..ir import IR, Node
+from ..recipe import Out, Recipe, default_signature
 from ..types import TensorType
 
 
@@ -89,7 +90,16 @@ def _node(ctx: ShapeContext, node: Node) -> None:
     if od.check_attrs is not None:
         od.check_attrs(attrs)
     _put(node, "attrs", attrs)
-    outs = od.infer(ins, attrs, ctx.facts)
+    res = od.infer(ins, attrs, ctx.facts)
+    sig = None
+    if type(res) is Out:
+        outs, sig = res.types, res.sig
+        if res.resolved:
+            attrs = {**attrs, **res.resolved}
+    else:
+        outs = res
+    if sig is None:
+        sig = default_signature(od, ins, outs)
     for t in outs:
         for d in t.shape:
             if d.is_const and d.value <= 0:
@@ -109,14 +119,15 @@ def _node(ctx: ShapeContext, node: Node) -> None:
     if any(t.vmax is not None for t in ins):
         outs = _value_bounds(od, ins, attrs, outs)
     _put(node, "outputs", outs)
-    _put(node, "params", [make(ParamInfo, name=p.name, shape=tuple(p.shape), kind=p.kind, dtype=p.dtype, tied_to=None)
-                          for p in (od.params(ins, attrs) if od.params else [])])
-    for p in node.params:
-        n = 1
-        for s in p.shape:
-            n *= s
-        if n > 2 ** 36:
-            raise O.OpError("E0112", f"parameter `{p.name or node.id}` of {n:,} elements is beyond the limit")
+    params = od.params(ins, attrs) if od.params else []
+    fan = (None, None)
+    for p in params:
+        if p.numel > 2 ** 36:
+            raise O.OpError("E0112", f"parameter `{p.name or node.id}` of {p.numel:,} elements is beyond the limit")
+        if fan[0] is None and p.fan_in is not None:
+            fan = (p.fan_in, p.fan_out)
+    _put(node, "params", params)
+    _put(node, "recipe", make(Recipe, attrs=attrs, sig=sig, fan=fan))
     _put(node, "flops", od.flops(ins, outs, attrs) if od.flops else Dim.const(0))
     if node.tie:
         _tie(ctx, node)
