@@ -14,6 +14,7 @@ from .elaborate import Elaborator, Reported
 from .ir import IR, ModelOutput
 from .limits import DEFAULT, Limits
 from .loader import Loader, Program, file_span
+from .passes.axes import assign_axes
 from .passes.ensures import check_ensures
 from .passes.shapes import infer_shapes
 from .passes.validate import validate
@@ -45,6 +46,7 @@ class CheckResult:
 # The ordered pass pipeline after elaboration; each pass takes (ir, state, sink).
 PIPELINE: tuple[tuple[str, Callable], ...] = (
     ("shapes", lambda ir, st, sink: st.__setitem__("shapes", infer_shapes(ir, sink, st["dims"]))),
+    ("axes", lambda ir, st, sink: setattr(ir, "axes", assign_axes(ir))),
     ("ensures", lambda ir, st, sink: check_ensures(ir, st["shapes"], sink)),
     ("validate", lambda ir, st, sink: validate(ir, sink, st["limits"])),
 )

@@ -98,6 +98,7 @@ class IR:
     def __init__(self, meta: GraphMeta):
         self.g = nx.MultiDiGraph()
         self.meta = meta
+        self.axes: dict = {}            # axis identity -> passes.axes.AxisInfo, filled by the axes pass
 
     # -- construction
     def add_node(self, node: Node) -> Node:
@@ -151,6 +152,8 @@ class IR:
             "nodes": [_enc(n.model_dump(mode="python")) for n in self.nodes()],
             "edges": [{"src": u, "dst": v, **a.model_dump(mode="json")}
                       for u, v, _k, a in self.g.edges(keys=True, data="attr")],
+            "axes": [{"id": a.id, "name": a.name, "size": str(a.size), "kind": a.kind, "origin": a.origin,
+                      "parents": list(a.parents), "how": a.how} for a in self.axes.values()],
         }, sort_keys=False)
 
     @staticmethod
@@ -162,6 +165,13 @@ class IR:
         for e in data["edges"]:
             ir.g.add_edge(e["src"], e["dst"], key=e["dst_port"],
                           attr=EdgeAttr.model_validate({k: e[k] for k in ("src_port", "dst_port", "type")}))
+        from .passes.axes import AxisInfo
+
+        for a in data.get("axes", []):
+            ir.axes[a["id"]] = AxisInfo(a["id"], a["name"], parse_dim(a["size"]), a["kind"], a["origin"],
+                                        tuple(a["parents"]), a["how"])
+        for n in ir.nodes():
+            n.axes = [tuple(ids) for ids in n.axes]
         return ir
 
 

@@ -13,6 +13,7 @@ Nothing here imports torch; records are tuples (the shape pass builds thousands 
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,12 +22,14 @@ from .fastmodel import make
 
 
 class Ref(NamedTuple):
-    """Axis `axis` of input `arg`; with `parts > 1`, factor `part` of that axis split in `parts`."""
+    """Axis `axis` of input `arg`; with `parts > 1`, factor `part` (of size `size`) of that axis split in
+    `parts`."""
 
     arg: int
     axis: int
     part: int = 0
     parts: int = 1
+    size: Any = None
 
 
 class Ax(NamedTuple):
@@ -134,13 +137,19 @@ class Out(NamedTuple):
 
 
 # -- signatures shared by op families -------------------------------------------------------------
+@functools.lru_cache(maxsize=256)
 def keep_all(rank: int, arg: int = 0) -> tuple:
     return tuple(Ax(KEEP, (Ref(arg, i),)) for i in range(rank))
 
 
 def same_shape(ins, outs) -> Signature:
     """Every output axis is the same axis of input 0 (activations, norms, dropout)."""
-    return Signature(tuple(keep_all(t.rank) for t in outs))
+    return _same_shape(tuple(t.rank for t in outs))
+
+
+@functools.lru_cache(maxsize=256)
+def _same_shape(ranks: tuple) -> Signature:
+    return Signature(tuple(keep_all(r) for r in ranks))
 
 
 def broadcast_sig(ins, out) -> Signature:

@@ -170,8 +170,9 @@ def _ps_infer(ins, a, facts):
     if c.is_const and c.value % (r * r):
         raise OpError("E0205", f"pixel_shuffle: channels {c} are not divisible by factor**2 = {r * r}", arg=0)
     # channels split into (C, r, r); each r joins a spatial axis
-    sig = Signature(((Ax(KEEP, (Ref(0, 0),)), Ax(KEEP, (Ref(0, 1, 0, 3),)), Ax(MERGE, (Ref(0, 2), Ref(0, 1, 1, 3))),
-                      Ax(MERGE, (Ref(0, 3), Ref(0, 1, 2, 3)))),))
+    k = Dim.const(r)
+    sig = Signature(((Ax(KEEP, (Ref(0, 0),)), Ax(KEEP, (Ref(0, 1, 0, 3, c.floordiv(r * r)),)),
+                      Ax(MERGE, (Ref(0, 2), Ref(0, 1, 1, 3, k))), Ax(MERGE, (Ref(0, 3), Ref(0, 1, 2, 3, k)))),))
     return Out([TensorType.make((x.shape[0], c.floordiv(r * r), x.shape[2] * r, x.shape[3] * r), x.dtype,
                                 x.axis_names())], sig)
 

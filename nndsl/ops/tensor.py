@@ -127,7 +127,7 @@ def _rearrange_infer(ins, a, facts):
     in_names = dict(zip([g[0] for g in pat.left if len(g) == 1], [n for g, n in zip(pat.left, x.axis_names()) if len(g) == 1]))
     names = [(in_names.get(g[0]) or g[0]) if len(g) == 1 else None for g in pat.right]
     # each elementary axis is an input axis, or one factor of it when its group splits it
-    where = {n: Ref(0, gi) if len(g) == 1 else Ref(0, gi, j, len(g)) for gi, g in enumerate(pat.left)
+    where = {n: Ref(0, gi) if len(g) == 1 else Ref(0, gi, j, len(g), sizes[n]) for gi, g in enumerate(pat.left)
              for j, n in enumerate(g)}
     sig = Signature((tuple(Ax(KEEP, (where[g[0]],), name=g[0]) if len(g) == 1 else
                            Ax(MERGE, tuple(where[n] for n in g)) for g in pat.right),))
@@ -234,7 +234,7 @@ def reshape_axes(src, dst) -> tuple:
         elif j2 - j == 1:
             out.append(Ax(MERGE, refs))
         elif i2 - i == 1:
-            out.extend(Ax(KEEP, (Ref(0, i, k, j2 - j),)) for k in range(j2 - j))
+            out.extend(Ax(KEEP, (Ref(0, i, k, j2 - j, dst[j + k]),)) for k in range(j2 - j))
         else:
             out.extend(Ax(DERIVE, refs, how="reshape") for _ in range(j, j2))
         i, j = i2, j2

@@ -1,0 +1,197 @@
+"""Axis identity: every axis of every tensor gets a stable identity and a display name.
+
+The pass follows the axis signatures the shape rules left in each node's recipe (nndsl/recipe.py): a kept
+axis is the same identity as its source (several sources that broadcast or are contracted against each
+other become one identity), a merged axis is a new identity made of its parts, one factor of a split axis
+is a new identity whose parent is the split one, a derived axis (a strided window, a slice, a
+concatenation) is a new identity with its sources as parents, and a new axis (a linear layer's output
+features) is a new identity named after the layer. A backend asks `ir.axes[node.axes[port][k]]` which wire
+axis `k` of a tensor is, and where it comes from.
+
+Names, best first: a dim the user declared (`B`, `T`, `D`, `heads`), a letter of a rearrange pattern or
+an einsum equation, the layer that made the axis, a generated `name[i]`.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+from ..dims import Dim
+from ..ir import IR
+from ..recipe import DERIVE, KEEP, MERGE, NEW
+
+DECLARED, LETTER, DERIVED, LAYER, GENERATED = 4, 3, 2, 1, 0
+
+
+class AxisInfo(NamedTuple):
+    id: int
+    name: str
+    size: Dim
+    kind: str                # input, keep (never stored: kept axes share their source's id), merge, part,
+    origin: str              # derive, new; origin is the node that made it
+    parents: tuple = ()      # identities it is made from
+    how: str = ""            # for derive: window, slice, concat, piece, resize, reduced, reshape
+
+
+class _Axes:
+    def __init__(self) -> None:
+        self.info: list[AxisInfo] = []
+        self.rank: list[int] = []         # name priority
+        self.up: list[int] = []           # union-find parent
+        self.parts: dict[tuple[int, int, int], int] = {}
+
+    def new(self, name: str, rank: int, size: Dim, kind: str, origin: str, parents=(), how="") -> int:
+        i = len(self.info)
+        self.info.append(AxisInfo(i, name, size, kind, origin, tuple(parents), how))
+        self.rank.append(rank)
+        self.up.append(i)
+        return i
+
+    def find(self, i: int) -> int:
+        root = i
+        while self.up[root] != root:
+            root = self.up[root]
+        while self.up[i] != root:
+            self.up[i], i = root, self.up[i]
+        return root
+
+    def union(self, a: int, b: int) -> int:
+        a, b = self.find(a), self.find(b)
+        if a == b:
+            return a
+        keep, drop = (a, b) if (self.rank[a], -a) >= (self.rank[b], -b) else (b, a)
+        self.up[drop] = keep
+        return keep
+
+    def offer(self, i: int, name: Optional[str], rank: int) -> None:
+        """Name identity `i` `name` if that is a better name than the one it has."""
+        i = self.find(i)
+        if name and rank > self.rank[i]:
+            self.info[i] = self.info[i]._replace(name=name)
+            self.rank[i] = rank
+
+
+def assign_axes(ir: IR) -> dict[int, AxisInfo]:
+    """Fill `node.axes` for every node whose shapes are known; return the identities by id."""
+    ax = _Axes()
+    find = ax.find
+    for node in ir.nodes():
+        nd = node.__dict__            # the pass writes a computed field (hot loop: no re-validation)
+        if not node.outputs:
+            continue
+        if node.op == "input" or node.recipe is None and node.op != "block_input":
+            nd["axes"] = [tuple(_fresh(ax, node, o, t, k) for k in range(t.rank)) for o, t in enumerate(node.outputs)]
+            continue
+        in_ids = []
+        for u, p in ir.inputs_of(node.id):
+            src = ir.node(u).axes
+            in_ids.append(src[p] if p < len(src) else None)
+        if None in in_ids:
+            nd["axes"] = [tuple(_fresh(ax, node, o, t, k) for k in range(t.rank)) for o, t in enumerate(node.outputs)]
+            continue
+        if node.op == "block_input":
+            ids = tuple(in_ids[0][:node.outputs[0].rank])
+            for i, name in zip(ids, node.outputs[0].axis_names()):
+                if name:
+                    ax.offer(i, name, DECLARED)
+            nd["axes"] = [ids]
+            continue
+        sig = node.recipe.sig
+        outs = []
+        for o, t in enumerate(node.outputs):
+            rules = sig.outs[o] if sig is not None and o < len(sig.outs) else ()
+            ids = []
+            for k, d in enumerate(t.shape):
+                rule = rules[k] if k < len(rules) else None
+                if rule is not None and rule.kind is KEEP and len(rule.refs) == 1 and rule.name is None:
+                    r = rule.refs[0]
+                    if r.parts == 1:          # the common case: the same axis as the input's
+                        ids.append(find(in_ids[r.arg][r.axis]))
+                        continue
+                ids.append(_one(ax, node, rule, in_ids, d, k))
+            for i, rule, name in zip(ids, rules, t.axes):
+                if name and rule.kind is KEEP:
+                    ax.offer(i, name, DECLARED if _declared(name) else LETTER)
+            outs.append(tuple(ids))
+        if sig is not None:
+            for group in sig.contracted:
+                refs = [in_ids[r.arg][r.axis] for r in group if r.parts == 1]
+                for i in refs[1:]:
+                    ax.union(refs[0], i)
+        nd["axes"] = outs
+    # one identity per union: rewrite every reference to its representative
+    for node in ir.nodes():
+        node.__dict__["axes"] = [tuple(find(i) for i in ids) for ids in node.axes]
+    return _names(ax)
+
+
+def _declared(name: str) -> bool:
+    return not name.islower() or len(name) > 1   # a one-letter lower-case name is a pattern letter
+
+
+def _fresh(ax: _Axes, node, o: int, t, k: int) -> int:
+    names = t.axis_names()
+    d = t.shape[k]
+    name, rank = names[k], DECLARED
+    if not name:
+        sym = d.symbol_name()
+        name, rank = (sym.split("@")[0], DECLARED) if sym else (f"{node.local or node.id}[{k}]", GENERATED)
+    return ax.new(name, rank, d, "input" if node.op == "input" else NEW, node.id)
+
+
+def _ref(ax: _Axes, in_ids, r, name: Optional[str], d: Dim, node) -> int:
+    i = ax.find(in_ids[r.arg][r.axis])
+    if r.parts == 1:
+        return i
+    key = (i, r.part, r.parts)
+    if key not in ax.parts:
+        ax.parts[key] = ax.new(name or f"{ax.info[i].name}.{r.part}", LETTER if name else DERIVED,
+                               r.size if r.size is not None else d, "part",
+                               node.id, (i,))
+    return ax.parts[key]
+
+
+def _one(ax: _Axes, node, rule, in_ids, d: Dim, k: int) -> int:
+    if rule is None or rule.kind == NEW or not rule.refs:
+        name = rule.name if rule is not None and rule.name else None
+        if name:
+            return ax.new(name, LETTER, d, NEW, node.id)
+        if d == 1:
+            return ax.new("1", GENERATED, d, NEW, node.id)
+        return ax.new(node.local or node.id, LAYER, d, NEW, node.id)
+    if rule.kind == KEEP:
+        ids = [_ref(ax, in_ids, r, rule.name, d, node) for r in rule.refs]
+        i = ids[0]
+        for j in ids[1:]:
+            i = ax.union(i, j)
+        ax.offer(i, rule.name, LETTER)
+        return ax.find(i)
+    parents = tuple(_ref(ax, in_ids, r, None, d, node) for r in rule.refs)
+    if rule.kind == MERGE:
+        return ax.new(rule.name or "", LETTER if rule.name else DERIVED, d, MERGE, node.id, parents)
+    return ax.new(rule.name or "", LETTER if rule.name else DERIVED, d, DERIVE, node.id, parents, rule.how)
+
+
+def _names(ax: _Axes) -> dict[int, AxisInfo]:
+    """The identities by id, with representatives for parents. Merged and derived axes without a name of
+    their own are named after their parents, once the parents have their best names."""
+    done: dict[int, AxisInfo] = {}
+    for top in range(len(ax.info)):
+        if ax.find(top) != top or top in done:
+            continue
+        stack = [top]
+        while stack:            # depth-first without recursion: chains of derived axes can be long
+            i = stack[-1]
+            a = ax.info[i]
+            parents = tuple(ax.find(p) for p in a.parents)
+            waiting = [p for p in parents if p not in done and not ax.info[p].name and p != i]
+            if waiting and not a.name:
+                stack.extend(waiting)
+                continue
+            stack.pop()
+            name = a.name
+            if not name:
+                parts = [done[p].name if p in done else ax.info[p].name for p in parents]
+                name = "(" + " ".join(parts) + ")" if a.kind == MERGE else \
+                    parts[0] if len(set(parts)) == 1 else "+".join(parts)
+            done[i] = a._replace(name=name or "?", parents=parents)
+    return done
