@@ -14,6 +14,7 @@ from .elaborate import Elaborator, Reported
 from .ir import IR, ModelOutput
 from .limits import DEFAULT, Limits
 from .loader import Loader, Program, file_span
+from .facets.layout import fill_layouts
 from .passes.axes import assign_axes
 from .passes.ensures import check_ensures
 from .passes.shapes import infer_shapes
@@ -49,6 +50,7 @@ PIPELINE: tuple[tuple[str, Callable], ...] = (
     ("axes", lambda ir, st, sink: setattr(ir, "axes", assign_axes(ir))),
     ("ensures", lambda ir, st, sink: check_ensures(ir, st["shapes"], sink)),
     ("validate", lambda ir, st, sink: validate(ir, sink, st["limits"])),
+    ("layout", lambda ir, st, sink: fill_layouts(ir)),
 )
 
 

@@ -38,12 +38,14 @@ class Node(BaseModel):
     flops: Any = None                  # Dim: FLOPs of one forward, filled by shape inference
     recipe: Optional[Recipe] = None    # resolved attributes and axis signature, filled by shape inference
     axes: list[tuple[int, ...]] = []   # per output, the identity of each axis (IR.axes), filled by the axes pass
+    facets: dict[str, Any] = {}        # slot -> facet (nndsl/facets), filled by the passes that compute them
 
 
 class EdgeAttr(BaseModel):
     src_port: int = 0
     dst_port: int = 0
     type: Optional[TensorType] = None
+    facets: dict[str, Any] = {}        # slot -> facet (nndsl/facets)
 
 
 class Instance(BaseModel):
@@ -107,7 +109,7 @@ class IR:
 
     def add_edge(self, src: str, src_port: int, dst: str, dst_port: int) -> None:
         self.g.add_edge(src, dst, key=dst_port, attr=make(EdgeAttr, src_port=src_port, dst_port=dst_port,
-                                                                               type=None))
+                                                                               type=None, facets={}))
 
     # -- queries
     def node(self, nid: str) -> Node:
@@ -160,11 +162,23 @@ class IR:
     def from_json(text: str) -> "IR":
         data = json.loads(text)
         ir = IR(GraphMeta.model_validate(data["meta"]))
+        from . import facets
+        from .recipe import Face, signature_from_data
+
         for nd in data["nodes"]:
-            ir.add_node(Node.model_validate(_dec(nd)))
+            node = Node.model_validate(_dec(nd))
+            node.facets = facets.load(node.facets)
+            for p in node.params:
+                p.faces = tuple(Face(*f) for f in p.faces)
+                p.facets = facets.load(p.facets)
+            if node.recipe is not None:
+                node.recipe.sig = signature_from_data(node.recipe.sig)
+                node.recipe.fan = tuple(node.recipe.fan)
+            ir.add_node(node)
         for e in data["edges"]:
-            ir.g.add_edge(e["src"], e["dst"], key=e["dst_port"],
-                          attr=EdgeAttr.model_validate({k: e[k] for k in ("src_port", "dst_port", "type")}))
+            attr = EdgeAttr.model_validate({k: e[k] for k in ("src_port", "dst_port", "type")})
+            attr.facets = facets.load(e.get("facets", {}))
+            ir.g.add_edge(e["src"], e["dst"], key=e["dst_port"], attr=attr)
         from .passes.axes import AxisInfo
 
         for a in data.get("axes", []):

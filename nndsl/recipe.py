@@ -128,6 +128,18 @@ class Recipe(BaseModel):
     fan: tuple = (None, None)            # (fan_in, fan_out) of the node's weight
 
 
+def signature_from_data(data) -> Optional[Signature]:
+    """A Signature back from its JSON form (nested lists)."""
+    if data is None:
+        return None
+    outs, contracted, reduced = (list(data) + [[], []])[:3]
+
+    def ref(r):
+        return Ref(*r)
+    return Signature(tuple(tuple(Ax(a[0], tuple(ref(r) for r in a[1]), *a[2:]) for a in axes) for axes in outs),
+                     tuple(tuple(ref(r) for r in g) for g in contracted), tuple(ref(r) for r in reduced))
+
+
 class Out(NamedTuple):
     """What a shape rule may return instead of a bare list of types."""
 

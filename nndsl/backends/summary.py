@@ -39,14 +39,27 @@ def totals(ir: IR) -> dict:
             "flops": flops.value if flops.is_const else str(flops)}
 
 
+def param_rows(n) -> list[dict]:
+    """The parameters and buffers of one node with their facets (init rule, layout, ...)."""
+    from ..facets import dump
+
+    return [{"name": p.name, "shape": list(p.shape), "kind": p.kind, "dtype": p.dtype, "trainable": p.trainable,
+             "tied_to": p.tied_to, "fan_in": p.fan_in, "fan_out": p.fan_out, "facets": dump(p.facets)}
+            for p in n.params]
+
+
 def to_dict(ir: IR) -> dict:
+    nodes = {n.id: n for n in ir.nodes()}
     return {
         "model": ir.meta.model,
         "inputs": [{"name": i.name, "shape": str(i.type), "dtype": i.type.dtype} for i in ir.meta.inputs],
         "outputs": [{"name": o.name, "shape": str(ir.node(o.node).outputs[o.port]) if ir.node(o.node).outputs else "?"}
                     for o in ir.meta.outputs],
         "layers": [{"name": r.name, "op": r.op, "output_shape": r.shape, "params": r.params,
-                    "flops": r.flops.value if r.flops.is_const else str(r.flops)} for r in rows(ir)],
+                    "flops": r.flops.value if r.flops.is_const else str(r.flops),
+                    "axes": [[ir.axes[i].name for i in ids] for ids in nodes[r.name].axes if all(i in ir.axes for i in ids)],
+                    **({"parameters": param_rows(nodes[r.name])} if nodes[r.name].params else {})}
+                   for r in rows(ir)],
         **totals(ir),
     }
 
