@@ -20,8 +20,24 @@ class ShapeContext:
         self.bindings: dict[str, Dim] = {k: Dim.const(v) for k, v in dim_overrides.items()}
         self.bound_at: dict[str, Span] = {}
         self.facts = Facts()
+        # facts stated in blocks are about block-local dims; as unification binds those to the caller's
+        # dims, each fact is carried over (`ensure D % heads == 0` becomes `E % 4 == 0` for the caller)
+        self.stated: list[tuple[Dim, Dim]] = []
+        self.by_symbol: dict[str, list[int]] = {}
         for a, b in ir.meta.facts:
-            self.facts.add(parse_dim(a), parse_dim(b))
+            num, den = parse_dim(a), parse_dim(b)
+            self.facts.add(num, den)
+            self.stated.append((num, den))
+            for sym in num.free_symbols() | den.free_symbols():
+                self.by_symbol.setdefault(sym, []).append(len(self.stated) - 1)
+
+    def bind(self, sym: str, value: Dim, span: Span) -> None:
+        """Bind a block-local dim to what the call gives it, carrying the facts that mention it."""
+        self.bindings[sym] = value
+        self.bound_at[sym] = span
+        for i in self.by_symbol.get(sym, ()):
+            num, den = self.stated[i]
+            self.facts.add(num.subs(self.bindings, self.facts), den.subs(self.bindings, self.facts))
 
     def subst(self, v: Any) -> Any:
         if isinstance(v, Dim):
@@ -49,6 +65,8 @@ def infer_shapes(ir: IR, sink: Sink, dim_overrides: dict[str, int] | None = None
             except ZeroDivisionError:
                 sink.error("E0111", "division by zero in a shape", node.span)
         sink.context = ""
+        # the facts as every later pass and backend sees them: stated, and carried through the calls
+        ir.meta.facts = sorted({(str(a), str(b)) for a, b in ctx.facts.pairs})
         # the declared model inputs now carry the --dim bindings
         for mi in ir.meta.inputs:
             mi.type = ir.node(mi.node).outputs[0] if ir.node(mi.node).outputs else mi.type
@@ -224,14 +242,12 @@ def _unify(ctx: ShapeContext, node: Node, actual: TensorType) -> None:
             continue
         free = sorted(s for s in p.free_symbols() if "@" in s and s not in ctx.bindings)
         if p.symbol_name() is not None and p.symbol_name() in free:
-            ctx.bindings[p.symbol_name()] = d
-            ctx.bound_at[p.symbol_name()] = arg_span
+            ctx.bind(p.symbol_name(), d, arg_span)
             continue
         if len(free) == 1:
             sol = _solve_linear(p, free[0], d)
             if sol is not None:
-                ctx.bindings[free[0]] = sol
-                ctx.bound_at[free[0]] = arg_span
+                ctx.bind(free[0], sol, arg_span)
                 continue
         pretty = _show(p)
         sec = [Label(span=decl, message=f"`{name}` is declared as [{', '.join(_show(ctx.subst(x)) for x in pattern)}]")]
