@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..diagnostics import Abort, Sink
 from ..dims import Dim
-from ..elaborate import Binding, Deferred, Elaborator, Reported, Scope, Undecidable, _explain
+from ..evaluate import Binding, Deferred, Evaluator, Reported, Scope, Undecidable, explain
 from ..ir import IR
 from ..syntax import ast as A
 from ..values import TensorVal, decode
@@ -23,34 +23,36 @@ def param_count(ir: IR, scope: str = "", kinds=("param",), trainable_only: bool 
     return total
 
 
-class _PostEval(Elaborator):
-    def __init__(self, ir: IR, ctx: ShapeContext, scope_path: str):
-        super().__init__(prog=None, sink=Sink())
-        self.ir_ = ir
-        self.ctx = ctx
-        self.scope_path = scope_path
+class _AfterShapes:
+    """The evaluator's host once shapes are known: `shape(t)`, `rank(t)` and `params` have values, and
+    nothing creates nodes (an `ensure` is a condition)."""
 
-    def _tensor(self, v) -> "object":
-        n = self.ir_.node(v.node)
+    def __init__(self, ir: IR, scope_path: str):
+        self.ir = ir
+        self.scope_path = scope_path
+        self.ev = Evaluator(self)
+
+    def shape_of(self, v: TensorVal):
+        n = self.ir.node(v.node)
         if v.port >= len(n.outputs):
-            raise Reported()
+            raise Reported()       # its producer failed, and said so
         return n.outputs[v.port]
 
-    def _builtin(self, fname, e, scope, ensure):
-        if fname in ("shape", "rank"):
-            args = [self.ev(a.value, scope, None, True, ensure) for a in e.args]
-            if len(args) != 1 or not isinstance(args[0], TensorVal):
-                self.fail("E0106", f"`{fname}` takes one tensor", e.span)
-            t = self._tensor(args[0])
-            if fname == "rank":
-                return t.rank
-            return [d.value if d.is_const else d for d in t.shape]
-        return super()._builtin(fname, e, scope, ensure)
+    def missing(self, e: A.Name, scope: Scope, ensure: bool):
+        if e.id == "params":
+            return param_count(self.ir, self.scope_path)
+        self.ev.fail("E0101", f"unknown name `{e.id}`", e.span, label="not found in this scope")
 
-    def _name(self, e, scope, ensure):
-        if e.id == "params" and scope.lookup("params") is None:
-            return param_count(self.ir_, self.scope_path)
-        return super()._name(e, scope, ensure)
+    def call(self, e: A.Call, scope: Scope, name, ensure: bool):
+        if self.ev.is_builtin(e):
+            return self.ev.builtin(e.func.id, e, scope, ensure)
+        self.ev.fail("E0115", "a layer cannot be created in an `ensure`", e.span)
+
+    def pipe(self, e, scope: Scope, name):
+        self.ev.fail("E0115", "a pipeline cannot be used in an `ensure`", e.span)
+
+    def tensor_op(self, op, tensors, attrs, name, scope, span, arg_spans):
+        self.ev.fail("E0115", "tensor arithmetic cannot be used in an `ensure`", span)
 
 
 def _is_fact(e) -> bool:
@@ -66,7 +68,7 @@ def _is_fact(e) -> bool:
 def check_ensures(ir: IR, ctx: ShapeContext, sink: Sink) -> None:
     with ctx.facts.activate():
         for chk in ir.meta.ensures:
-            ev = _PostEval(ir, ctx, chk.scope)
+            ev = _AfterShapes(ir, chk.scope).ev
             scope = Scope(path=chk.scope, file=chk.span.file)
             for k, v in chk.env.items():
                 val = ctx.subst(decode(v))
@@ -85,13 +87,13 @@ def check_ensures(ir: IR, ctx: ShapeContext, sink: Sink) -> None:
                 if _is_fact(chk.expr):
                     continue  # a divisibility fact on free dims: assumed, and used by the checker
                 sink.error("E0206", "ensure cannot be proved for every size of the free dims", chk.span,
-                           label="undecided", notes=[_strip(n) for n in _explain(chk.expr, ev, scope)],
+                           label="undecided", notes=[_strip(n) for n in explain(chk.expr, ev, scope)],
                            help="bind the dims with `--dim`, or state a simpler fact")
                 continue
             if v is True:
                 continue
             if v is False:
-                notes = [_strip(n) for n in _explain(chk.expr, ev, scope)]
+                notes = [_strip(n) for n in explain(chk.expr, ev, scope)]
                 sink.error("E0206", "ensure failed", chk.span, label="this is false", notes=notes)
             else:
                 sink.error("E0106", "`ensure` needs a condition", chk.span)

@@ -1,0 +1,381 @@
+"""Expression evaluation: values, dims, comparisons and built-ins, for every pass that evaluates spec
+expressions (elaboration, the `ensure` checks after shape inference, and later init-rule expressions).
+
+The evaluator knows values; what an expression does to the graph it asks its host, an object with:
+
+    tensor_op(op, tensors, attrs, name, scope, span, arg_spans) -> TensorVal   # `x + y`, `-x`, `a @ b`
+    call(e, scope, name, ensure)      # a call that is not a built-in (an op or a block)
+    pipe(e, scope, name)              # a pipeline `x |> ...`
+    shape_of(t: TensorVal)            # the type of a tensor, or raise Deferred while it is not known
+    missing(e: A.Name, scope, ensure) # a name no scope binds: report it, or give it a meaning
+
+Hosts: `elaborate.Elaborator` (builds the graph), `passes.ensures` (evaluates after shapes, creates
+nothing). No pass subclasses another to evaluate.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .diagnostics import Abort, Diagnostic, Span
+from .dims import Dim
+from .limits import DEFAULT, Limits
+from .syntax import ast as A
+from .values import SizedList, TensorVal, TupleVal, describe, value_size
+
+BUILTINS = {"shape", "len", "min", "max_of", "int", "float", "rank"}
+
+
+class Deferred(Exception):
+    """An `ensure` needs shapes: evaluate it after shape inference."""
+
+
+class Undecidable(Exception):
+    """A comparison of symbolic dims that cannot be decided now."""
+
+
+class Reported(Exception):
+    """Unwinds a statement whose error has already been reported."""
+
+
+class _PoisonT:
+    def __repr__(self) -> str:
+        return "<poison>"
+
+
+POISON = _PoisonT()  # the value of a binding whose definition failed: using it reports nothing more
+
+
+@dataclass
+class Binding:
+    value: Any
+    span: Span
+    kind: str = "binding"          # binding | input | param | dim | loop
+    used: bool = False
+
+
+@dataclass
+class Scope:
+    path: str                      # instance path ("" for the model)
+    file: str
+    names: dict[str, Binding] = field(default_factory=dict)
+    blocks: dict[str, A.BlockDef] = field(default_factory=dict)
+
+    def lookup(self, name: str) -> Binding | None:
+        return self.names.get(name)
+
+    def all_names(self) -> list[str]:
+        return list(self.names)
+
+
+class Nested(str):
+    """The name context of a sub-expression: nodes created there are called `<binding>_<op>`."""
+
+
+def _sub(name: str | None) -> str | None:
+    if name is None:
+        return None
+    return name if isinstance(name, Nested) else Nested(name)
+
+
+def _dotted(e) -> str:
+    if isinstance(e, A.Name):
+        return e.id
+    if isinstance(e, A.Attr):
+        return f"{_dotted(e.value)}.{e.name}"
+    return "?"
+
+
+class Evaluator:
+    def __init__(self, host: Any, limits: Limits = DEFAULT):
+        self.host = host
+        self.limits = limits
+
+    def fail(self, code: str, message: str, span: Span | None, **kw):
+        raise Abort(Diagnostic(code=code, message=message, span=span, **kw))
+
+    def is_builtin(self, e: A.Call) -> bool:
+        return isinstance(e.func, A.Name) and e.func.id in BUILTINS
+
+    def check_size(self, v: "SizedList", span: Span) -> None:
+        if v.size > self.limits.value_items:
+            self.too_big(v.size, span)
+
+    def too_big(self, n: int, span: Span):
+        self.fail("E0112", f"this value would hold {n:,} elements, more than the limit of "
+                  f"{self.limits.value_items:,}", span, label="too large",
+                  help="strings and lists are for attributes and shapes, not data")
+
+    def cond(self, e: A.Expr, scope: Scope) -> bool:
+        try:
+            c = self.ev(e, scope, None, const=True)
+        except Undecidable:
+            self.fail("E0115", "this condition depends on dims that are only known from input shapes", e.span,
+                      help="conditions may use parameters and literals")
+        if isinstance(c, Dim) and c.is_const:
+            c = c.value
+        if not isinstance(c, bool):
+            self.fail("E0106", f"a condition must be a bool, got {describe(c)}", e.span)
+        return c
+
+    def ev(self, e: A.Expr, scope: Scope, name: str | None, const: bool = False, ensure: bool = False):
+        """Evaluate an expression. `name` is the binding the created nodes are named after; `const`
+        forbids creating nodes (conditions, shapes); `ensure` allows shape()/params (deferred)."""
+        k = e.kind
+        if k == "num":
+            return e.value
+        if k == "str":
+            return e.value
+        if k == "bool":
+            return e.value
+        if k == "name":
+            return self._name(e, scope, ensure)
+        if k == "list":
+            out = SizedList(self.ev(x, scope, _sub(name), const, ensure) for x in e.items)
+            self.check_size(out, e.span)
+            return out
+        if k == "neg":
+            v = self.ev(e.value, scope, _sub(name), const, ensure)
+            if isinstance(v, TensorVal):
+                return self.host.tensor_op("mul", [v], {"scalar": -1, "reverse": False}, name, scope, e.span, [e.value.span])
+            if isinstance(v, (int, float, Dim)) and not isinstance(v, bool):
+                return -v
+            self.fail("E0106", f"cannot negate {describe(v)}", e.span)
+        if k == "binop":
+            return self._binop(e, scope, name, const, ensure)
+        if k == "compare":
+            return self._compare(e, scope, ensure)
+        if k == "boolop":
+            vals = []
+            for x in e.values:
+                v = self.ev(x, scope, None, True, ensure)
+                if not isinstance(v, bool):
+                    self.fail("E0106", f"`{e.op}` needs bools, got {describe(v)}", x.span)
+                vals.append(v)
+                if e.op == "and" and not v:
+                    return False
+                if e.op == "or" and v:
+                    return True
+            return e.op == "and"
+        if k == "not":
+            v = self.ev(e.value, scope, None, True, ensure)
+            if not isinstance(v, bool):
+                self.fail("E0106", f"`not` needs a bool, got {describe(v)}", e.value.span)
+            return not v
+        if k == "cond":
+            c = self.cond(e.cond, scope)
+            return self.ev(e.then if c else e.orelse, scope, name, const, ensure)
+        if k == "index":
+            v = self.ev(e.value, scope, None, const, ensure)
+            i = self.ev(e.index, scope, None, True, ensure)
+            if isinstance(i, Dim) and i.is_const:
+                i = i.value
+            if isinstance(v, TupleVal):
+                v = list(v.items)
+            if not isinstance(v, list):
+                self.fail("E0106", f"cannot index {describe(v)}", e.value.span,
+                          help="use `select(x, axis, index)` or `slice(...)` for tensors" if isinstance(v, TensorVal) else None)
+            if not isinstance(i, int) or isinstance(i, bool):
+                self.fail("E0106", f"an index must be an int, got {describe(i)}", e.index.span)
+            if not -len(v) <= i < len(v):
+                self.fail("E0111", f"index {i} is out of range for a list of {len(v)}", e.index.span)
+            return v[i]
+        if k == "call":
+            if const and not ensure and not self.is_builtin(e):
+                self.fail("E0115", "a layer cannot be created here: this position needs a value known at "
+                          "compile time", e.span)
+            return self.host.call(e, scope, name, ensure)
+        if k == "pipe":
+            if const:
+                self.fail("E0115", "a pipeline cannot be used here", e.span)
+            return self.host.pipe(e, scope, name)
+        if k == "attr":
+            self.fail("E0101", f"unknown name `{_dotted(e)}`", e.span)
+        if k == "repeat":
+            self.fail("E0106", "`repeat` is a pipeline stage: write `x |> repeat N { ... }`", e.span)
+        raise AssertionError(f"unhandled expression {k}")
+
+    def _is_builtin(self, e: A.Call) -> bool:
+        return isinstance(e.func, A.Name) and e.func.id in BUILTINS
+
+    def _name(self, e: A.Name, scope: Scope, ensure: bool):
+        b = scope.lookup(e.id)
+        if b is not None:
+            b.used = True
+            if b.value is POISON:
+                raise Reported()
+            return b.value
+        return self.host.missing(e, scope, ensure)
+
+    def _binop(self, e: A.BinOp, scope: Scope, name, const, ensure):
+        a = self.ev(e.left, scope, _sub(name), const, ensure)
+        b = self.ev(e.right, scope, _sub(name), const, ensure)
+        op = e.op
+        if isinstance(a, TensorVal) or isinstance(b, TensorVal):
+            if const:
+                self.fail("E0115", "tensor arithmetic cannot be used here", e.span)
+            if op == "@":
+                if not (isinstance(a, TensorVal) and isinstance(b, TensorVal)):
+                    self.fail("E0106", "`@` needs two tensors", e.span)
+                return self.host.tensor_op("matmul", [a, b], {}, name, scope, e.span, [e.left.span, e.right.span])
+            opname = {"+": "add", "-": "sub", "*": "mul", "/": "div"}.get(op)
+            if opname is None:
+                self.fail("E0106", f"`{op}` is not defined on tensors", e.op_span,
+                          help="tensors support `+ - * / @`")
+            for v, sp in ((a, e.left.span), (b, e.right.span)):
+                if not isinstance(v, (TensorVal, int, float)) or isinstance(v, bool):
+                    if not (isinstance(v, Dim) and v.is_const):
+                        self.fail("E0106", f"cannot apply `{op}` to a tensor and {describe(v)}", sp)
+            if isinstance(a, TensorVal) and isinstance(b, TensorVal):
+                return self.host.tensor_op(opname, [a, b], {"scalar": None, "reverse": False}, name, scope, e.span,
+                                       [e.left.span, e.right.span])
+            if isinstance(a, TensorVal):
+                s = b.value if isinstance(b, Dim) else b
+                return self.host.tensor_op(opname, [a], {"scalar": s, "reverse": False}, name, scope, e.span, [e.left.span])
+            s = a.value if isinstance(a, Dim) else a
+            return self.host.tensor_op(opname, [b], {"scalar": s, "reverse": True}, name, scope, e.span, [e.right.span])
+        return self._arith(op, a, b, e)
+
+    def _arith(self, op, a, b, e: A.BinOp):
+        for v, sp in ((a, e.left.span), (b, e.right.span)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, Dim)):
+                if op == "+" and ((isinstance(a, list) and isinstance(b, list)) or
+                                  (isinstance(a, str) and isinstance(b, str))):
+                    if value_size(a) + value_size(b) > self.limits.value_items:
+                        self.too_big(value_size(a) + value_size(b), e.span)
+                    return SizedList(a + b) if isinstance(a, list) else a + b
+                self.fail("E0106", f"cannot apply `{op}` to {describe(v)}", sp)
+        if isinstance(a, float) or isinstance(b, float):
+            a = float(a.value) if isinstance(a, Dim) else a
+            b = float(b.value) if isinstance(b, Dim) else b
+            if isinstance(a, Dim) or isinstance(b, Dim):
+                self.fail("E0106", "cannot mix a symbolic dim with a float", e.span)
+            try:
+                return {"+": a + b, "-": a - b, "*": a * b}[op] if op in "+-*" else \
+                    a / b if op == "/" else a // b if op == "//" else a % b if op == "%" else None
+            except ZeroDivisionError:
+                self.fail("E0111", "division by zero", e.span)
+        try:
+            if isinstance(a, int) and isinstance(b, int):
+                if op == "+":
+                    r = a + b
+                elif op == "-":
+                    r = a - b
+                elif op == "*":
+                    r = a * b
+                elif op == "//":
+                    r = a // b
+                elif op == "%":
+                    r = a % b
+                elif op == "/":
+                    r = a / b
+                    return int(r) if r.is_integer() else r
+                else:
+                    self.fail("E0106", "`@` needs tensors", e.op_span)
+                if abs(r) > 2 ** 62:
+                    self.fail("E0112", "integer too large", e.span)
+                return r
+            A_, B_ = Dim.of(a), Dim.of(b)
+            if op == "+":
+                r = A_ + B_
+            elif op == "-":
+                r = A_ - B_
+            elif op == "*":
+                r = A_ * B_
+            elif op in ("//", "/"):
+                r = A_.floordiv(B_)
+            elif op == "%":
+                r = A_.mod(B_)
+            else:
+                self.fail("E0106", "`@` needs tensors", e.op_span)
+            if len(r.terms) > self.limits.dim_terms:
+                self.fail("E0112", f"this size expression has {len(r.terms)} terms, more than the limit of "
+                          f"{self.limits.dim_terms}", e.span)
+            return r.value if r.is_const else r
+        except ZeroDivisionError:
+            self.fail("E0111", "division by zero", e.span)
+
+    def _compare(self, e: A.Compare, scope: Scope, ensure: bool):
+        a = self.ev(e.left, scope, None, True, ensure)
+        b = self.ev(e.right, scope, None, True, ensure)
+        return compare(e.op, a, b, lambda: self.fail("E0106", f"cannot compare {describe(a)} with {describe(b)}", e.span))
+
+    def builtin(self, fname: str, e: A.Call, scope: Scope, ensure: bool):
+        """`shape`, `rank` (in `ensure`), `len`, `min`, `max_of`, `int`, `float`."""
+        if fname in ("shape", "rank") and not ensure:
+            self.fail("E0115", f"`{fname}` can only be used in `ensure`", e.span,
+                      help="shapes are known after elaboration; to use a size, name it in the input "
+                           "declaration (`input x: [B, C]`) and use `C`")
+        args = [self.ev(a.value, scope, None, True, ensure) for a in e.args]
+        if fname in ("shape", "rank"):
+            if len(args) != 1 or not isinstance(args[0], TensorVal):
+                self.fail("E0106", f"`{fname}` takes one tensor", e.span)
+            t = self.host.shape_of(args[0])          # Deferred while shapes are not known
+            return t.rank if fname == "rank" else [d.value if d.is_const else d for d in t.shape]
+        if fname == "len":
+            if len(args) != 1 or not isinstance(args[0], list):
+                self.fail("E0106", "`len` takes one list", e.span)
+            return len(args[0])
+        if fname in ("min", "max_of"):
+            if not args or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
+                self.fail("E0106", f"`{fname}` takes numbers", e.span)
+            return min(args) if fname == "min" else max(args)
+        if fname in ("int", "float"):
+            if len(args) != 1 or not isinstance(args[0], (int, float)) or isinstance(args[0], bool):
+                self.fail("E0106", f"`{fname}` takes one number", e.span)
+            if fname == "float":
+                return float(args[0])
+            x = args[0]
+            if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+                self.fail("E0111", f"`int` of {x} has no integer value", e.span)
+            if abs(x) > 2 ** 62:
+                self.fail("E0112", "integer too large", e.span)
+            return int(x)
+        raise AssertionError(fname)
+
+
+def explain(e, ev: "Evaluator", scope: Scope) -> list[str]:
+    """A note with both sides of a failed comparison."""
+    if isinstance(e, A.Compare):
+        try:
+            a = ev.ev(e.left, scope, None, True, True)
+            b = ev.ev(e.right, scope, None, True, True)
+        except (Abort, Deferred, Undecidable, Reported):
+            return []
+        return [f"the left side is {_show(a)} and the right side is {_show(b)}"]
+    return []
+
+
+def _show(v) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_show(x) for x in v) + "]"
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10000:
+        return f"{v:,}"
+    return str(v)
+
+
+def compare(op: str, a, b, bad):
+    if isinstance(a, list) and isinstance(b, list):
+        if op not in ("==", "!="):
+            bad()
+        eq = len(a) == len(b) and all(compare("==", x, y, bad) for x, y in zip(a, b))
+        return eq if op == "==" else not eq
+    if isinstance(a, (Dim, int)) and isinstance(b, (Dim, int)) and not isinstance(a, bool) and not isinstance(b, bool) \
+            and (isinstance(a, Dim) or isinstance(b, Dim)):
+        diff = Dim.of(a) - Dim.of(b)
+        if not diff.is_const:
+            raise Undecidable()
+        a, b = diff.value, 0
+    if isinstance(a, bool) != isinstance(b, bool) and op in ("==", "!="):
+        return op == "!="
+    try:
+        return _CMP[op](a, b)
+    except TypeError:
+        bad()
+
+
+_CMP = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+        ">=": operator.ge}
+
+
