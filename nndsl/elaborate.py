@@ -19,7 +19,7 @@ from .limits import DEFAULT, Limits
 from .loader import Program
 from .syntax import ast as A
 from .types import DTYPES, TensorType
-from .evaluate import (BUILTINS, POISON, Binding, Deferred, Evaluator, Nested, Reported, Scope, Undecidable, _sub,
+from .evaluate import (REQUIRED, BUILTINS, POISON, Slot, bind_call, Binding, Deferred, Evaluator, Nested, Reported, Scope, Undecidable, _sub,
                        explain)
 from .values import TensorVal, TupleVal, describe, encode
 
@@ -113,7 +113,6 @@ class Elaborator:
     # -- parameters -----------------------------------------------------------------------------
     def _bind_params(self, bd: A.BlockDef, pos: list[tuple[Any, Span]], kw: dict[str, tuple[Any, Span]],
                      call_span: Span, overrides: dict | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {}
         names = [p.name for p in bd.params]
         seen: set[str] = set()
         for p in bd.params:
@@ -123,32 +122,28 @@ class Elaborator:
             if p.type not in PARAM_TYPES:
                 self.fail("E0106", f"unknown parameter type `{p.type}`", p.type_span,
                           help=f"parameter types are {', '.join(sorted(PARAM_TYPES))}")
-        if len(pos) > len(bd.params):
-            self.fail("E0104", f"`{bd.name}` takes {len(bd.params)} parameter{'s' if len(bd.params) != 1 else ''}"
-                      f" but {len(pos)} were given", pos[len(bd.params)][1],
-                      secondary=[Label(span=bd.name_span, message=f"`{bd.name}` is defined here")])
-        for (v, sp), p in zip(pos, bd.params):
-            out[p.name] = self._coerce_param(v, p, sp)
-        for k, (v, sp) in kw.items():
-            if k not in names:
-                self._unknown_kw(k, names, sp, bd.name)
-            if k in out:
-                self.fail("E0104", f"parameter `{k}` of `{bd.name}` is given twice", sp)
-            out[k] = self._coerce_param(v, next(p for p in bd.params if p.name == k), sp)
-        for k, v in (overrides or {}).items():
-            if k in names:
-                out[k] = self._coerce_param(v, next(p for p in bd.params if p.name == k), call_span)
-        # defaults may refer to earlier parameters
-        for p in bd.params:
-            if p.name not in out:
-                if p.default is None:
-                    self.fail("E0107", f"`{bd.name}` needs a value for parameter `{p.name}: {p.type}`", call_span,
-                              secondary=[Label(span=p.span, message="declared here without a default")])
+        def too_many(n):
+            self.fail("E0104", f"`{bd.name}` takes {n} parameter{'s' if n != 1 else ''} but {len(pos)} were "
+                      f"given", pos[n][1], secondary=[Label(span=bd.name_span, message=f"`{bd.name}` is defined here")])
+
+        def missing(slot):
+            p = next(p for p in bd.params if p.name == slot.name)
+            self.fail("E0107", f"`{bd.name}` needs a value for parameter `{p.name}: {p.type}`", call_span,
+                      secondary=[Label(span=p.span, message="declared here without a default")])
+
+        def default(p):
+            def value(bound):      # defaults may refer to earlier parameters
                 sc = Scope(path="", file=bd.span.file)
-                for k, v in out.items():
+                for k, v in bound.items():
                     sc.names[k] = Binding(v, p.span, "param", True)
-                out[p.name] = self._coerce_param(self.ev(p.default, sc, None), p, p.default.span)
-        return {p.name: out[p.name] for p in bd.params}
+                return self._coerce_param(self.ev(p.default, sc, None), p, p.default.span)
+            return value
+
+        slots = [Slot(p.name, lambda v, sp, p=p: self._coerce_param(v, p, sp),
+                      REQUIRED if p.default is None else default(p)) for p in bd.params]
+        return bind_call(bd.name, slots, pos, kw, call_span, fail=self.fail, too_many=too_many, missing=missing,
+                         unknown=lambda k, sp: self._unknown_kw(k, names, sp, bd.name), overrides=overrides,
+                         noun="parameter ")
 
     def _unknown_kw(self, k: str, valid: list[str], span: Span, what: str):
         key = self._kw_spans.get(k)
@@ -512,37 +507,27 @@ class Elaborator:
         if len(tensors) < n_fixed:
             self.fail("E0104", f"`{od.name}` takes {n_fixed} tensor input{'s' if n_fixed != 1 else ''} "
                       f"({', '.join(od.inputs)}) but {len(tensors)} {'was' if len(tensors) == 1 else 'were'} given", span)
-        attrs: dict[str, Any] = {}
         free_attrs = [a for a in od.attrs if a.type != "kwargs"]
-        if len(rest) > len(free_attrs):
-            v, sp = rest[len(free_attrs)]
+        kw_attr = next((a for a in od.attrs if a.type == "kwargs"), None)
+
+        def too_many(n):
+            v, sp = rest[n]
             if isinstance(v, TensorVal):
                 self.fail("E0104", f"`{od.name}` takes {n_fixed} tensor input{'s' if n_fixed != 1 else ''}, got more",
                           sp, label="one tensor too many")
-            self.fail("E0104", f"`{od.name}` takes at most {len(free_attrs)} positional attribute"
-                      f"{'s' if len(free_attrs) != 1 else ''} after its inputs", sp, label="unexpected argument",
-                      notes=[f"signature: {signature(od)}"])
-        for (v, sp), at in zip(rest, free_attrs):
-            attrs[at.name] = self._coerce_attr(od, at, v, sp)
-        kw_attr = next((a for a in od.attrs if a.type == "kwargs"), None)
-        extra: dict[str, Any] = {}
-        for k, (v, sp) in kw.items():
-            at = od.attr(k)
-            if at is None or at.type == "kwargs":
-                if kw_attr is not None:
-                    extra[k] = self._coerce_attr(od, O.Attr(k, "dim"), v, sp)
-                    continue
-                self._unknown_kw(k, [a.name for a in free_attrs], sp, od.name)
-            if k in attrs:
-                self.fail("E0104", f"`{k}` of `{od.name}` is given twice", sp)
-            attrs[k] = self._coerce_attr(od, at, v, sp)
-        if kw_attr is not None:
-            attrs[kw_attr.name] = extra
-        for at in od.attrs:
-            if at.name not in attrs:
-                if at.required:
-                    self.fail("E0107", f"`{od.name}` needs `{at.name}`", span, notes=[f"signature: {signature(od)}"])
-                attrs[at.name] = at.default
+            self.fail("E0104", f"`{od.name}` takes at most {n} positional attribute{'s' if n != 1 else ''} after "
+                      f"its inputs", sp, label="unexpected argument", notes=[f"signature: {signature(od)}"])
+
+        def missing(slot):
+            self.fail("E0107", f"`{od.name}` needs `{slot.name}`", span, notes=[f"signature: {signature(od)}"])
+
+        slots = [_attr_slot(self, od, at) for at in free_attrs]
+        attrs = bind_call(od.name, slots, rest, kw, span, fail=self.fail, too_many=too_many, missing=missing,
+                          unknown=lambda k, sp: self._unknown_kw(k, [a.name for a in free_attrs], sp, od.name),
+                          rest=(lambda k, v, sp: self._coerce_attr(od, O.Attr(k, "dim"), v, sp)) if kw_attr else None)
+        if kw_attr is not None:      # `rearrange(x, "...", p=16)`: the keywords no attribute has are sizes
+            attrs = {**{a.name: attrs[a.name] for a in free_attrs}, kw_attr.name: {k: v for k, v in attrs.items()
+                                                                                 if k not in {a.name for a in free_attrs}}}
         if od.check_attrs is not None and _concrete_attrs(attrs):
             try:
                 od.check_attrs(attrs)
@@ -889,6 +874,11 @@ def _names_in(e) -> set[str]:
             walk(x.value)
     walk(e)
     return out
+
+
+def _attr_slot(el: "Elaborator", od: O.OpDef, at: O.Attr) -> Slot:
+    """An op attribute as a call slot."""
+    return Slot(at.name, lambda v, sp: el._coerce_attr(od, at, v, sp), REQUIRED if at.required else at.default)
 
 
 def _concrete_attrs(attrs: dict) -> bool:

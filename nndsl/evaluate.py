@@ -79,6 +79,54 @@ def _sub(name: str | None) -> str | None:
     return name if isinstance(name, Nested) else Nested(name)
 
 
+REQUIRED = object()
+
+
+@dataclass
+class Slot:
+    """One bindable argument of a block or an op: its name, how a value is coerced to it, its default
+    (a value, REQUIRED, or a function of the arguments bound so far: a block default may use earlier
+    parameters)."""
+
+    name: str
+    coerce: Any                    # (value, span) -> value, or raises a Diagnostic
+    default: Any = REQUIRED
+
+
+def bind_call(what: str, slots: list[Slot], pos: list, kw: dict, span: Span, *, fail, too_many, missing,
+              unknown, rest=None, overrides: dict | None = None, noun: str = "") -> dict:
+    """Bind the positional and keyword arguments of a call to `slots`, for blocks and ops alike:
+    positionals in order, keywords by name (`rest(k, value, span)` takes the keywords no slot has, when
+    the callee accepts any), `overrides` (model parameters from the command line), then defaults.
+    The callbacks word the errors: `too_many(i)`, `missing(slot)`, `unknown(keyword, span)`."""
+    by_name = {s.name: s for s in slots}
+    out: dict[str, Any] = {}
+    if len(pos) > len(slots):
+        too_many(len(slots))
+    for (v, sp), slot in zip(pos, slots):
+        out[slot.name] = slot.coerce(v, sp)
+    extra: dict[str, Any] = {}
+    for k, (v, sp) in kw.items():
+        slot = by_name.get(k)
+        if slot is None:
+            if rest is None:
+                unknown(k, sp)
+            extra[k] = rest(k, v, sp)
+            continue
+        if k in out:
+            fail("E0104", f"{noun}`{k}` of `{what}` is given twice", sp)
+        out[k] = slot.coerce(v, sp)
+    for k, v in (overrides or {}).items():
+        if k in by_name:
+            out[k] = by_name[k].coerce(v, span)
+    for slot in slots:
+        if slot.name not in out:
+            if slot.default is REQUIRED:
+                missing(slot)
+            out[slot.name] = slot.default(out) if callable(slot.default) else slot.default
+    return {**{s.name: out[s.name] for s in slots}, **extra}
+
+
 def _dotted(e) -> str:
     if isinstance(e, A.Name):
         return e.id
