@@ -80,6 +80,8 @@ def _sub(name: str | None) -> str | None:
 
 
 REQUIRED = object()
+TENSOR_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod"}
+CMP_OPS = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 
 
 @dataclass
@@ -193,7 +195,7 @@ class Evaluator:
         if k == "binop":
             return self._binop(e, scope, name, const, ensure)
         if k == "compare":
-            return self._compare(e, scope, ensure)
+            return self._compare(e, scope, ensure, name, const)
         if k == "boolop":
             vals = []
             for x in e.values:
@@ -267,23 +269,27 @@ class Evaluator:
                 if not (isinstance(a, TensorVal) and isinstance(b, TensorVal)):
                     self.fail("E0106", "`@` needs two tensors", e.span)
                 return self.host.tensor_op("matmul", [a, b], {}, name, scope, e.span, [e.left.span, e.right.span])
-            opname = {"+": "add", "-": "sub", "*": "mul", "/": "div"}.get(op)
+            opname = TENSOR_OPS.get(op)
             if opname is None:
                 self.fail("E0106", f"`{op}` is not defined on tensors", e.op_span,
-                          help="tensors support `+ - * / @`")
-            for v, sp in ((a, e.left.span), (b, e.right.span)):
-                if not isinstance(v, (TensorVal, int, float)) or isinstance(v, bool):
-                    if not (isinstance(v, Dim) and v.is_const):
-                        self.fail("E0106", f"cannot apply `{op}` to a tensor and {describe(v)}", sp)
-            if isinstance(a, TensorVal) and isinstance(b, TensorVal):
-                return self.host.tensor_op(opname, [a, b], {"scalar": None, "reverse": False}, name, scope, e.span,
-                                       [e.left.span, e.right.span])
-            if isinstance(a, TensorVal):
-                s = b.value if isinstance(b, Dim) else b
-                return self.host.tensor_op(opname, [a], {"scalar": s, "reverse": False}, name, scope, e.span, [e.left.span])
-            s = a.value if isinstance(a, Dim) else a
-            return self.host.tensor_op(opname, [b], {"scalar": s, "reverse": True}, name, scope, e.span, [e.right.span])
+                          help="tensors support `+ - * / // % @` and comparisons")
+            return self._tensor_binary(opname, op, a, b, e, name, scope)
         return self._arith(op, a, b, e)
+
+    def _tensor_binary(self, opname: str, op: str, a, b, e, name, scope):
+        """`x + y`, `x < 0.5`, `2 * x`: a node of the elementwise op, with one side a number or not."""
+        for v, sp in ((a, e.left.span), (b, e.right.span)):
+            if not isinstance(v, (TensorVal, int, float)) or isinstance(v, bool):
+                if not (isinstance(v, Dim) and v.is_const):
+                    self.fail("E0106", f"cannot apply `{op}` to a tensor and {describe(v)}", sp)
+        if isinstance(a, TensorVal) and isinstance(b, TensorVal):
+            return self.host.tensor_op(opname, [a, b], {"scalar": None, "reverse": False}, name, scope, e.span,
+                                       [e.left.span, e.right.span])
+        if isinstance(a, TensorVal):
+            s = b.value if isinstance(b, Dim) else b
+            return self.host.tensor_op(opname, [a], {"scalar": s, "reverse": False}, name, scope, e.span, [e.left.span])
+        s = a.value if isinstance(a, Dim) else a
+        return self.host.tensor_op(opname, [b], {"scalar": s, "reverse": True}, name, scope, e.span, [e.right.span])
 
     def _arith(self, op, a, b, e: A.BinOp):
         for v, sp in ((a, e.left.span), (b, e.right.span)):
@@ -344,9 +350,14 @@ class Evaluator:
         except ZeroDivisionError:
             self.fail("E0111", "division by zero", e.span)
 
-    def _compare(self, e: A.Compare, scope: Scope, ensure: bool):
-        a = self.ev(e.left, scope, None, True, ensure)
-        b = self.ev(e.right, scope, None, True, ensure)
+    def _compare(self, e: A.Compare, scope: Scope, ensure: bool, name=None, const: bool = True):
+        a = self.ev(e.left, scope, _sub(name), const, ensure)
+        b = self.ev(e.right, scope, _sub(name), const, ensure)
+        if isinstance(a, TensorVal) or isinstance(b, TensorVal):   # a mask: `pos < T`, `index == 0`
+            if const:
+                self.fail("E0115", "a tensor comparison cannot be used here: this position needs a value known "
+                          "at compile time", e.span)
+            return self._tensor_binary(CMP_OPS[e.op], e.op, a, b, e, name, scope)
         return compare(e.op, a, b, lambda: self.fail("E0106", f"cannot compare {describe(a)} with {describe(b)}", e.span))
 
     def builtin(self, fname: str, e: A.Call, scope: Scope, ensure: bool):

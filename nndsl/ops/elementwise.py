@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 
-from ..types import FLOAT_DTYPES
+from ..types import FLOAT_DTYPES, TensorType
 from .registry import pyval, Attr, Lowered, OpDef, OpError, broadcast, prod, register
 
-_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%"}
+_CMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 
 def _bound(combine, scale):
@@ -51,16 +52,16 @@ def _make(name: str):
         if ins[0].dtype != ins[1].dtype:
             raise OpError("E0208", f"`{sym}` of {ins[0].dtype} and {ins[1].dtype}",
                           arg_labels={0: ins[0].dtype, 1: ins[1].dtype})
-        if name == "sub" and ins[0].dtype == "bool":
-            raise OpError("E0208", "`-` of two bool tensors is not defined", arg_labels={0: "bool", 1: "bool"},
+        if name in ("sub", "floordiv", "mod") and ins[0].dtype == "bool":
+            raise OpError("E0208", f"`{sym}` of two bool tensors is not defined", arg_labels={0: "bool", 1: "bool"},
                           help="use `logical` ops, or convert to an integer dtype first")
         out = broadcast(ins[0], ins[1], sym)
         return [out.model_copy(update={"dtype": result_dtype(out.dtype, None)})]
 
     def check(a):
-        s = a["scalar"]
-        if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float))):
-            raise OpError("E0106", f"`scalar` of `{name}` must be a number, got {type(s).__name__}")
+        _number(name, a)
+        if name in ("floordiv", "mod") and a["scalar"] == 0 and not a["reverse"]:
+            raise OpError("E0111", f"`{sym}` by zero")
 
     def lower(c):
         if c.a["scalar"] is not None:
@@ -79,4 +80,48 @@ def _make(name: str):
 
 for _n in _SYMBOL:
     _make(_n)
+
+
+def _make_cmp(name: str):
+    sym = _CMP[name]
+
+    def infer(ins, a, facts):
+        if a["scalar"] is not None:
+            if len(ins) != 1:
+                raise OpError("E0104", f"`{sym}` with a number takes one tensor")
+            x = ins[0]
+            if x.dtype == "bool" and sym not in ("==", "!="):
+                raise OpError("E0208", f"`{sym}` of a bool tensor is not defined", arg=0, label="bool tensor")
+            return [TensorType.make(x.shape, "bool", x.axis_names())]
+        if len(ins) != 2:
+            raise OpError("E0104", f"`{name}` takes two tensors, or a tensor and a number")
+        if ins[0].dtype != ins[1].dtype:
+            raise OpError("E0208", f"`{sym}` of {ins[0].dtype} and {ins[1].dtype}",
+                          arg_labels={0: ins[0].dtype, 1: ins[1].dtype})
+        out = broadcast(ins[0], ins[1], sym)
+        return [TensorType.make(out.shape, "bool", out.axis_names())]
+
+    def lower(c):
+        if c.a["scalar"] is not None:
+            s = pyval(c.a["scalar"])
+            return Lowered(None, f"({s} {sym} {c.args[0]})" if c.a["reverse"] else f"({c.args[0]} {sym} {s})")
+        return Lowered(None, f"({c.args[0]} {sym} {c.args[1]})")
+
+    register(OpDef(
+        name=name, inputs=("x*",), attrs=(Attr("scalar", "any", None), Attr("reverse", "bool", False)),
+        infer=infer, flops=lambda ins, outs, a: prod(outs[0].shape), lower=lower,
+        check_attrs=lambda a: _number(name, a),
+        traits=frozenset({"pointwise", "elementwise", "parameter_free", "comparison"}), glyph=sym,
+        doc=f"Elementwise `{sym}` with broadcasting, giving a bool tensor (a mask); one side may be a number.",
+    ))
+
+
+def _number(name, a):
+    s = a["scalar"]
+    if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float))):
+        raise OpError("E0106", f"`scalar` of `{name}` must be a number, got {type(s).__name__}")
+
+
+for _n in _CMP:
+    _make_cmp(_n)
 

@@ -145,7 +145,7 @@ def _load() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from . import activation, attention, conv, elementwise, linear, norm, pool, tensor  # noqa: F401
+        from . import activation, attention, conv, elementwise, index, linear, norm, pool, tensor  # noqa: F401
 
 
 # -- helpers shared by op families --------------------------------------------------------------

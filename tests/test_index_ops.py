@@ -1,0 +1,80 @@
+"""Index arithmetic in the spec: Swin's relative-position bias and a causal mask, written with `arange`,
+`//`, `%`, comparisons, `take`, `roll` and `masked_fill`, against the reference computations."""
+from __future__ import annotations
+
+import torch
+
+import nndsl
+
+RELPOS = """model RelPos(M: int = 7, heads: int = 3) {
+  input x: [B, heads, M * M, M * M]
+  table = param([(2 * M - 1) * (2 * M - 1), heads])
+  r = arange(M * M)
+  dy = r // M
+  dx = r % M
+  rel_y = reshape(dy, [M * M, 1]) - reshape(dy, [1, M * M]) + (M - 1)
+  rel_x = reshape(dx, [M * M, 1]) - reshape(dx, [1, M * M]) + (M - 1)
+  index = rel_y * (2 * M - 1) + rel_x
+  bias = take(table, index, axis=0)
+  output y = x + permute(bias, [2, 0, 1])
+}
+"""
+
+
+def _swin_index(m: int) -> torch.Tensor:
+    """The relative position index as the Swin Transformer's reference code computes it."""
+    coords = torch.stack(torch.meshgrid([torch.arange(m), torch.arange(m)], indexing="ij"))
+    flat = torch.flatten(coords, 1)
+    rel = (flat[:, :, None] - flat[:, None, :]).permute(1, 2, 0).contiguous()
+    rel[:, :, 0] += m - 1
+    rel[:, :, 1] += m - 1
+    rel[:, :, 0] *= 2 * m - 1
+    return rel.sum(-1)
+
+
+def test_swin_relative_position_bias_matches_the_reference():
+    res = nndsl.check(source=RELPOS)
+    assert res.ok, [d.message for d in res.diagnostics]
+    m = nndsl.load(source=RELPOS, seed=0)
+    assert dict(m.named_parameters())["table"].shape == (169, 3)   # (2M-1)^2 rows, one column per head
+    x = torch.zeros(2, 3, 49, 49)
+    want = m.table[_swin_index(7).view(-1)].view(49, 49, 3).permute(2, 0, 1)
+    assert torch.equal(m(x)[0], want) and torch.equal(m(x)[1], want)
+
+
+def test_a_causal_mask_from_positions_and_a_comparison():
+    src = """model Causal {
+  input scores: [B, T, T]
+  i = reshape(positions(scores, axis=1), [T, 1])
+  j = reshape(positions(scores, axis=2), [1, T])
+  output y = softmax(masked_fill(scores, j > i, -1e9))
+}
+"""
+    res = nndsl.check(source=src)
+    assert res.ok, [d.message for d in res.diagnostics]
+    s = torch.randn(2, 5, 5)
+    want = torch.softmax(s.masked_fill(torch.ones(5, 5, dtype=torch.bool).triu(1), -1e9), -1)
+    assert torch.allclose(nndsl.load(source=src)(s), want)
+
+
+def test_roll_and_where():
+    src = """model Shift {
+  input x: [B, H, W, C]
+  shifted = roll(x, [-3, -3], [1, 2])
+  output y = where(shifted > 0, shifted, 0.1 * shifted)
+}
+"""
+    x = torch.randn(2, 8, 8, 4)
+    r = torch.roll(x, (-3, -3), (1, 2))
+    assert torch.allclose(nndsl.load(source=src)(x), torch.where(r > 0, r, 0.1 * r))
+
+
+def test_index_ops_are_checked():
+    bad = nndsl.check(source="model M {\n  input x: [4, 3]\n  output take(x, arange(5), axis=0)\n}\n")
+    assert [d.code for d in bad.errors] == ["E0201"] and "up to 4" in bad.errors[0].message
+    bad = nndsl.check(source="model M {\n  input x: [4, 3]\n  output where(x, x, x)\n}\n")
+    assert [d.code for d in bad.errors] == ["E0208"]
+    bad = nndsl.check(source="model M {\n  input x: [4, 3] int64\n  output x // 0\n}\n")
+    assert [d.code for d in bad.errors] == ["E0111"]
+    bad = nndsl.check(source="model M(n: int = 3) {\n  input x: [4, 3]\n  ensure x < 2\n  output x\n}\n")
+    assert bad.errors and bad.errors[0].code == "E0115"      # a mask is not a condition
