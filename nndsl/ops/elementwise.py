@@ -27,6 +27,16 @@ _BOUNDS = {
 }
 
 
+def _infix(sym: str):
+    """`a <sym> b` in PyTorch, with one side a number (`2 * x`, `x < 0.5`) or not."""
+    def lower(c):
+        if c.a["scalar"] is not None:
+            s = pyval(c.a["scalar"])
+            return Lowered(None, f"({s} {sym} {c.args[0]})" if c.a["reverse"] else f"({c.args[0]} {sym} {s})")
+        return Lowered(None, f"({c.args[0]} {sym} {c.args[1]})")
+    return lower
+
+
 def _make(name: str):
     sym = _SYMBOL[name]
 
@@ -63,15 +73,9 @@ def _make(name: str):
         if name in ("floordiv", "mod") and a["scalar"] == 0 and not a["reverse"]:
             raise OpError("E0111", f"`{sym}` by zero")
 
-    def lower(c):
-        if c.a["scalar"] is not None:
-            s = pyval(c.a["scalar"])
-            return Lowered(None, f"({s} {sym} {c.args[0]})" if c.a["reverse"] else f"({c.args[0]} {sym} {s})")
-        return Lowered(None, f"({c.args[0]} {sym} {c.args[1]})")
-
     register(OpDef(
         name=name, inputs=("x*",), attrs=(Attr("scalar", "any", None), Attr("reverse", "bool", False)),
-        infer=infer, flops=lambda ins, outs, a: prod(outs[0].shape), lower=lower, check_attrs=check,
+        infer=infer, flops=lambda ins, outs, a: prod(outs[0].shape), lower=_infix(sym), check_attrs=check,
         value_bound=_BOUNDS.get(name),
         traits=frozenset({"pointwise", "elementwise", "parameter_free"}), glyph=sym,
         doc=f"Elementwise `{sym}` with broadcasting; one side may be a number.",
@@ -101,15 +105,9 @@ def _make_cmp(name: str):
         out = broadcast(ins[0], ins[1], sym)
         return [TensorType.make(out.shape, "bool", out.axis_names())]
 
-    def lower(c):
-        if c.a["scalar"] is not None:
-            s = pyval(c.a["scalar"])
-            return Lowered(None, f"({s} {sym} {c.args[0]})" if c.a["reverse"] else f"({c.args[0]} {sym} {s})")
-        return Lowered(None, f"({c.args[0]} {sym} {c.args[1]})")
-
     register(OpDef(
         name=name, inputs=("x*",), attrs=(Attr("scalar", "any", None), Attr("reverse", "bool", False)),
-        infer=infer, flops=lambda ins, outs, a: prod(outs[0].shape), lower=lower,
+        infer=infer, flops=lambda ins, outs, a: prod(outs[0].shape), lower=_infix(sym),
         check_attrs=lambda a: _number(name, a),
         traits=frozenset({"pointwise", "elementwise", "parameter_free", "comparison"}), glyph=sym,
         doc=f"Elementwise `{sym}` with broadcasting, giving a bool tensor (a mask); one side may be a number.",
