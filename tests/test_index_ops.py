@@ -78,3 +78,32 @@ def test_index_ops_are_checked():
     assert [d.code for d in bad.errors] == ["E0111"]
     bad = nndsl.check(source="model M(n: int = 3) {\n  input x: [4, 3]\n  ensure x < 2\n  output x\n}\n")
     assert bad.errors and bad.errors[0].code == "E0115"      # a mask is not a condition
+
+
+def test_a_block_owns_parameters_at_its_own_name():
+    """ConvNeXt's LayerNorm2d: `.weight` and `.bias` directly on the block, normalising channels-first."""
+    src = """block LayerNorm2d(C: int, eps: float = 1e-6) {
+  input x: [B, C, H, W]
+  weight = param([C], fill=1.0)
+  bias = param([C], std=0.0)
+  y = layernorm(x, axis=1, eps=eps, affine=false)
+  output y * reshape(weight, [C, 1, 1]) + reshape(bias, [C, 1, 1])
+}
+model M {
+  input x: [B, 8, H, W]
+  norm = LayerNorm2d(x, 8)
+  output conv2d(norm, 4, kernel=1)
+}
+"""
+    m = nndsl.load(source=src, seed=0)
+    sd = m.state_dict()
+    assert sorted(sd) == ["norm.bias", "norm.weight", "out.bias", "out.weight"]
+    assert torch.equal(sd["norm.weight"], torch.ones(8)) and torch.equal(sd["norm.bias"], torch.zeros(8))
+    x = torch.randn(2, 8, 5, 5)
+    with torch.no_grad():
+        sd["norm.weight"].uniform_()
+        u = x - x.mean(1, keepdim=True)
+        ref = u / torch.sqrt((u * u).mean(1, keepdim=True) + 1e-6)       # ConvNeXt's own formula
+        ref = sd["norm.weight"][:, None, None] * ref + sd["norm.bias"][:, None, None]
+        assert torch.allclose(m.norm(x), ref, atol=1e-5)
+        assert torch.allclose(m(x), m.out(ref), atol=1e-5)

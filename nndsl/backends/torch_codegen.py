@@ -162,9 +162,10 @@ class Codegen:
                                            f"not `{lname}`", span=n.span))
                 shape = ", ".join(lit(s) for s in n.params[0].shape)
                 init_extra.append(setattr_stmt("self", lname, f"nn.Parameter(torch.empty({shape}))"))
-                std = n.attrs["std"]
+                std, fill = n.attrs["std"], n.attrs.get("fill")
                 ref = getattr_expr("self", lname)
-                init_extra.append(f"nn.init.normal_({ref}, std={lit(float(std))})" if std else f"nn.init.zeros_({ref})")
+                init_extra.append(f"nn.init.constant_({ref}, {lit(float(fill))})" if fill is not None else
+                                  f"nn.init.normal_({ref}, std={lit(float(std))})" if std else f"nn.init.zeros_({ref})")
                 v = new_var(lname)
                 fwd.append(f"{v} = {ref}")
                 var[(n.id, 0)] = v

@@ -115,11 +115,13 @@ def _param_faces(shape):
 
 register(OpDef(
     name="param", inputs=(),
-    attrs=(Attr("shape", "dims"), Attr("std", "float", 0.02, doc="std of the normal init; 0 gives zeros", lo=0)),
+    attrs=(Attr("shape", "dims"), Attr("std", "float", 0.02, doc="std of the normal init; 0 gives zeros", lo=0),
+           Attr("fill", "float", None, doc="a constant initial value instead (1.0 for a norm's scale)")),
     infer=_param_infer,
     params=lambda ins, a: [P("", tuple(d.value for d in a["shape"]), _param_faces(a["shape"]))],
     flops=lambda ins, outs, a: Dim.const(0),
     lower=None,  # lowered by the codegen itself: a parameter is an attribute, not a module
     traits=frozenset({"weighted", "source"}), glyph="θ",
-    doc="A free learned tensor, e.g. position embeddings: `pos = param([1, T, D])`.",
+    doc="A free learned tensor, e.g. position embeddings: `pos = param([1, T, D])`. Bound in a block to "
+        "`weight`, it is the block's own `.weight` (ConvNeXt's LayerNorm2d).",
 ))
