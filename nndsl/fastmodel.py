@@ -1,7 +1,7 @@
 """Construct pydantic models on hot paths without re-validation."""
 from __future__ import annotations
 
-_FIELDS: dict[type, tuple[tuple[str, ...], dict]] = {}
+_FIELDS: dict[type, tuple[dict, tuple[str, ...]]] = {}
 _set = object.__setattr__
 
 
@@ -11,14 +11,17 @@ def make(cls, **values):
     spec = _FIELDS.get(cls)
     if spec is None:
         fields = cls.model_fields
-        defaults = {k: f.get_default(call_default_factory=True) for k, f in fields.items() if not f.is_required()}
+        # every field in declared order (so dumps of constructed and validated models are identical);
+        # required ones hold a placeholder that `values` always replaces
+        template = {k: None if f.is_required() else f.get_default(call_default_factory=True)
+                    for k, f in fields.items()}
         # a mutable default is copied for each object, as pydantic does (facets dicts must not be shared)
-        fresh = tuple(k for k, v in defaults.items() if isinstance(v, (list, dict, set)))
-        spec = _FIELDS[cls] = (tuple(fields), defaults, fresh)
-    names, defaults, fresh = spec
+        fresh = tuple(k for k, v in template.items() if isinstance(v, (list, dict, set)))
+        spec = _FIELDS[cls] = (template, fresh)
+    template, fresh = spec
     obj = cls.__new__(cls)
-    # field order as declared, so dumps of constructed and validated models are identical
-    d = {k: values[k] if k in values else defaults[k] for k in names}
+    d = template.copy()
+    d.update(values)
     for k in fresh:
         if k not in values:
             d[k] = d[k].copy()

@@ -56,6 +56,9 @@ def _make(name: str):
             if len(ins) != 1:
                 raise OpError("E0104", f"`{sym}` with a scalar takes one tensor")
             x = ins[0]
+            if x.dtype == "bool" and name == "sub":
+                raise OpError("E0208", "`-` with a bool tensor is not defined", arg=0, label="bool tensor",
+                              help="invert a mask with `where`, or convert it to numbers first")
             return [x.with_shape(x.shape, x.axis_names()).model_copy(update={"dtype": result_dtype(x.dtype, a["scalar"])})]
         if len(ins) != 2:
             raise OpError("E0104", f"`{name}` takes two tensors, or a tensor and a scalar")

@@ -30,8 +30,8 @@ register(OpDef(
 
 def _take_infer(ins, a, facts):
     x, idx = ins
-    if idx.is_float or idx.dtype == "bool":
-        raise OpError("E0208", f"take: indices must be an integer tensor, got {idx.dtype}", arg=1,
+    if idx.dtype not in ("int64", "int32"):
+        raise OpError("E0208", f"take: indices must be an int64 or int32 tensor, got {idx.dtype}", arg=1,
                       label=f"{idx.dtype} tensor")
     ax = resolve_axis(x, a["axis"])
     size = x.shape[ax]

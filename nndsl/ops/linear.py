@@ -61,8 +61,8 @@ def _emb_check(a):
 
 def _embedding_infer(ins, a, facts):
     x = ins[0]
-    if x.is_float:
-        raise OpError("E0208", f"embedding expects integer indices, got {x.dtype}", arg=0,
+    if x.dtype not in ("int64", "int32"):
+        raise OpError("E0208", f"embedding expects integer indices (int64 or int32), got {x.dtype}", arg=0,
                       label=f"{x.dtype} tensor", help="declare the input as `input tokens: [B, T] int64`")
     if x.vmax is not None and x.vmax.is_const and x.vmax.value >= 2 ** 62:
         raise OpError("E0201", "embedding: these indices are computed from `positions` in a way the checker "

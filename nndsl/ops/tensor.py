@@ -436,6 +436,8 @@ def _make_reduce(name: str, fn: str):
         axes = _axes_list(x, a["axes"])
         names = x.axis_names()
         reduced = tuple(Ref(0, i) for i in axes)
+        if name == "sum" and not x.is_float:   # PyTorch sums bool and integer tensors in int64
+            x = x.model_copy(update={"dtype": "int64"})
         if a["keepdim"]:
             shape = [Dim.const(1) if i in axes else d for i, d in enumerate(x.shape)]
             sig = Signature((tuple(Ax(DERIVE, (Ref(0, i),), how="reduced") if i in axes else Ax(KEEP, (Ref(0, i),))
@@ -591,6 +593,9 @@ def _matmul_infer(ins, a, facts):
         raise OpError("E0202", "matmul needs tensors of rank 1 or more")
     if x.dtype != y.dtype:
         raise OpError("E0208", f"matmul of {x.dtype} and {y.dtype}", arg_labels={0: x.dtype, 1: y.dtype})
+    if x.dtype == "bool":
+        raise OpError("E0208", "matmul of bool tensors is not defined", arg_labels={0: "bool", 1: "bool"},
+                      help="convert the masks to numbers first (e.g. `where(m, ones, zeros)`)")
     xs, ys = list(x.shape), list(y.shape)
     xv, yv = x.rank == 1, y.rank == 1
     if xv:
@@ -653,6 +658,8 @@ def _einsum_infer(ins, a, facts):
     for i, t in enumerate(ins[1:], 1):
         if t.dtype != ins[0].dtype:
             raise OpError("E0208", f"einsum of {ins[0].dtype} and {t.dtype}", arg=i)
+    if ins and ins[0].dtype == "bool":
+        raise OpError("E0208", "einsum of bool tensors is not defined", arg=0, label="bool tensor")
     terms, rhs, sizes = _einsum_sizes(ins, a["equation"])
     refs = {}
     for i, t in enumerate(terms):
