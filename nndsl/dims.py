@@ -9,7 +9,6 @@ shape rules of convolutions and pools. Divisibility facts (`ensure D % heads == 
 from __future__ import annotations
 
 import re
-from contextvars import ContextVar
 from functools import reduce
 from typing import Union
 
@@ -160,37 +159,17 @@ class Dim:
                 return d
             if d.is_const:
                 return Dim.const(d.value * k)
-            return Dim._raw(tuple((m, c * k) for m, c in d.terms))._use_facts()
+            return Dim._raw(tuple((m, c * k) for m, c in d.terms))
         t: dict = {}
         for m1, c1 in self.terms:
             for m2, c2 in other.terms:
                 m = _mono_mul(m1, m2)
                 t[m] = t.get(m, 0) + c1 * c2
-        return Dim(t)._use_facts()
+        return Dim(t)
 
     __rmul__ = __mul__
 
-    def _use_facts(self) -> "Dim":
-        """Rewrite k*(X // k) to X where a fact says k divides X."""
-        facts = _FACTS.get()
-        if facts is None or not facts.pairs:
-            return self
-        out = _ZERO
-        changed = False
-        for mono, c in self.terms:
-            term = Dim({mono: c})
-            for atom, p in mono:
-                if atom[0] == "f" and p == 1 and atom[2].is_const and c % atom[2].value == 0 \
-                        and facts.divides(atom[2], atom[1]):
-                    rest = tuple(x for x in mono if x[0] != atom)
-                    term = Dim({rest: c // atom[2].value}) * atom[1]
-                    changed = True
-                    break
-            out = out + term
-        return out if changed else self
-
     def floordiv(self, other: IntLike, facts: "Facts | None" = None) -> "Dim":
-        facts = facts if facts is not None else _FACTS.get()
         other = Dim.of(other)
         if other.is_const:
             k = other.value
@@ -218,7 +197,6 @@ class Dim:
         return Dim.of(other).floordiv(self)
 
     def mod(self, other: IntLike, facts: "Facts | None" = None) -> "Dim":
-        facts = facts if facts is not None else _FACTS.get()
         other = Dim.of(other)
         if other.is_const:
             k = other.value
@@ -257,7 +235,7 @@ class Dim:
                 for _ in range(p):
                     term = term * base
             total = total + term
-        return total
+        return facts.simplify(total) if facts is not None else total
 
     # -- comparison, hashing, printing -----------------------------------------------------------
     def __eq__(self, other) -> bool:
@@ -339,7 +317,6 @@ def _exact_quotient(num: Dim, den: Dim) -> Dim | None:
 
 _ZERO = Dim({})
 _CONSTS: dict[int, Dim] = {}
-_FACTS: ContextVar["Facts | None"] = ContextVar("nndsl_dim_facts", default=None)
 
 
 class Facts:
@@ -351,19 +328,25 @@ class Facts:
     def add(self, num: Dim, den: Dim) -> None:
         self.pairs.add((num, den))
 
-    def activate(self):
-        """Context manager: arithmetic inside uses these facts."""
-        facts = self
-
-        class _Ctx:
-            def __enter__(self_inner):
-                self_inner.tok = _FACTS.set(facts)
-                return facts
-
-            def __exit__(self_inner, *exc):
-                _FACTS.reset(self_inner.tok)
-
-        return _Ctx()
+    def simplify(self, d: Dim) -> Dim:
+        """Rewrite k*(X // k) to X where a fact says k divides X: `(E // 4) * 4` is `E` under
+        `ensure E % 4 == 0`. Facts are passed to whoever needs them; no arithmetic reads them from a
+        global."""
+        if not self.pairs or d.is_const:
+            return d
+        out = _ZERO
+        changed = False
+        for mono, c in d.terms:
+            term = Dim({mono: c})
+            for atom, p in mono:
+                if atom[0] == "f" and p == 1 and atom[2].is_const and c % atom[2].value == 0 \
+                        and self.divides(atom[2], atom[1]):
+                    rest = tuple(x for x in mono if x[0] != atom)
+                    term = Dim({rest: c // atom[2].value}) * atom[1]
+                    changed = True
+                    break
+            out = out + term
+        return out if changed else d
 
     def divides(self, den: Dim, num: Dim) -> bool:
         if (num, den) in self.pairs:

@@ -40,7 +40,7 @@ class Elaborator:
         self.used_ids: set[str] = set()
         self.stack: list[str] = []
         self._axis_names = False   # while evaluating an `axes=` argument, unknown names are axis names
-        self.evaluator = Evaluator(self, limits)
+        self.evaluator = Evaluator(self, limits, self.facts)
         self.ev = self.evaluator.ev
         self._cond = self.evaluator.cond
 
@@ -82,8 +82,7 @@ class Elaborator:
         self.ir.meta.instances[""] = inst
         self._check_expansion(model, scope)
         self.stack.append(model.name)
-        with self.facts.activate():
-            self._body(model, scope, params, inputs=None, inst=inst)
+        self._body(model, scope, params, inputs=None, inst=inst)
         self.ir.meta.facts = [(str(a), str(b)) for a, b in self.facts.pairs]
         return self.ir
 

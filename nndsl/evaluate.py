@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .diagnostics import Abort, Diagnostic, Span
-from .dims import Dim
+from .dims import Dim, Facts
 from .limits import DEFAULT, Limits
 from .syntax import ast as A
 from .values import SizedList, TensorVal, TupleVal, describe, value_size
@@ -138,9 +138,10 @@ def _dotted(e) -> str:
 
 
 class Evaluator:
-    def __init__(self, host: Any, limits: Limits = DEFAULT):
+    def __init__(self, host: Any, limits: Limits = DEFAULT, facts: Facts | None = None):
         self.host = host
         self.limits = limits
+        self.facts = facts          # divisibility facts dim arithmetic may use (passed, never global)
 
     def fail(self, code: str, message: str, span: Span | None, **kw):
         raise Abort(Diagnostic(code=code, message=message, span=span, **kw))
@@ -336,11 +337,11 @@ class Evaluator:
             elif op == "-":
                 r = A_ - B_
             elif op == "*":
-                r = A_ * B_
+                r = self.facts.simplify(A_ * B_) if self.facts is not None else A_ * B_
             elif op in ("//", "/"):
-                r = A_.floordiv(B_)
+                r = A_.floordiv(B_, self.facts)
             elif op == "%":
-                r = A_.mod(B_)
+                r = A_.mod(B_, self.facts)
             else:
                 self.fail("E0106", "`@` needs tensors", e.op_span)
             if len(r.terms) > self.limits.dim_terms:

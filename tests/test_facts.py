@@ -61,3 +61,17 @@ def test_gpt2_position_table_bounds_the_sequence():
     res = nndsl.check("examples/gpt2_small.nn", T=2048)
     codes = [d.code for d in res.errors]
     assert codes[0] == "E0206" and "E0201" in codes   # the ensure, and the embedding it protects
+
+
+def test_facts_are_passed_not_ambient():
+    from nndsl import dims
+    from nndsl.dims import Dim, Facts
+
+    e = Dim.sym("E")
+    q = e.floordiv(4)
+    assert str(q * 4) != "E"                       # no fact in force anywhere: nothing to use
+    facts = Facts()
+    facts.add(e, Dim.const(4))
+    assert facts.simplify(q * 4) == e and e.floordiv(4, facts) * 4 != e   # only where it is passed
+    assert (Dim.sym("H").floordiv(4) * 4).subs({"H": e}, facts) == e        # and through substitution
+    assert not any(name.startswith("_FACTS") or "ContextVar" in name for name in vars(dims))

@@ -299,12 +299,6 @@ def build(seed: int | None = None) -> {cls}:
 
 
 def generate(ir: IR) -> tuple[str, str]:
-    """Source and class name of the model. Lowerings see the same divisibility facts as the shape pass
-    (a `rearrange` that checked under `ensure E % 4 == 0` must lower under it too)."""
-    from ..dims import Facts, parse_dim
-
-    facts = Facts()
-    for num, den in ir.meta.facts:
-        facts.add(parse_dim(num), parse_dim(den))
-    with facts.activate():
-        return Codegen(ir).generate()
+    """Source and class name of the model. Lowerings read what the shape rules solved (node.recipe),
+    with the facts in force then; nothing is solved again here."""
+    return Codegen(ir).generate()

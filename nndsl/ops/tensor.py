@@ -192,7 +192,7 @@ def _reshape_infer(ins, a, facts):
     if n_free:
         if known.is_const and total.is_const and (known.value == 0 or total.value % known.value):
             raise OpError("E0205", f"reshape: {total} elements cannot be split into {a['shape']}", arg=0)
-        target = [total.floordiv(known) if d == -1 else d for d in target]
+        target = [total.floordiv(known, facts) if d == -1 else d for d in target]
     elif prod(target) != total:
         raise OpError("E0201", f"reshape: {x} has {total} elements, the target shape "
                       f"[{', '.join(map(str, target))}] has {prod(target)}", arg=0)
@@ -404,10 +404,10 @@ def _chunk_infer(ins, a, facts):
     ax = resolve_axis(x, a["axis"])
     n = a["n"]
     d = x.shape[ax]
-    if d.mod(n) != 0:
+    if d.mod(n, facts) != 0:
         raise OpError("E0205", f"chunk: axis size {d} is not divisible into {n} equal pieces", arg=0)
     shape = list(x.shape)
-    shape[ax] = d.floordiv(n)
+    shape[ax] = d.floordiv(n, facts)
     return Out([TensorType.make(shape, x.dtype, x.axis_names()) for _ in range(n)], _piece_sig(x.rank, ax, n),
                {"axis": ax})
 

@@ -27,10 +27,10 @@ class _AfterShapes:
     """The evaluator's host once shapes are known: `shape(t)`, `rank(t)` and `params` have values, and
     nothing creates nodes (an `ensure` is a condition)."""
 
-    def __init__(self, ir: IR, scope_path: str):
+    def __init__(self, ir: IR, scope_path: str, facts):
         self.ir = ir
         self.scope_path = scope_path
-        self.ev = Evaluator(self)
+        self.ev = Evaluator(self, facts=facts)
 
     def shape_of(self, v: TensorVal):
         n = self.ir.node(v.node)
@@ -66,35 +66,34 @@ def _is_fact(e) -> bool:
 
 
 def check_ensures(ir: IR, ctx: ShapeContext, sink: Sink) -> None:
-    with ctx.facts.activate():
-        for chk in ir.meta.ensures:
-            ev = _AfterShapes(ir, chk.scope).ev
-            scope = Scope(path=chk.scope, file=chk.span.file)
-            for k, v in chk.env.items():
-                val = ctx.subst(decode(v))
-                if isinstance(val, Dim) and val.is_const:
-                    val = val.value
-                scope.names[k] = Binding(val, chk.span, "param", True)
-            sink.context = chk.scope
-            try:
-                v = ev.ev(chk.expr, scope, None, const=True, ensure=True)
-            except Abort as a:
-                sink.add(a.diagnostic)
-                continue
-            except (Reported, Deferred):
-                continue
-            except Undecidable:
-                if _is_fact(chk.expr):
-                    continue  # a divisibility fact on free dims: assumed, and used by the checker
-                sink.error("E0206", "ensure cannot be proved for every size of the free dims", chk.span,
-                           label="undecided", notes=[_strip(n) for n in explain(chk.expr, ev, scope)],
-                           help="bind the dims with `--dim`, or state a simpler fact")
-                continue
-            if v is True:
-                continue
-            if v is False:
-                notes = [_strip(n) for n in explain(chk.expr, ev, scope)]
-                sink.error("E0206", "ensure failed", chk.span, label="this is false", notes=notes)
-            else:
-                sink.error("E0106", "`ensure` needs a condition", chk.span)
+    for chk in ir.meta.ensures:
+        ev = _AfterShapes(ir, chk.scope, ctx.facts).ev
+        scope = Scope(path=chk.scope, file=chk.span.file)
+        for k, v in chk.env.items():
+            val = ctx.subst(decode(v))
+            if isinstance(val, Dim) and val.is_const:
+                val = val.value
+            scope.names[k] = Binding(val, chk.span, "param", True)
+        sink.context = chk.scope
+        try:
+            v = ev.ev(chk.expr, scope, None, const=True, ensure=True)
+        except Abort as a:
+            sink.add(a.diagnostic)
+            continue
+        except (Reported, Deferred):
+            continue
+        except Undecidable:
+            if _is_fact(chk.expr):
+                continue  # a divisibility fact on free dims: assumed, and used by the checker
+            sink.error("E0206", "ensure cannot be proved for every size of the free dims", chk.span,
+                       label="undecided", notes=[_strip(n) for n in explain(chk.expr, ev, scope)],
+                       help="bind the dims with `--dim`, or state a simpler fact")
+            continue
+        if v is True:
+            continue
+        if v is False:
+            notes = [_strip(n) for n in explain(chk.expr, ev, scope)]
+            sink.error("E0206", "ensure failed", chk.span, label="this is false", notes=notes)
+        else:
+            sink.error("E0106", "`ensure` needs a condition", chk.span)
     sink.context = ""

@@ -41,7 +41,7 @@ class ShapeContext:
 
     def subst(self, v: Any) -> Any:
         if isinstance(v, Dim):
-            return v.subs(self.bindings) if self.bindings else v
+            return v.subs(self.bindings, self.facts) if self.bindings else v
         if isinstance(v, list):
             return [self.subst(x) for x in v]
         if isinstance(v, tuple):
@@ -53,24 +53,23 @@ class ShapeContext:
 
 def infer_shapes(ir: IR, sink: Sink, dim_overrides: dict[str, int] | None = None) -> ShapeContext:
     ctx = ShapeContext(ir, sink, dim_overrides or {})
-    with ctx.facts.activate():
-        for node in ir.nodes():
-            # what goes wrong here leads back through the calls of the node's instance; a block input's
-            # mismatch is shown at the call, so through the calls of the caller
-            sink.context = _caller(ir, node.scope) if node.op == "block_input" else node.scope
-            try:
-                _node(ctx, node)
-            except O.OpError as err:
-                sink.add(_diag(ctx, node, err))
-            except ZeroDivisionError:
-                sink.error("E0111", "division by zero in a shape", node.span)
-        sink.context = ""
-        # the facts as every later pass and backend sees them: stated, and carried through the calls
-        ir.meta.facts = sorted({(str(a), str(b)) for a, b in ctx.facts.pairs})
-        # the declared model inputs now carry the --dim bindings
-        for mi in ir.meta.inputs:
-            mi.type = ir.node(mi.node).outputs[0] if ir.node(mi.node).outputs else mi.type
-        _fill_edges(ir)
+    for node in ir.nodes():
+        # what goes wrong here leads back through the calls of the node's instance; a block input's
+        # mismatch is shown at the call, so through the calls of the caller
+        sink.context = _caller(ir, node.scope) if node.op == "block_input" else node.scope
+        try:
+            _node(ctx, node)
+        except O.OpError as err:
+            sink.add(_diag(ctx, node, err))
+        except ZeroDivisionError:
+            sink.error("E0111", "division by zero in a shape", node.span)
+    sink.context = ""
+    # the facts as every later pass and backend sees them: stated, and carried through the calls
+    ir.meta.facts = sorted({(str(a), str(b)) for a, b in ctx.facts.pairs})
+    # the declared model inputs now carry the --dim bindings
+    for mi in ir.meta.inputs:
+        mi.type = ir.node(mi.node).outputs[0] if ir.node(mi.node).outputs else mi.type
+    _fill_edges(ir)
     return ctx
 
 
@@ -134,6 +133,8 @@ def _node(ctx: ShapeContext, node: Node) -> None:
             if n > 2 ** 40:
                 raise O.OpError("E0112", f"`{od.name}` would produce a tensor of {n:.3g} elements, beyond 2**40",
                                 label=f"output shape {t}")
+    if ctx.facts.pairs:   # `(E // 4) * 4` is `E` under `ensure E % 4 == 0`
+        outs = [_simplified(t, ctx.facts) for t in outs]
     if any(t.vmax is not None for t in ins):
         outs = _value_bounds(od, ins, attrs, outs)
     _put(node, "outputs", outs)
@@ -149,6 +150,11 @@ def _node(ctx: ShapeContext, node: Node) -> None:
     _put(node, "flops", od.flops(ins, outs, attrs) if od.flops else Dim.const(0))
     if node.tie:
         _tie(ctx, node)
+
+
+def _simplified(t: TensorType, facts: Facts) -> TensorType:
+    shape = tuple(facts.simplify(d) for d in t.shape)
+    return t if shape == t.shape else t.model_copy(update={"shape": shape})
 
 
 UNBOUNDED = Dim.const(2 ** 62)   # computed from bounded values in a way the checker does not follow
