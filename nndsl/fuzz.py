@@ -134,6 +134,9 @@ class SpecGen:
         if not od.inputs:
             args = []
             ins = []
+        elif "needs_constant" in od.traits:   # `buffer`: its input must be known when the module is built
+            args = [f"arange(n={r.choice([1, 2, 3, 4])}) * {r.choice([1, 2, 3])}"]
+            ins = []
         else:
             n = len(od.inputs)
             if od.variadic:
@@ -290,8 +293,13 @@ def problems(src: str, run: bool = True, filename: str = FILE, stats: dict | Non
 
 def _indices_from_data(ir) -> bool:
     """An embedding looks up indices computed (by arithmetic, not layout) from the model's integer inputs:
-    whether they are in range depends on the data, which only the caller knows."""
+    whether they are in range depends on the data, which only the caller knows. A `take` whose indices
+    have no bound the checker follows (from data, or through `-`) is likewise checked by PyTorch."""
     for n in ir.nodes():
+        if n.op == "take":
+            t = ir.in_types(n.id)[1]
+            if t.vmax is None or not t.vmax.is_const or t.vmax.value >= 2 ** 62:
+                return True
         if n.op != "embedding":
             continue
         (src, port), = ir.inputs_of(n.id)

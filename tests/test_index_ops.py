@@ -107,3 +107,46 @@ model M {
         ref = sd["norm.weight"][:, None, None] * ref + sd["norm.bias"][:, None, None]
         assert torch.allclose(m.norm(x), ref, atol=1e-5)
         assert torch.allclose(m(x), m.out(ref), atol=1e-5)
+
+
+SWIN_ATTN = """block WindowBias(M: int, heads: int) {
+  input scores: [B, heads, M * M, M * M]
+  relative_position_bias_table = param([(2 * M - 1) * (2 * M - 1), heads])
+  r = arange(M * M)
+  rel_y = reshape(r // M, [M * M, 1]) - reshape(r // M, [1, M * M]) + (M - 1)
+  rel_x = reshape(r % M, [M * M, 1]) - reshape(r % M, [1, M * M]) + (M - 1)
+  relative_position_index = buffer(rel_y * (2 * M - 1) + rel_x)
+  bias = take(relative_position_bias_table, reshape(relative_position_index, [-1]), axis=0)
+  output scores + permute(reshape(bias, [M * M, M * M, heads]), [2, 0, 1])
+}
+model M {
+  input scores: [B, 3, 49, 49]
+  output attn = WindowBias(scores, 7, 3)
+}
+"""
+
+
+def test_a_buffer_is_computed_once_and_kept_at_its_name():
+    """Swin's `relative_position_index`: a registered buffer at torchvision's key, computed in __init__."""
+    res = nndsl.check(source=SWIN_ATTN)
+    assert res.ok, [d.message for d in res.diagnostics]
+    src = nndsl.compile_source(source=SWIN_ATTN)
+    init, forward = src.split("def forward", 1)[0], src.split("def forward", 1)[1]
+    assert "torch.arange(49)" in init and "torch.arange" not in forward   # built once, read in forward
+    m = nndsl.load(source=SWIN_ATTN, seed=0)
+    sd = m.state_dict()
+    assert sorted(sd) == ["attn.relative_position_bias_table", "attn.relative_position_index"]
+    assert torch.equal(sd["attn.relative_position_index"], _swin_index(7))
+    x = torch.randn(2, 3, 49, 49)
+    table = sd["attn.relative_position_bias_table"]
+    want = x + table[_swin_index(7).view(-1)].view(49, 49, 3).permute(2, 0, 1)
+    assert torch.allclose(m(x), want)
+    from nndsl.backends.summary import totals
+    assert totals(res.ir)["buffers"] == 49 * 49 and totals(res.ir)["total_params"] == 169 * 3
+
+
+def test_a_buffer_of_run_time_values_is_an_error():
+    src = SWIN_ATTN.replace("buffer(rel_y * (2 * M - 1) + rel_x)", "buffer(rel_y * (2 * M - 1) + rel_x + reshape(positions(scores, axis=2), [1, M * M]))")
+    res = nndsl.check(source=src)
+    assert [d.code for d in res.errors] == ["E0118"]
+    assert "scores" in res.errors[0].notes[0] and res.errors[0].call_sites[0].block == "WindowBias"

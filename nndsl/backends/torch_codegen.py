@@ -136,6 +136,9 @@ class Codegen:
                 args.append(v)
         child_paths = {c.path: c for c in self.children.get(P, [])}
         called: set[str] = set()
+        # what buffers are made of is computed once, in __init__; in forward only where a run-time op uses it
+        built, in_forward = self._constants(P)
+        cvar: dict[tuple[str, int], str] = {}
         for n in self._subtree_nodes(P):
             if n.scope != P:
                 child = self._child_of(P, n.scope, child_paths)
@@ -153,9 +156,30 @@ class Codegen:
                 continue
             if n.op in ("input", "block_input"):
                 continue
-            ins = [var[src] for src in self.ir.inputs_of(n.id)]
             lname = local(n.id)
             od = O.get(n.op)
+            if n.op == "buffer":
+                src = self.ir.inputs_of(n.id)[0]
+                ref = getattr_expr("self", lname)
+                persistent = "" if n.attrs.get("persistent", True) else ", persistent=False"
+                init_extra.append(f"self.register_buffer({lit(lname)}, {cvar[src]}{persistent})")
+                v = new_var(lname)
+                fwd.append(f"{v} = {ref}")
+                var[(n.id, 0)] = v
+                continue
+            if n.id in built:
+                low = self._lower(n, od, [cvar[s] for s in self.ir.inputs_of(n.id)], lname)
+                if low.init is not None:
+                    tree.put(lname.split("."), low.init, n.id)
+                vs = [new_var(f"{lname}_init" if len(n.outputs) == 1 else f"{lname}_init_{i}")
+                      for i in range(len(n.outputs))]
+                for i, v in enumerate(vs):
+                    cvar[(n.id, i)] = v
+                one = len(n.outputs) == 1 and od.n_outputs is None
+                init_extra.append(f"{', '.join(vs)}{'' if one else ','} = {low.expr}")
+                if n.id not in in_forward:
+                    continue
+            ins = [var[src] for src in self.ir.inputs_of(n.id)]
             if n.op == "param":
                 if "." in lname:
                     raise Abort(Diagnostic(code="E0304", message=f"a free parameter must be bound to a plain name, "
@@ -172,12 +196,7 @@ class Codegen:
                 continue
             if od is None or od.lower is None:
                 raise Abort(Diagnostic(code="E0304", message=f"`{n.op}` has no PyTorch lowering", span=n.span))
-            ctx = O.LowerCtx(node=n, a=n.recipe.attrs if n.recipe is not None else n.attrs, ins=self.ir.in_types(n.id), outs=n.outputs, args=ins,
-                             m=module_ref("self", lname), inplace="inplace" in od.traits and self._can_overwrite(n))
-            try:
-                low = od.lower(ctx)
-            except O.OpError as err:
-                raise Abort(Diagnostic(code=err.code, message=err.message, span=n.span)) from None
+            low = self._lower(n, od, ins, lname, inplace="inplace" in od.traits and self._can_overwrite(n))
             if low.init is not None:
                 tree.put(lname.split("."), low.init, n.id)
             if len(n.outputs) == 1 and od.n_outputs is None:
@@ -209,6 +228,35 @@ class Codegen:
         lines += ["        " + l for l in fwd]
         lines.append(f"        return {', '.join(rets)}" if rets else "        return None")
         return "\n".join(lines)
+
+    def _lower(self, n: Node, od, args: list[str], lname: str, inplace: bool = False):
+        ctx = O.LowerCtx(node=n, a=n.recipe.attrs if n.recipe is not None else n.attrs, ins=self.ir.in_types(n.id),
+                         outs=n.outputs, args=args, m=module_ref("self", lname), inplace=inplace)
+        try:
+            return od.lower(ctx)
+        except O.OpError as err:
+            raise Abort(Diagnostic(code=err.code, message=err.message, span=n.span)) from None
+
+    def _constants(self, P: str) -> tuple[set[str], set[str]]:
+        """Nodes of this instance that buffers are made of (computed in __init__), and those of them a
+        run-time op also uses (computed in forward too)."""
+        from ..passes.validate import constant_nodes
+
+        nodes = [n for n in self._subtree_nodes(P) if n.scope == P]
+        if not any(n.op == "buffer" for n in nodes):
+            return set(), set()
+        const = constant_nodes(self.ir)
+        is_buffer = lambda d: self.ir.node(d).op == "buffer"  # noqa: E731
+        built: set[str] = set()
+        for n in reversed(nodes):           # consumers before producers
+            if n.id in const and any(is_buffer(d) or d in built for d in self.ir.g.successors(n.id)):
+                built.add(n.id)
+        in_forward: set[str] = set()
+        for n in reversed(nodes):
+            if n.id in built and any((d not in built and not is_buffer(d)) or d in in_forward
+                                     for d in self.ir.g.successors(n.id)):
+                in_forward.add(n.id)
+        return built, in_forward
 
     def _can_overwrite(self, n: Node) -> bool:
         """Input 0 of `n` may be updated in place: it has no other consumer, is not an input or output of

@@ -86,6 +86,15 @@ A binding that becomes a layer (it owns parameters or a module) or a block insta
 attribute of `torch.nn.Module` (`training`, `forward`, `parameters`, `to`, `eval`, ...). PyTorch
 cannot register a submodule under such a name: the compiled module would break. Rename the binding;
 other bindings (activations, arithmetic) may use any name."""),
+    "E0118": Code("buffer not known when the module is built", """\
+`buffer(x)` computes `x` once, when the module is built, and stores it under the binding's name (a
+registered buffer, e.g. Swin's `relative_position_index`). So `x` may depend only on values known
+then: `arange`, numbers, and parameter-free ops of them, in the same block. It cannot depend on an
+input, a parameter, `positions` of an input, or a random op (dropout).
+
+    index = arange(M * M) // M                   # ok: known when the module is built
+    relative_position_index = buffer(index)
+    bad = buffer(x * 2)                          # error: x is an input"""),
     # -- shapes ----------------------------------------------------------------------------------
     "E0201": Code("shape mismatch", """\
 Two tensors that must agree in shape do not: the operands of an elementwise operation that cannot

@@ -128,7 +128,7 @@ register(OpDef(
     flops=lambda ins, outs, a: prod(ins[0].shape),
     lower=lambda c: Lowered(None, f"F.dropout({c.args[0]}, p={pyval(c.a['p'])}, training=self.training)"
                             if c.a["p"] > 0 else c.args[0]),
-    traits=frozenset({"pointwise", "parameter_free", "shape_preserving"}), check_attrs=_dropout_check,
+    traits=frozenset({"pointwise", "parameter_free", "shape_preserving", "random"}), check_attrs=_dropout_check,
     glyph="drop", doc="Zero elements with probability p during training.",
 ))
 
@@ -157,7 +157,7 @@ def _drop_path_lower(c):
 register(OpDef(
     name="drop_path", inputs=("x",), attrs=(Attr("p", "float", 0.0, lo=0, hi=1),), infer=_drop_path_infer,
     flops=lambda ins, outs, a: prod(ins[0].shape), lower=_drop_path_lower,
-    traits=frozenset({"parameter_free", "shape_preserving"}), check_attrs=_drop_path_check,
+    traits=frozenset({"parameter_free", "shape_preserving", "random"}), check_attrs=_drop_path_check,
     aliases=("stochastic_depth",), glyph="droppath",
     doc="Stochastic depth: in training, zero a whole sample with probability p (scaling the rest by "
         "1/(1-p)); the identity in eval mode (EfficientNet, ConvNeXt, Swin).",

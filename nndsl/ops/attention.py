@@ -50,7 +50,7 @@ def _flops(ins, outs, a):
 register(OpDef(
     name="attention", inputs=("q", "k", "v"),
     attrs=(Attr("causal", "bool", False), Attr("dropout", "float", 0.0, lo=0, hi=1), Attr("scale", "float", None)),
-    infer=_infer, flops=_flops, lower=_lower, traits=frozenset({"parameter_free", "attention"}),
+    infer=_infer, flops=_flops, lower=_lower, traits=frozenset({"parameter_free", "attention", "random"}),
     aliases=("sdpa", "scaled_dot_product_attention"), glyph="attn",
     doc="softmax(q k^T / sqrt(d)) v over [..., T, d] tensors, with an optional causal mask.",
 ))

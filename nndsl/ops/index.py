@@ -6,7 +6,8 @@ from __future__ import annotations
 from ..dims import Dim
 from ..recipe import KEEP, NEW, Ax, Out, Ref, Signature, broadcast_sig
 from ..types import TensorType
-from .registry import Attr, Lowered, OpDef, OpError, broadcast, pyval, register
+from ..recipe import Face, P
+from .registry import Attr, Lowered, OpDef, OpError, broadcast, concrete, pyval, register
 from .tensor import _axes_list, resolve_axis
 
 
@@ -23,7 +24,7 @@ register(OpDef(
     name="arange", inputs=(), attrs=(Attr("n", "int", lo=1, hi=2 ** 31 - 1, doc="length"),),
     infer=_arange_infer, flops=lambda ins, outs, a: Dim.const(0),
     lower=lambda c: Lowered(None, f"torch.arange({c.a['n']})"),
-    traits=frozenset({"parameter_free", "source"}), glyph="arange",
+    traits=frozenset({"parameter_free", "source", "constant"}), glyph="arange",
     doc="0, 1, ..., n-1 (int64), for index arithmetic known when the spec is checked.",
 ))
 
@@ -118,4 +119,26 @@ register(OpDef(
     lower=lambda c: Lowered(None, f"{c.args[0]}.masked_fill({c.args[1]}, {pyval(c.a['value'])})"),
     traits=frozenset({"parameter_free"}), glyph="fill",
     doc="x with `value` where the mask holds (attention masks: masked_fill(scores, mask, -100.0)).",
+))
+
+
+def _buffer_infer(ins, a, facts):
+    x = ins[0]
+    for d in x.shape:
+        concrete(d, "the shape of a buffer")
+    return [x]
+
+
+register(OpDef(
+    name="buffer", inputs=("x",), attrs=(Attr("persistent", "bool", True, doc="kept in the state dict"),),
+    infer=_buffer_infer,
+    params=lambda ins, a: [P("", tuple(d.value for d in ins[0].shape),
+                             tuple(Face("none", "out", 0, i) for i in range(ins[0].rank)), "buffer", ins[0].dtype)],
+    flops=lambda ins, outs, a: Dim.const(0),
+    lower=None,  # lowered by the codegen itself: computed in __init__, registered, read in forward
+    traits=frozenset({"shape_preserving", "weighted", "needs_constant"}), glyph="buf",
+    value_bound=lambda bounds, ins, outs, a: bounds[0],
+    doc="A tensor computed once when the module is built and registered as a buffer at this binding's "
+        "name (Swin's `relative_position_index = buffer(index)`); x may depend only on `arange` and "
+        "numbers through parameter-free ops (E0118 otherwise).",
 ))

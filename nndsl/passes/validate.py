@@ -37,6 +37,61 @@ def check_names(ir: IR, sink: Sink) -> None:
                 _reserved(sink, seg, "a block instance", inst.span, parent)
 
 
+def constant_nodes(ir: IR) -> set[str]:
+    """Nodes whose value is known when the module is built: `constant` sources, and parameter-free,
+    non-random ops of them in the same scope."""
+    const: set[str] = set()
+    for n in ir.nodes():
+        od = O.get(n.op)
+        if od is None:
+            continue
+        if "constant" in od.traits:
+            const.add(n.id)
+            continue
+        srcs = ir.inputs_of(n.id)
+        if srcs and "weighted" not in od.traits and "random" not in od.traits and \
+                all(u in const and ir.node(u).scope == n.scope for u, _p in srcs):
+            const.add(n.id)
+    return const
+
+
+def check_buffers(ir: IR, sink: Sink) -> None:
+    const = None
+    for n in ir.nodes():
+        if n.op != "buffer":
+            continue
+        if const is None:
+            const = constant_nodes(ir)
+        (src, _p), = ir.inputs_of(n.id)
+        if src not in const:
+            culprit = _first_runtime(ir, src, const, n.scope)
+            what = ir.node(culprit)
+            sink.error("E0118", "this buffer depends on a value only known when the model runs", n.span, n.scope,
+                       label="computed once, when the module is built",
+                       notes=[f"it depends on `{what.binding or what.id}` ({what.op}), known only at run time"
+                              if what.op not in ("input", "block_input") else
+                              f"it depends on the input `{what.attrs.get('name', what.id)}`"],
+                       help="build buffers from `arange` and numbers in the same block")
+        elif "." in (n.local or n.id):
+            sink.error("E0118", "a buffer must be bound to a plain name", n.span, n.scope,
+                       help="write `name = buffer(...)` on its own line")
+
+
+def _first_runtime(ir: IR, nid: str, const: set[str], scope: str) -> str:
+    """The nearest ancestor that makes `nid` a run-time value."""
+    seen, stack = set(), [nid]
+    while stack:
+        cur = stack.pop()
+        if cur in seen:
+            continue
+        seen.add(cur)
+        srcs = [u for u, _p in ir.inputs_of(cur) if u not in const]
+        if not srcs:
+            return cur
+        stack.extend(srcs)
+    return nid
+
+
 def model_bytes(ir: IR, kinds=("param", "buffer")) -> tuple[int, object]:
     """Bytes the model's parameters and buffers take (tied ones once), and the node holding the most."""
     from ..types import dtype_bytes
@@ -66,6 +121,7 @@ def validate(ir: IR, sink: Sink, limits: Limits = DEFAULT) -> None:
     if not nx.is_directed_acyclic_graph(ir.g):
         sink.error("E9999", "internal compiler error: the elaborated graph has a cycle")
     check_names(ir, sink)
+    check_buffers(ir, sink)
     check_size(ir, sink, limits)
     if not ir.meta.outputs:
         return
