@@ -493,6 +493,7 @@ class Elaborator:
                 else:
                     rest.append((v, sp))
         else:
+            pos = _spread_tuple(pos, n_fixed)
             i = 0
             while i < len(pos) and i < n_fixed:
                 v, sp = pos[i]
@@ -771,6 +772,7 @@ class Elaborator:
         if len(self.stack) >= self.limits.block_depth:
             self.fail("E0112", f"blocks nested more than {self.limits.block_depth} deep", span)
         n_in = sum(isinstance(s, A.Input) for s in bd.body)
+        pos = _spread_tuple(pos, n_in)
         tensors = []
         for v, sp in pos[:n_in]:
             if isinstance(v, TupleVal):
@@ -873,6 +875,16 @@ def _names_in(e) -> set[str]:
             walk(x.value)
     walk(e)
     return out
+
+
+def _spread_tuple(pos: list, n_inputs: int) -> list:
+    """A tuple given (or piped) first to a callee with several tensor inputs fills them in order:
+    `chunk(x, 2) |> matmul`, `(q, k, v) |> attention` as `attention(q, k, v)`. Each item keeps the span
+    of the expression that made the tuple."""
+    if n_inputs >= 2 and pos and isinstance(pos[0][0], TupleVal):
+        v, sp = pos[0]
+        return [(item, sp) for item in v.items] + list(pos[1:])
+    return pos
 
 
 def _attr_slot(el: "Elaborator", od: O.OpDef, at: O.Attr) -> Slot:

@@ -303,3 +303,30 @@ def test_a_chain_as_a_stage_nests_its_names(torch):
     assert m(torch.randn(2, 8, 6, 6)).shape == (2, 8, 6, 6)
     bad = nndsl.check(source=src.replace("(conv2d(16", "(x |> conv2d(16"))
     assert not bad.ok  # the inner chain starts with a stage, not a value
+
+
+def test_a_piped_tuple_fills_the_inputs_in_order(torch):
+    src = """block Attend {
+  input q: [B, T, D]
+  input k: [B, T, D]
+  input v: [B, T, D]
+  output attention(q, k, v)
+}
+model M {
+  input x: [B, T, 12]
+  qkv = chunk(x, 3, axis=2)
+  a = qkv |> attention
+  b = qkv |> Attend
+  output a + b
+}
+"""
+    m = nndsl.load(source=src)
+    x = torch.randn(2, 5, 12)
+    q, k, v = x.chunk(3, dim=2)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    assert torch.allclose(m(x), 2 * want, atol=1e-6)
+    bad = nndsl.check(source="model M {\n  input x: [B, 8]\n  t = chunk(x, 2, axis=1)\n  output t |> matmul\n}\n")
+    (err,) = bad.errors
+    # both operands come from `t`: one caret there, with both shapes, and no repeated labels
+    assert err.code == "E0201" and err.span.line == 4 and err.label == "[B, 4] and [B, 4]"
+    assert len({(s.span, s.message) for s in err.secondary}) == len(err.secondary) == 1

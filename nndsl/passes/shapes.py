@@ -306,17 +306,24 @@ def _diag(ctx: ShapeContext, node: Node, err: O.OpError) -> Diagnostic:
     sec: list[Label] = []
     primary, label = node.span, err.label
     if err.arg_labels:
-        keys = sorted(err.arg_labels)
-        first = keys[0]
-        if first < len(spans) and spans[first] is not None:
-            primary, label = spans[first], err.arg_labels[first]
-        for k in keys[1:]:
+        # operands written at one place (a tuple piped into several inputs) share one label
+        by_span: dict = {}
+        for k in sorted(err.arg_labels):
             if k < len(spans) and spans[k] is not None:
-                sec.append(Label(span=spans[k], message=err.arg_labels[k]))
-        for k in keys:
+                by_span.setdefault(spans[k], []).append(err.arg_labels[k])
+        for i, (sp, texts) in enumerate(by_span.items()):
+            text = texts[0] if len(texts) == 1 else " and ".join(texts)
+            if i == 0:
+                primary, label = sp, text
+            else:
+                sec.append(Label(span=sp, message=text))
+        shown = set()
+        for k in sorted(err.arg_labels):
             if k < len(inputs):
                 src = ir.node(inputs[k][0])
-                if spans[k] is not None and src.span.line != spans[k].line and src.op != "input":
+                if spans[k] is not None and src.span.line != spans[k].line and src.op != "input" \
+                        and src.span not in shown:
+                    shown.add(src.span)
                     what = f"`{src.binding}`" if src.binding else "this"
                     sec.append(Label(span=src.span, message=f"{what} gets its shape here"))
     elif err.arg is not None and err.arg < len(spans) and spans[err.arg] is not None:
