@@ -13,6 +13,34 @@ from functools import reduce
 from typing import Union
 
 IntLike = Union[int, "Dim"]
+
+
+# -- scoped symbols ------------------------------------------------------------------------------
+# A dim a model declares (`B`, `T`) is a symbol of the model's scope, named as written. A dim a block
+# declares is local to each instance of the block: `H` of the instance `layer1.0` is the symbol
+# `H@layer1.0`, bound by unification when the instance is called. Only these functions know how a
+# scope is written into a symbol; every pass asks them.
+def scoped(name: str, scope: str | None) -> str:
+    """The symbol of dim `name` declared in the block instance `scope` (None: the model's own)."""
+    return name if scope is None else f"{name}@{scope or '_'}"
+
+
+def sym_name(sym: str) -> str:
+    """The dim's name as the user wrote it."""
+    return sym.split("@", 1)[0]
+
+
+def is_local(sym: str) -> bool:
+    """The symbol belongs to a block instance (unification binds it), not to the model."""
+    return "@" in sym
+
+
+_SCOPE = re.compile(r"@[A-Za-z0-9_.@]+")
+
+
+def display(text: str) -> str:
+    """`text` with every symbol shown by its name only (diagnostics speak the user's names)."""
+    return _SCOPE.sub("", text)
 _ATOM_ORDER = {"s": 0, "f": 1, "m": 2}
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import ops as O
 from .diagnostics import Abort, Diagnostic, Label, Sink, Span
-from .dims import Dim, Facts
+from .dims import Dim, Facts, scoped, sym_name
 from .ir import IR, EnsureCheck, GraphMeta, Instance, ModelInput, Node
 from .expansion import Estimator
 from .limits import DEFAULT, Limits
@@ -284,7 +284,7 @@ class Elaborator:
                 ellipsis = len(dims)
                 continue
             if isinstance(e, A.Name) and ctx.scope.lookup(e.id) is None:
-                sym = f"{e.id}@{ctx.scope.path or '_'}" if block_level else e.id
+                sym = scoped(e.id, ctx.scope.path if block_level else None)
                 d = Dim.sym(sym)
                 ctx.scope.names[e.id] = Binding(d, e.span, "dim", True)
                 if not block_level and e.id not in self.ir.meta.free_dims:
@@ -608,7 +608,7 @@ class Elaborator:
                     n = x.symbol_name()
                     if n is None:
                         bad("axis names or indices")
-                    out.append(n.split("@")[0])
+                    out.append(sym_name(n))
                 elif isinstance(x, (int, str)) and not isinstance(x, bool):
                     out.append(x)
                 else:

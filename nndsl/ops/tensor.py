@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..dims import Dim
+from ..dims import Dim, sym_name
 from ..recipe import DERIVE, KEEP, MERGE, NEW, Ax, Out, Ref, Signature, broadcast_sig
 from ..types import TensorType
 from .registry import Attr, Lowered, OpDef, OpError, broadcast, prod, pyval, register
@@ -15,7 +15,7 @@ def resolve_axis(t: TensorType, axis, what: str = "axis") -> int:
     if isinstance(axis, Dim):
         axis = axis.symbol_name() or (axis.value if axis.is_const else str(axis))
     if isinstance(axis, str):
-        name = axis.split("@")[0]
+        name = sym_name(axis)
         names = t.axis_names()
         if name in names:
             return names.index(name)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
-from ..dims import Dim
+from ..dims import Dim, sym_name
 from ..ir import IR
 from ..recipe import DERIVE, KEEP, MERGE, NEW
 
@@ -134,7 +134,7 @@ def _fresh(ax: _Axes, node, o: int, t, k: int) -> int:
     name, rank = names[k], DECLARED
     if not name:
         sym = d.symbol_name()
-        name, rank = (sym.split("@")[0], DECLARED) if sym else (f"{node.local or node.id}[{k}]", GENERATED)
+        name, rank = (sym_name(sym), DECLARED) if sym else (f"{node.local or node.id}[{k}]", GENERATED)
     return ax.new(name, rank, d, "input" if node.op == "input" else NEW, node.id)
 
 

@@ -7,7 +7,8 @@ from ..evaluate import Binding, Deferred, Evaluator, Reported, Scope, Undecidabl
 from ..ir import IR
 from ..syntax import ast as A
 from ..values import TensorVal, decode
-from .shapes import ShapeContext, _strip
+from ..dims import display as _strip
+from .shapes import ShapeContext
 
 
 def param_count(ir: IR, scope: str = "", kinds=("param",), trainable_only: bool = False) -> int:
