@@ -384,8 +384,15 @@ def _node_of(src, op):
     # transposed: each input channel (of its group) feeds C_out/groups * k_h * k_w outputs; PyTorch's own
     # formula reads the transposed weight positionally and swaps the two
     ("conv_transpose2d(x, 6, kernel=2, stride=2)", "conv_transpose2d", 2 * (3 * 4 * 9 * 8) * 6 * 4, (4 * 4, 6 * 4)),
+    # conv3d over [B, C, D, H, W] = [3, 4, 9, 8, 1]: out 2 x (9-2) x (8-2) x 1 per sample
+    ("conv3d(reshape(x, [3, 4, 9, 8, 1]), 2, kernel=[3, 3, 1])", "conv3d", 2 * 4 * 9 * 2 * 7 * 6 * 1 * 3, (4 * 9, 2 * 9)),
+    # embedding: a lookup, no multiply-adds; one row per index value, one column per output feature
+    ("embedding(positions(x, axis=2), 11, 5)", "embedding", 0, (11, 5)),
+    # a free parameter: its last axis is its fan-in, its first its fan-out
+    ("x + param([1, 9, 8])", "param", 0, (8, 1)),
 ])
 def test_flops_and_fan_against_independent_counts(spec, op, flops, fan):
+    """FLOPs count a multiply-add as 2; fan is what one output unit sees and one input unit feeds."""
     n, ins = _node_of(f"model M {{\n  input x: [3, 4, 9, 8]\n  output {spec}\n}}\n", op)
     assert n.flops.value == flops
     assert n.recipe.fan == fan
