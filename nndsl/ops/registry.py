@@ -8,6 +8,7 @@ further optional fields of the same record. Passes ask for traits, never for lis
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -150,6 +151,12 @@ def _load() -> None:
 
 # -- helpers shared by op families --------------------------------------------------------------
 def prod(dims) -> Dim:
+    return _prod(tuple(dims))
+
+
+@functools.lru_cache(maxsize=4096)
+def _prod(dims: tuple) -> Dim:
+    """Products of shapes repeat across a network (every layer of a width): computed once each."""
     out = Dim.const(1)
     for d in dims:
         out = out * d
