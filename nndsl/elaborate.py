@@ -509,6 +509,7 @@ class Elaborator:
                       f"({', '.join(od.inputs)}) but {len(tensors)} {'was' if len(tensors) == 1 else 'were'} given", span)
         free_attrs = [a for a in od.attrs if a.type != "kwargs"]
         kw_attr = next((a for a in od.attrs if a.type == "kwargs"), None)
+        sizes: dict[str, Any] = {}
 
         def too_many(n):
             v, sp = rest[n]
@@ -524,10 +525,10 @@ class Elaborator:
         slots = [_attr_slot(self, od, at) for at in free_attrs]
         attrs = bind_call(od.name, slots, rest, kw, span, fail=self.fail, too_many=too_many, missing=missing,
                           unknown=lambda k, sp: self._unknown_kw(k, [a.name for a in free_attrs], sp, od.name),
-                          rest=(lambda k, v, sp: self._coerce_attr(od, O.Attr(k, "dim"), v, sp)) if kw_attr else None)
+                          rest=(lambda k, v, sp: sizes.__setitem__(k, self._coerce_attr(od, O.Attr(k, "dim"), v, sp)))
+                          if kw_attr else None)
         if kw_attr is not None:      # `rearrange(x, "...", p=16)`: the keywords no attribute has are sizes
-            attrs = {**{a.name: attrs[a.name] for a in free_attrs}, kw_attr.name: {k: v for k, v in attrs.items()
-                                                                                 if k not in {a.name for a in free_attrs}}}
+            attrs[kw_attr.name] = sizes
         if od.check_attrs is not None and _concrete_attrs(attrs):
             try:
                 od.check_attrs(attrs)

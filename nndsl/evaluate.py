@@ -98,7 +98,7 @@ class Slot:
 def bind_call(what: str, slots: list[Slot], pos: list, kw: dict, span: Span, *, fail, too_many, missing,
               unknown, rest=None, overrides: dict | None = None, noun: str = "") -> dict:
     """Bind the positional and keyword arguments of a call to `slots`, for blocks and ops alike:
-    positionals in order, keywords by name (`rest(k, value, span)` takes the keywords no slot has, when
+    positionals in order, keywords by name (`rest(k, value, span)` is given the keywords no slot has, when
     the callee accepts any), `overrides` (model parameters from the command line), then defaults.
     The callbacks word the errors: `too_many(i)`, `missing(slot)`, `unknown(keyword, span)`."""
     by_name = {s.name: s for s in slots}
@@ -107,13 +107,12 @@ def bind_call(what: str, slots: list[Slot], pos: list, kw: dict, span: Span, *, 
         too_many(len(slots))
     for (v, sp), slot in zip(pos, slots):
         out[slot.name] = slot.coerce(v, sp)
-    extra: dict[str, Any] = {}
     for k, (v, sp) in kw.items():
         slot = by_name.get(k)
         if slot is None:
             if rest is None:
                 unknown(k, sp)
-            extra[k] = rest(k, v, sp)
+            rest(k, v, sp)
             continue
         if k in out:
             fail("E0104", f"{noun}`{k}` of `{what}` is given twice", sp)
@@ -126,7 +125,7 @@ def bind_call(what: str, slots: list[Slot], pos: list, kw: dict, span: Span, *, 
             if slot.default is REQUIRED:
                 missing(slot)
             out[slot.name] = slot.default(out) if callable(slot.default) else slot.default
-    return {**{s.name: out[s.name] for s in slots}, **extra}
+    return {s.name: out[s.name] for s in slots}
 
 
 def _dotted(e) -> str:

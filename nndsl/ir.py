@@ -92,6 +92,7 @@ class GraphMeta(BaseModel):
     ensures: list[EnsureCheck] = []
     facts: list[tuple[str, str]] = []  # divisibility facts (num, den) as dim strings
     free_dims: list[str] = []
+    constants: list[str] = []          # nodes known when the module is built (what buffers are made of)
 
 
 class IR:

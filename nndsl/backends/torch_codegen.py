@@ -52,6 +52,7 @@ def module_ref(base: str, path: str) -> str:
 class Codegen:
     def __init__(self, ir: IR):
         self.ir = ir
+        self._const_set: set[str] | None = None
         self.subtree: dict[str, list[Node]] = {}
         self.children: dict[str, list[Instance]] = {}
         insts = ir.meta.instances
@@ -240,12 +241,12 @@ class Codegen:
     def _constants(self, P: str) -> tuple[set[str], set[str]]:
         """Nodes of this instance that buffers are made of (computed in __init__), and those of them a
         run-time op also uses (computed in forward too)."""
-        from ..passes.validate import constant_nodes
-
         nodes = [n for n in self._subtree_nodes(P) if n.scope == P]
         if not any(n.op == "buffer" for n in nodes):
             return set(), set()
-        const = constant_nodes(self.ir)
+        const = self._const_set
+        if const is None:             # recorded by the validate pass
+            const = self._const_set = set(self.ir.meta.constants)
         is_buffer = lambda d: self.ir.node(d).op == "buffer"  # noqa: E731
         built: set[str] = set()
         for n in reversed(nodes):           # consumers before producers

@@ -17,7 +17,7 @@ from typing import NamedTuple, Optional
 
 from ..dims import Dim, sym_name
 from ..ir import IR
-from ..recipe import DERIVE, KEEP, MERGE, NEW
+from ..recipe import KEEP, MERGE, NEW
 
 DECLARED, LETTER, DERIVED, LAYER, GENERATED = 4, 3, 2, 1, 0
 
@@ -79,14 +79,14 @@ def assign_axes(ir: IR) -> dict[int, AxisInfo]:
         if not node.outputs:
             continue
         if node.op == "input" or node.recipe is None and node.op != "block_input":
-            nd["axes"] = [tuple(_fresh(ax, node, o, t, k) for k in range(t.rank)) for o, t in enumerate(node.outputs)]
+            nd["axes"] = _all_fresh(ax, node)
             continue
         in_ids = []
         for u, p in ir.inputs_of(node.id):
             src = ir.node(u).axes
             in_ids.append(src[p] if p < len(src) else None)
-        if None in in_ids:
-            nd["axes"] = [tuple(_fresh(ax, node, o, t, k) for k in range(t.rank)) for o, t in enumerate(node.outputs)]
+        if None in in_ids:            # an upstream node failed: this one starts afresh
+            nd["axes"] = _all_fresh(ax, node)
             continue
         if node.op == "block_input":
             ids = tuple(in_ids[0][:node.outputs[0].rank])
@@ -128,14 +128,19 @@ def _declared(name: str) -> bool:
     return not name.islower() or len(name) > 1   # a one-letter lower-case name is a pattern letter
 
 
-def _fresh(ax: _Axes, node, o: int, t, k: int) -> int:
-    names = t.axis_names()
-    d = t.shape[k]
-    name, rank = names[k], DECLARED
-    if not name:
-        sym = d.symbol_name()
-        name, rank = (sym_name(sym), DECLARED) if sym else (f"{node.local or node.id}[{k}]", GENERATED)
-    return ax.new(name, rank, d, "input" if node.op == "input" else NEW, node.id)
+def _all_fresh(ax: _Axes, node) -> list[tuple[int, ...]]:
+    """New identities for every axis of a node's outputs, named by declaration, dim or position."""
+    out = []
+    for t in node.outputs:
+        ids = []
+        for k, (d, name) in enumerate(zip(t.shape, t.axis_names())):
+            rank = DECLARED
+            if not name:
+                sym = d.symbol_name()
+                name, rank = (sym_name(sym), DECLARED) if sym else (f"{node.local or node.id}[{k}]", GENERATED)
+            ids.append(ax.new(name, rank, d, "input" if node.op == "input" else NEW, node.id))
+        out.append(tuple(ids))
+    return out
 
 
 def _ref(ax: _Axes, in_ids, r, name: Optional[str], d: Dim, node) -> int:
@@ -165,10 +170,8 @@ def _one(ax: _Axes, node, rule, in_ids, d: Dim, k: int) -> int:
             i = ax.union(i, j)
         ax.offer(i, rule.name, LETTER)
         return ax.find(i)
-    parents = tuple(_ref(ax, in_ids, r, None, d, node) for r in rule.refs)
-    if rule.kind == MERGE:
-        return ax.new(rule.name or "", LETTER if rule.name else DERIVED, d, MERGE, node.id, parents)
-    return ax.new(rule.name or "", LETTER if rule.name else DERIVED, d, DERIVE, node.id, parents, rule.how)
+    parents = tuple(_ref(ax, in_ids, r, None, d, node) for r in rule.refs)    # MERGE or DERIVE
+    return ax.new(rule.name or "", LETTER if rule.name else DERIVED, d, rule.kind, node.id, parents, rule.how)
 
 
 def _names(ax: _Axes) -> dict[int, AxisInfo]:

@@ -56,12 +56,14 @@ def constant_nodes(ir: IR) -> set[str]:
 
 
 def check_buffers(ir: IR, sink: Sink) -> None:
+    """Every buffer is made of values known when the module is built; records those nodes on the IR."""
     const = None
     for n in ir.nodes():
         if n.op != "buffer":
             continue
         if const is None:
             const = constant_nodes(ir)
+            ir.meta.constants = [nid for nid in ir.g.nodes if nid in const]
         (src, _p), = ir.inputs_of(n.id)
         if src not in const:
             culprit = _first_runtime(ir, src, const, n.scope)
