@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .diagnostics import Diagnostic, NNDSLError
 
 __version__ = "0.1.0"
-__all__ = ["parse", "check", "load", "compile_source", "CheckResult", "Diagnostic", "NNDSLError", "Limits",
+__all__ = ["parse", "check", "load", "draw", "compile_source", "CheckResult", "Diagnostic", "NNDSLError", "Limits",
            "__version__"]
 
 # `import nndsl` is cheap: the front end (parser, IR, passes) loads on first use (PEP 562).
@@ -84,6 +84,24 @@ def compile_source(path: str | Path | None = None, *, source: str | None = None,
         return generate(res.ir)[0]
     except Abort as e:
         raise NNDSLError([e.diagnostic], res.sources) from None
+
+
+def draw(path: str | Path | None = None, *, source: str | None = None, model: str | None = None,
+         style: str = "circuit", depth: int = 2, expand: tuple = (), detail: bool = False, sizes: bool = True,
+         annotate: tuple = (), limits: Limits | None = None, import_root: str | Path | None = None, **dims: Any):
+    """Draw a spec: a neural circuit diagram (`style="circuit"`: one wire per axis, ops on the wires they
+    use) or the dataflow graph (`style="graph"`). Returns a Drawing: `.save("m.svg")` (svg, png, pdf, dot
+    by extension), `.svg()`, `.dot`, `.diagram` (the layout model), and inline display in Jupyter.
+    `depth` is how many levels of block instances are drawn as fences (the next level as boxes),
+    `expand` names instances to open whatever the depth. Raises NNDSLError for a spec with errors."""
+    from .backends.ncd import Options
+    from .backends.ncd_dot import Drawing
+    from .limits import DEFAULT
+
+    lim = limits or DEFAULT
+    res = check(path, source=source, model=model, limits=limits, import_root=import_root, **dims).raise_for_errors()
+    opt = Options(depth=depth, expand=tuple(expand), detail=detail, sizes=sizes, annotate=tuple(annotate))
+    return Drawing(res.ir, style, opt, max_items=lim.draw_items, max_nodes=lim.draw_nodes)
 
 
 def load(path: str | Path | None = None, model: str | None = None, seed: int | None = None, *,

@@ -214,22 +214,44 @@ def compile(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]
 @app.command()
 def draw(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]] = DimOpt,
          output: Path = typer.Option(None, "--output", "-o", help="OUT.svg, .png, .pdf or .dot"),
-         max_draw_nodes: int = typer.Option(DEFAULT.draw_nodes, "--max-draw-nodes",
-                                            help="Boxes a rendered diagram may have; larger graphs collapse blocks."),
+         style: str = typer.Option("circuit", "--style", help="circuit (one wire per axis) or graph (dataflow)."),
+         depth: int = typer.Option(2, "--depth", min=0, help="Levels of block instances drawn as fences; the "
+                                   "next level is drawn as boxes."),
+         expand: Optional[List[str]] = typer.Option(None, "--expand", help="Open this instance (path or name) "
+                                                    "whatever the depth; repeatable."),
+         detail: bool = typer.Option(False, "--detail", help="Convolutions and pools as window wedges."),
+         sizes: bool = typer.Option(True, "--sizes/--no-sizes", help="Show known sizes on the wires (D=768)."),
+         annotate: Optional[str] = typer.Option(None, "--annotate", help="Badges from the facets: a comma list "
+                                                "of init, sparsity, symmetry."),
+         fmt_opt: Optional[str] = typer.Option(None, "--format", help="svg, png, pdf or dot (default: by the "
+                                               "output's extension)."),
+         max_draw_nodes: Optional[int] = typer.Option(None, "--max-draw-nodes",
+                                                      help="Boxes a diagram may have; larger ones collapse blocks."),
          max_nodes: Optional[int] = MaxNodesOpt, max_file_size: Optional[int] = MaxFileOpt,
          import_root: Optional[Path] = ImportRootOpt):
-    """Render the dataflow graph through Graphviz."""
-    from .backends.draw import FORMATS, TooLarge, render
+    """Draw the model: a neural circuit diagram (default) or the dataflow graph."""
+    from .backends.draw import TooLarge as GraphTooLarge
+    from .backends.ncd import BADGES, Options
+    from .backends.ncd_dot import FORMATS, Drawing, TooLarge
 
     out = output or file.with_suffix(".svg")
-    fmt = out.suffix.lower().lstrip(".")
+    fmt = (fmt_opt or out.suffix).lower().lstrip(".")
     if fmt not in FORMATS:
-        _fail("E0402", f"cannot draw to `{out}`: unknown format `{out.suffix or '(none)'}`",
+        _fail("E0402", f"cannot draw to `{out}`: unknown format `{fmt_opt or out.suffix or '(none)'}`",
               help="use .svg, .png, .pdf or .dot")
+    if style not in ("circuit", "graph"):
+        _usage(f"unknown --style `{style[:20]}`; use circuit or graph")
+    notes = tuple(a.strip() for a in (annotate or "").split(",") if a.strip())
+    for a in notes:
+        if a not in BADGES:
+            _usage(f"unknown --annotate `{a[:20]}`; use {', '.join(BADGES)}")
     res = _load(file, model, dim, _limits(max_nodes, max_file_size), import_root)
+    opt = Options(depth=depth, expand=tuple(expand or ()), detail=detail, sizes=sizes, annotate=notes)
+    limit = max_draw_nodes if max_draw_nodes is not None else (DEFAULT.draw_items if style == "circuit"
+                                                              else DEFAULT.draw_nodes)
     try:
-        data = render(res.ir, fmt, max_nodes=max_draw_nodes)
-    except TooLarge as e:
+        data = Drawing(res.ir, style, opt, max_items=limit, max_nodes=limit).render(fmt)
+    except (TooLarge, GraphTooLarge) as e:
         d = Diagnostic(code="E0112", message=f"cannot draw `{res.ir.meta.model}`: {e}",
                        span=_model_span(res), label="this model",
                        help="draw a smaller model, or raise --max-draw-nodes (Graphviz may then take minutes)")

@@ -14,6 +14,8 @@ nothing). No pass subclasses another to evaluate.
 """
 from __future__ import annotations
 
+import math
+
 import operator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +26,7 @@ from .limits import DEFAULT, Limits
 from .syntax import ast as A
 from .values import SizedList, TensorVal, TupleVal, describe, value_size
 
-BUILTINS = {"shape", "len", "min", "max_of", "int", "float", "rank"}
+BUILTINS = {"shape", "len", "min", "max_of", "int", "float", "rank", "sqrt"}
 
 
 class Deferred(Exception):
@@ -361,7 +363,7 @@ class Evaluator:
         return compare(e.op, a, b, lambda: self.fail("E0106", f"cannot compare {describe(a)} with {describe(b)}", e.span))
 
     def builtin(self, fname: str, e: A.Call, scope: Scope, ensure: bool):
-        """`shape`, `rank` (in `ensure`), `len`, `min`, `max_of`, `int`, `float`."""
+        """`shape`, `rank` (in `ensure`), `len`, `min`, `max_of`, `int`, `float`, `sqrt`."""
         if fname in ("shape", "rank") and not ensure:
             self.fail("E0115", f"`{fname}` can only be used in `ensure`", e.span,
                       help="shapes are known after elaboration; to use a size, name it in the input "
@@ -380,6 +382,12 @@ class Evaluator:
             if not args or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
                 self.fail("E0106", f"`{fname}` takes numbers", e.span)
             return min(args) if fname == "min" else max(args)
+        if fname == "sqrt":
+            if len(args) != 1 or not isinstance(args[0], (int, float)) or isinstance(args[0], bool):
+                self.fail("E0106", "`sqrt` takes one number", e.span)
+            if args[0] < 0:
+                self.fail("E0111", f"`sqrt` of {args[0]} has no real value", e.span)
+            return math.sqrt(args[0])
         if fname in ("int", "float"):
             if len(args) != 1 or not isinstance(args[0], (int, float)) or isinstance(args[0], bool):
                 self.fail("E0106", f"`{fname}` takes one number", e.span)

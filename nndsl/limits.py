@@ -24,7 +24,8 @@ class Limits:
     syntax_errors: int = 10            # syntax errors reported before giving up on a file
     warnings: int = 50                 # warnings shown, then "and K more"
     errors: int = 100                  # errors shown, then "and K more"
-    draw_nodes: int = 2_000            # nodes a rendered diagram may have
+    draw_nodes: int = 2_000            # boxes a dataflow diagram (`--style graph`) may have
+    draw_items: int = 10_000           # ops a circuit diagram may draw (its layout is linear; Graphviz only renders)
     memory_bytes: int | None = None    # bytes `load` may allocate; None: the machine's available memory
 
     def with_(self, **kw) -> "Limits":

@@ -104,7 +104,7 @@ def test_compile_writes_standalone_source(tmp_path):
 @pytest.mark.parametrize("ext", ["svg", "png", "pdf"])
 def test_draw_through_real_dot(tmp_path, ext):
     out = tmp_path / f"unet.{ext}"
-    r = nndsl("draw", EXAMPLES / "unet.nn", "-o", out)
+    r = nndsl("draw", EXAMPLES / "unet.nn", "-o", out, "--style", "graph")
     assert r.returncode == 0, r.stderr
     data = out.read_bytes()
     assert len(data) > 1000
@@ -115,7 +115,7 @@ def test_draw_through_real_dot(tmp_path, ext):
 
 def test_draw_dot_source(tmp_path):
     out = tmp_path / "g.dot"
-    r = nndsl("draw", EXAMPLES / "resnet18.nn", "-o", out)
+    r = nndsl("draw", EXAMPLES / "resnet18.nn", "-o", out, "--style", "graph")
     assert r.returncode == 0
     text = out.read_text()
     assert text.startswith('digraph "ResNet18"') and "cluster_layer1.0" in text

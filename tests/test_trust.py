@@ -282,13 +282,17 @@ def test_load_refuses_a_model_beyond_the_memory_budget(tmp_path):
 
 def test_draw_of_a_long_chain_refuses_instead_of_crashing_dot(tmp_path):
     p = spec(tmp_path, "c.nn", "model M(n: int = 20000) {\n  input x: [B, 4]\n  output x |> repeat n { relu }\n}\n")
-    code, _, err = run("draw", p, "-o", "c.svg", cwd=tmp_path)
+    code, _, err = run("draw", p, "-o", "c.svg", "--style", "graph", cwd=tmp_path)
     assert code == 1 and "error[E0112]: cannot draw `M`: the diagram would have 20,001 boxes, more than the " \
                          "limit of 2,000" in err
+    code, _, err = run("draw", p, "-o", "c.svg", cwd=tmp_path)       # a circuit diagram: 20,000 ops
+    assert code == 1 and "error[E0112]: cannot draw `M`: the diagram would have 20,000 boxes, more than the " \
+                         "limit of 10,000" in err
 
 
 def test_draw_collapses_blocks_when_large(tmp_path):
-    code, _, err = run("draw", EXAMPLES / "gpt2_small.nn", "-o", "g.dot", "--max-draw-nodes", "100", cwd=tmp_path)
+    code, _, err = run("draw", EXAMPLES / "gpt2_small.nn", "-o", "g.dot", "--max-draw-nodes", "100",
+                       "--style", "graph", cwd=tmp_path)
     assert code == 0, err
     dot = (tmp_path / "g.dot").read_text()
     assert 20 < dot.count("[label=") <= 100 and "logits.h.11" in dot

@@ -1,5 +1,6 @@
 """Operations: one declaration per op (see registry.py)."""
-from .registry import OPS, Attr, Lowered, LowerCtx, OpDef, OpError, ParamSpec, all_names, get, register, suggest
+from .registry import (OPS, Attr, Lowered, LowerCtx, OpDef, OpError, ParamSpec, all_names, draw_kind, get, register,
+                       suggest)
 
-__all__ = ["OPS", "Attr", "Lowered", "LowerCtx", "OpDef", "OpError", "ParamSpec", "all_names", "get",
+__all__ = ["OPS", "Attr", "Lowered", "LowerCtx", "OpDef", "OpError", "ParamSpec", "all_names", "draw_kind", "get",
            "register", "suggest"]

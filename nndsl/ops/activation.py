@@ -93,7 +93,7 @@ def _identity_infer(ins, a, facts):
 register(OpDef(
     name="identity", inputs=("x",), infer=_identity_infer, flops=lambda ins, outs, a: Dim.const(0),
     lower=lambda c: Lowered(None, c.args[0]),
-    traits=frozenset({"pointwise", "parameter_free", "shape_preserving"}), glyph="id", doc="y = x",
+    traits=frozenset({"pointwise", "parameter_free", "shape_preserving"}), glyph="id", draw="alias", doc="y = x",
 ))
 
 
@@ -110,6 +110,7 @@ def _softmax(name, fn):
         flops=lambda ins, outs, a: 5 * prod(ins[0].shape),
         lower=lambda c: Lowered(None, f"{fn}({c.args[0]}, dim={c.a['axis']})"),
         traits=frozenset({"activation", "parameter_free", "shape_preserving"}), glyph=name,
+        draw="softmax", draw_on=lambda a, rank: (a["axis"],),
         doc=f"{name} along one axis (default the last).",
     ))
 

@@ -49,7 +49,7 @@ register(OpDef(
     flops=lambda ins, outs, a: Dim.const(0),
     lower=lambda c: Lowered(None, f"{c.args[0]}[{'(slice(None),) * ' + str(c.a['axis']) + ' + ' if c.a['axis'] else ''}"
                                   f"({c.args[1]},)]"),
-    traits=frozenset({"parameter_free", "index"}), aliases=("gather_rows",), glyph="take",
+    traits=frozenset({"parameter_free", "index"}), aliases=("gather_rows",), glyph="take", draw="index",
     doc="Entries of x along `axis` at an integer tensor of indices: the axis is replaced by the index's "
         "axes (x[..., index, ...]), e.g. a relative-position bias table looked up by an index tensor.",
 ))
@@ -74,7 +74,7 @@ register(OpDef(
     flops=lambda ins, outs, a: Dim.const(0),
     lower=lambda c: Lowered(None, f"torch.roll({c.args[0]}, {pyval(tuple(c.a['shifts']))}, "
                                   f"{pyval(tuple(c.a['axes']))})"),
-    traits=frozenset({"parameter_free", "shape_preserving", "layout"}), check_attrs=_roll_check, glyph="roll",
+    traits=frozenset({"parameter_free", "shape_preserving", "layout"}), check_attrs=_roll_check, glyph="roll", draw="box",
     doc="Shift cyclically along axes (Swin's shifted windows): roll(x, [-3, -3], [1, 2]).",
 ))
 

@@ -91,6 +91,12 @@ class OpDef:
     n_outputs: Callable[[dict], int] | None = None       # for ops with several outputs
     doc: str = ""
     glyph: str = ""                                     # short label for diagrams
+    # how a circuit diagram draws it (nndsl/backends/ncd.py): box, linear, conv, pool, norm, softmax, marker,
+    # join, contract, attention, bar, cross, index, reduce, alias; "" derives it from the traits (draw_kind)
+    draw: str = ""
+    # (resolved attrs, input rank) -> axes of input 0 the glyph sits on although the signature keeps them
+    # (softmax's normalised axis, a norm's statistics axes); None: the signature alone decides
+    draw_on: Callable[[dict, int], tuple[int, ...]] | None = None
     check_attrs: Callable[[dict], None] | None = None    # validate attribute values -> OpError
     # (bounds, ins, outs, a) -> exclusive upper bound of an integer output's values, or None (unbounded);
     # `bounds` has one entry per input (None: no bound). Layout ops keep their inputs' bound without one.
@@ -108,6 +114,23 @@ class OpDef:
 
     def outputs_for(self, a: dict) -> int:
         return self.n_outputs(a) if self.n_outputs else 1
+
+
+_DRAW_BY_TRAIT = (("attention", "attention"), ("conv", "conv"), ("pool", "pool"), ("norm", "norm"),
+                  ("linear", "linear"), ("contraction", "contract"), ("reduce", "reduce"), ("activation", "marker"),
+                  ("elementwise", "join"), ("layout", "bar"))
+
+
+def draw_kind(d: OpDef) -> str:
+    """The circuit-diagram glyph kind of an op: its own `draw`, else one implied by its traits."""
+    if d.draw:
+        return d.draw
+    for trait, kind in _DRAW_BY_TRAIT:
+        if trait in d.traits:
+            return kind
+    if "pointwise" in d.traits and len(d.inputs) == 1:
+        return "marker"
+    return "box"
 
 
 OPS: dict[str, OpDef] = {}

@@ -308,7 +308,7 @@ register(OpDef(
     flops=lambda ins, outs, a: Dim.const(0),
     lower=lambda c: Lowered(None, f"{c.args[0]}.permute({', '.join(map(str, c.a['dims']))})"
                             if c.ins[0].rank else c.args[0]),
-    traits=frozenset({"parameter_free", "layout"}), glyph="permute", doc="Reorder axes.",
+    traits=frozenset({"parameter_free", "layout"}), glyph="permute", draw="cross", doc="Reorder axes.",
 ))
 
 
@@ -326,7 +326,7 @@ register(OpDef(
     name="transpose", inputs=("x",), attrs=(Attr("a", "axes", -2), Attr("b", "axes", -1)),
     infer=_transpose_infer, flops=lambda ins, outs, a: Dim.const(0),
     lower=lambda c: Lowered(None, f"{c.args[0]}.transpose({c.a['a']}, {c.a['b']})"),
-    traits=frozenset({"parameter_free", "layout"}), glyph="T", doc="Swap two axes.",
+    traits=frozenset({"parameter_free", "layout"}), glyph="T", draw="cross", doc="Swap two axes.",
 ))
 
 
@@ -498,7 +498,7 @@ register(OpDef(
     name="select", inputs=("x",), attrs=(Attr("axis", "axes"), Attr("index", "int")), infer=_select_infer,
     flops=lambda ins, outs, a: Dim.const(0),
     lower=lambda c: Lowered(None, f"{c.args[0]}.select({c.a['axis']}, {c.a['index']})"),
-    traits=frozenset({"parameter_free", "layout"}), glyph="select", doc="Take one index along an axis, dropping it.",
+    traits=frozenset({"parameter_free", "layout"}), glyph="select", draw="index", doc="Take one index along an axis, dropping it.",
 ))
 
 
@@ -537,7 +537,7 @@ register(OpDef(
     name="slice", inputs=("x",),
     attrs=(Attr("axis", "axes"), Attr("start", "int", 0), Attr("end", "int", None), Attr("step", "int", 1, lo=1)),
     infer=_slice_infer, flops=lambda ins, outs, a: Dim.const(0), lower=_slice_lower,
-    traits=frozenset({"parameter_free", "layout"}), glyph="slice", doc="x[start:end:step] along an axis.",
+    traits=frozenset({"parameter_free", "layout"}), glyph="slice", draw="index", doc="x[start:end:step] along an axis.",
 ))
 
 
