@@ -352,6 +352,11 @@ def axis_label(ir: IR, aid: int, sizes: bool = True) -> str:
         name = "·".join(name[1:-1].split())
     size = a.size
     known = size is not None and getattr(size, "is_const", False)
+    if a.kind == "derive" and len(a.parents) == 1 and a.parents[0] in ir.axes:
+        p = ir.axes[a.parents[0]]
+        if p.name == name and str(p.size) != str(size):       # a strided window: H -> H/2 (or H′)
+            expr = str(size)
+            name = expr if not known and len(expr) <= 8 else name + "′"
     if known and name.endswith("]") and "[" in name:
         return str(size.value)
     if sizes and known and name != str(size.value):
@@ -545,6 +550,8 @@ class _Layout:
             ys_below[w] += shift
         # width of the glyph and the gap before it
         label, html, learned, glyph_w = self._glyph_text(it, kind, roles, in_ranks)
+        if kind == "norm":                    # the circle spans its wires and fits its column
+            glyph_w = max(glyph_w, (block_y1 - block_y0) + 4)
         targets: dict[int, tuple[float, Optional[float]]] = {}  # id(live) -> (y at L, x of its port or None)
         for b in above:
             for w in b.wires:
@@ -585,6 +592,7 @@ class _Layout:
         ends: dict[int, tuple[float, float]] = {}
         end_at: dict[int, str] = {}
         join_index = {ok: j for j, (ok, _refs) in enumerate(roles.joins)}
+        cap_of = {ref: c for c, refs in enumerate(roles.caps) for ref in refs}
         for a, b in enumerate(group):
             for k, w in enumerate(b.wires):
                 if (a, k) in join_of:
@@ -592,6 +600,10 @@ class _Layout:
                     end_at[id(w)] = f"{gid}#{join_index[join_of[(a, k)]]}"
                 elif (a, k) in row_y and (a, k) not in slot:
                     ends[id(w)] = (L, row_y[(a, k)])
+                    if (a, k) in cap_of:
+                        end_at[id(w)] = f"{gid}#cap{cap_of[(a, k)]}"
+                    elif not boxed:                   # wires-only glyphs put what else they use in a box
+                        end_at[id(w)] = f"{gid}#box"
         passing: dict[int, float] = {}
         for b in self.stack:
             for w in b.wires:
@@ -621,7 +633,7 @@ class _Layout:
                     wires.append(_Live(aid, self.label(aid), k, R, passing.get(id(w0), slot[src])))
                 elif (o, k) in dots:
                     x, yy = dots[(o, k)]
-                    wires.append(_Live(aid, self.label(aid), k, x, yy, gid))
+                    wires.append(_Live(aid, self.label(aid), k, x, yy, f"{gid}#{join_index[(o, k)]}"))
                 else:
                     wires.append(_Live(aid, self.label(aid), k, R, out_y.get((o, k), top_block), gid))
             new_bundles.append(self.new_bundle(it.outputs[o], wires))
@@ -792,7 +804,8 @@ class _Layout:
                 extra += f"<SUP>g={g}</SUP>"
             t = "T" if n.op.startswith("conv_transpose") or n.op == "convT" or "transpose" in n.op else ""
             html = f"<B>★{_esc(ks)}{('<SUP>T</SUP>' if t else '')}</B>{extra}"
-            return f"★{ks}", html, True, max(40.0, 26 + len(ks) * CHAR)
+            tail = (f"/{_fmt(s)}" if extra else "") + (f"g={g}" if isinstance(g, int) and g > 1 else "")
+            return f"★{ks}", html, True, max(40.0, 30 + len(ks) * 8 + len(tail) * 5.5)
         if kind == "pool":
             k = a.get("kernel")
             ks = str(k[0] if isinstance(k, (list, tuple)) else k) if k is not None else ""
@@ -845,7 +858,7 @@ class _Layout:
                           consumes=[group[a].wires[i].axis for a, i in refs], produces=[out_axes[o][k]]))
             for c, refs in enumerate(roles.caps):
                 ysc = [row_y[r] for r in refs]
-                x = L + 4
+                x = L
                 bulge = 14 + 4 * (len(refs) - 2)
                 pts = [(x, ysc[0]), (x + bulge, ysc[0]), (x + bulge, ysc[-1]), (x, ysc[-1])]
                 add(Glyph(f"{gid}#cap{c}", "cap", x, min(ysc), x + bulge, max(ysc), node=node, points=pts,
@@ -857,17 +870,17 @@ class _Layout:
             if kind == "join" and roles.joins:
                 x, yy = dots[roles.joins[0][0]]
                 self.d.texts.append(Text(x + 8, yy - 9, sym, "ncd-symbol"))
-            if kind != "join" and (roles.consumed or roles.produced):   # whatever else it does: a box
+            if (kind != "join" or not roles.joins) and (roles.consumed or roles.produced):   # anything else: a box
                 ys = [row_y[r] for r in roles.consumed if r in row_y] + \
                      [out_y[p] for p in roles.produced]
-                add(Glyph(f"{gid}#box", "box", R - 20, min(ys) - 9, R, max(ys) + 9, label=label or it.node.op,
+                add(Glyph(f"{gid}#box", "box", L, min(ys) - 9, R, max(ys) + 9, label=label or it.node.op,
                           node=node, consumes=cons, produces=prod))
             return
         if kind == "softmax":
             add(Glyph(gid, "softmax", L + 2, top - 8, R - 2, top + 8, node=node, consumes=cons, produces=prod))
             return
         if kind == "norm":
-            r = min(11.0, (y1 - y0) / 2)
+            r = max(9.0, (y1 - y0) / 2)
             add(Glyph(gid, "norm", (L + R) / 2 - r, (y0 + y1) / 2 - r, (L + R) / 2 + r, (y0 + y1) / 2 + r,
                       label=label, node=node, learned=learned, consumes=cons, produces=prod))
             return
