@@ -600,6 +600,8 @@ class _Layout:
                     end_at[id(w)] = f"{gid}#{join_index[join_of[(a, k)]]}"
                 elif (a, k) in row_y and (a, k) not in slot:
                     ends[id(w)] = (L, row_y[(a, k)])
+                    if kind == "attention" and cap_of.get((a, k)) == len(roles.caps) - 1:
+                        ends[id(w)] = [(L, row_y[(a, k)]), (L + 20, row_y[(a, k)])]   # past the softmax
                     if (a, k) in cap_of:
                         end_at[id(w)] = f"{gid}#cap{cap_of[(a, k)]}"
                     elif not boxed:                   # wires-only glyphs put what else they use in a box
@@ -610,7 +612,8 @@ class _Layout:
                 ty = targets.get(id(w), (w.sy, None))[0]
                 end = ends.get(id(w))
                 if end is not None:
-                    pts = [(w.sx, w.sy)] + ([(self.R, w.sy)] if w.sx < self.R - 0.5 else []) + [end]
+                    pts = [(w.sx, w.sy)] + ([(self.R, w.sy)] if w.sx < self.R - 0.5 else []) + \
+                        (end if isinstance(end, list) else [end])
                     dst = end_at.get(id(w), gid)
                 else:
                     pts = [(w.sx, w.sy)] + ([(self.R, w.sy)] if w.sx < self.R - 0.5 else []) + [(L, ty), (R, ty)]
@@ -858,7 +861,7 @@ class _Layout:
                           consumes=[group[a].wires[i].axis for a, i in refs], produces=[out_axes[o][k]]))
             for c, refs in enumerate(roles.caps):
                 ysc = [row_y[r] for r in refs]
-                x = L
+                x = L + 20 if kind == "attention" and c == len(roles.caps) - 1 else L
                 bulge = 14 + 4 * (len(refs) - 2)
                 pts = [(x, ysc[0]), (x + bulge, ysc[0]), (x + bulge, ysc[-1]), (x, ysc[-1])]
                 add(Glyph(f"{gid}#cap{c}", "cap", x, min(ysc), x + bulge, max(ysc), node=node, points=pts,
@@ -866,7 +869,7 @@ class _Layout:
             if kind == "attention" and roles.caps:
                 # the softmax triangle on the key axis, before its cap with the values
                 ysc = [row_y[r] for r in roles.caps[-1]]
-                add(Glyph(f"{gid}#softmax", "softmax", L - 16, ysc[0] - 7, L - 2, ysc[0] + 7, node=node))
+                add(Glyph(f"{gid}#softmax", "softmax", L + 2, ysc[0] - 7, L + 16, ysc[0] + 7, node=node))
             if kind == "join" and roles.joins:
                 x, yy = dots[roles.joins[0][0]]
                 self.d.texts.append(Text(x + 8, yy - 9, sym, "ncd-symbol"))
