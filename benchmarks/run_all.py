@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import build  # noqa: E402
 import coldstart  # noqa: E402
+import draw  # noqa: E402
 import frontend  # noqa: E402
 import runtime  # noqa: E402
 
@@ -17,5 +18,7 @@ if __name__ == "__main__":
     frontend.main()
     print()
     build.main()
+    print()
+    draw.main()
     print()
     runtime.main()

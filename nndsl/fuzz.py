@@ -284,6 +284,15 @@ def problems(src: str, run: bool = True, filename: str = FILE, stats: dict | Non
             out.append(f"internal error: {d.message} {d.notes}")
         elif d.is_error and not _located(d, filename):
             out.append(f"{d.code} without a location in {filename}: {d.message}")
+    if res.ok:
+        try:                       # every spec that checks can be drawn as a circuit diagram
+            from .backends.ncd import Options, layout
+            from .backends.ncd_dot import to_dot
+
+            for depth in (0, 2):
+                to_dot(layout(res.ir, Options(depth=depth)))
+        except Exception:  # noqa: BLE001
+            out.append(f"circuit layout raised:\n{traceback.format_exc()}")
     if res.ok and stats is not None:
         stats["accepted"] = stats.get("accepted", 0) + 1
     if res.ok and run:

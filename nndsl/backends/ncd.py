@@ -243,8 +243,9 @@ class _Plan:
         absorb: set[str] = set()
         for n in ir.nodes():
             if n.op == "param" and n.outputs:
-                succ = list(ir.g.successors(n.id))
-                if succ and all(O.draw_kind(O.get(ir.node(s).op)) in ("contract",) for s in succ):
+                succ = list(ir.g.successors(n.id))      # (block inputs and outputs have no op record)
+                ods = [O.get(ir.node(s).op) for s in succ]
+                if ods and all(od is not None and O.draw_kind(od) == "contract" for od in ods):
                     absorb.add(n.id)
         for n in ir.nodes():
             h = anc_hidden.get(n.scope)
@@ -404,10 +405,14 @@ class _Layout:
         self.nb = 0
         self.nw = 0
         self.col_scope: list[str] = []
+        self._labels: dict[int, str] = {}
 
     # -- labels
     def label(self, aid: int) -> str:
-        return axis_label(self.ir, aid, self.opt.sizes)
+        lab = self._labels.get(aid)
+        if lab is None:
+            lab = self._labels[aid] = axis_label(self.ir, aid, self.opt.sizes)
+        return lab
 
 
     def tensor_axes(self, key: str) -> list[int]:
@@ -1050,4 +1055,7 @@ BADGES = {"init": _init_badge, "sparsity": _sparsity_badge, "symmetry": _symmetr
 
 def layout(ir: IR, options: Options | None = None) -> Diagram:
     """The circuit diagram of a checked IR (shapes and axes passes done)."""
-    return _Layout(ir, options or Options()).run()
+    from ..compiler import _no_gc
+
+    with _no_gc():          # thousands of small records and no cycles: the cyclic GC would rescan them
+        return _Layout(ir, options or Options()).run()
