@@ -353,11 +353,17 @@ def axis_label(ir: IR, aid: int, sizes: bool = True) -> str:
         name = "·".join(name[1:-1].split())
     size = a.size
     known = size is not None and getattr(size, "is_const", False)
-    if a.kind == "derive" and len(a.parents) == 1 and a.parents[0] in ir.axes:
-        p = ir.axes[a.parents[0]]
-        if p.name == name and str(p.size) != str(size):       # a strided window: H -> H/2 (or H′)
-            expr = str(size)
-            name = expr if not known and len(expr) <= 8 else name + "′"
+    primes, cur = 0, a
+    while cur.kind == "derive" and len(cur.parents) == 1 and cur.parents[0] in ir.axes and primes < 8:
+        p = ir.axes[cur.parents[0]]
+        if p.name != name:
+            break
+        if str(p.size) != str(cur.size):                       # a strided window: H -> H′ -> H″
+            primes += 1
+        cur = p
+    if primes:
+        expr = str(size)
+        name = expr if not known and len(expr) <= 8 else name + ("′" * primes if primes < 3 else f"⁽{primes}⁾")
     if known and name.endswith("]") and "[" in name:
         return str(size.value)
     if sizes and known and name != str(size.value):
