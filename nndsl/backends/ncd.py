@@ -410,7 +410,6 @@ class _Layout:
         self.segment = 0
         self.nb = 0
         self.nw = 0
-        self.col_scope: list[str] = []
         self._labels: dict[int, str] = {}
 
     # -- labels
@@ -560,7 +559,7 @@ class _Layout:
         for w in ys_below:
             ys_below[w] += shift
         # width of the glyph and the gap before it
-        label, html, learned, glyph_w = self._glyph_text(it, kind, roles, in_ranks)
+        label, html, learned, glyph_w = self._glyph_text(it, kind)
         if kind == "norm":                    # the circle spans its wires and fits its column
             glyph_w = max(glyph_w, (block_y1 - block_y0) + 4)
         targets: dict[int, tuple[float, Optional[float]]] = {}  # id(live) -> (y at L, x of its port or None)
@@ -657,7 +656,6 @@ class _Layout:
                 w.sx, w.sy, w.src = R, passing.get(id(w), w.sy), ""
         self.stack = above + [b for b in new_bundles if self.uses.get(b.tensor, 0) > 0] + below
         self.d.columns.append((L, R, gid, it.scope))
-        self.col_scope.append(it.scope)
         self.R = R
         for b in new_bundles:
             if self.uses.get(b.tensor, 0) > 0:
@@ -679,8 +677,6 @@ class _Layout:
             return "linear"
         if kind == "join" and len(it.inputs) == 1:
             return "marker"
-        if kind in ("conv", "pool") and self.opt.detail:
-            return kind
         return kind
 
     def _wire(self, w: _Live, b: _Bundle, waypoints: list, seg: int, dst: str) -> None:
@@ -783,10 +779,9 @@ class _Layout:
         self.stack = above + new + below
         self.avail[key] = new
         self.d.columns.append((L, R, gid, scope))
-        self.col_scope.append(scope)
         self.R = R
 
-    def _glyph_text(self, it: _Item, kind: str, roles: _Roles, in_ranks) -> tuple[str, str, bool, float]:
+    def _glyph_text(self, it: _Item, kind: str) -> tuple[str, str, bool, float]:
         """(plain label, HTML label, learned, width) of an item's glyph."""
         if it.kind == "block":
             inst = self.ir.meta.instances[it.path]
@@ -996,9 +991,7 @@ def _common_scope(scopes: list[str]) -> str:
         if len(set(xs)) != 1:
             break
         out.append(xs[0])
-    common = ".".join(out)
-    # a scope is an instance path; trim to the longest prefix that is one
-    return common
+    return ".".join(out)
 
 
 def _short(name: str) -> str:
