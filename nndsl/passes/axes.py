@@ -181,14 +181,16 @@ def _names(ax: _Axes) -> dict[int, AxisInfo]:
     for top in range(len(ax.info)):
         if ax.find(top) != top or top in done:
             continue
-        stack = [top]
+        stack, entered = [top], {top}
         while stack:            # depth-first without recursion: chains of derived axes can be long
             i = stack[-1]
             a = ax.info[i]
-            parents = tuple(ax.find(p) for p in a.parents)
-            waiting = [p for p in parents if p not in done and not ax.info[p].name and p != i]
+            # an identity unified with its own source (a chunk into one piece) is not its own parent
+            parents = tuple(q for q in (ax.find(p) for p in a.parents) if q != i)
+            waiting = [p for p in parents if p not in done and p not in entered and not ax.info[p].name]
             if waiting and not a.name:
                 stack.extend(waiting)
+                entered.update(waiting)
                 continue
             stack.pop()
             name = a.name
