@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import nndsl
-from nndsl.backends.ncd import Options, axis_label, layout
+from nndsl.backends.ncd import Options, axis_label, layout, overlaps
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -93,6 +93,8 @@ def check_grammar(ir, d):
         if f.parent in fences:
             P = fences[f.parent]
             assert P.x0 <= f.x0 and f.x1 <= P.x1 and P.y0 <= f.y0 and f.y1 <= P.y1
+    # no label sits on another label, a glyph or a text
+    assert overlaps(d) == []
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
@@ -278,6 +280,61 @@ def test_svg_carries_the_classes_and_geometry(name, tmp_path):
     if name == "resblock":
         assert classes["ncd-add"] == 4 and classes["ncd-fence"] == 1 and classes["cluster"] == 1
         assert classes["ncd-sep"] and "stroke-dasharray" in text
+
+
+def _svg_cubic(d: str) -> list[tuple[float, float]]:
+    """Points along an SVG path of cubic pieces (`M x,y C x,y x,y x,y ...`), 12 per piece."""
+    nums = [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?", d)]
+    p = list(zip(nums[::2], nums[1::2]))
+    out = [p[0]]
+    for i in range(0, len(p) - 3, 3):
+        a, b, c, e = p[i:i + 4]
+        for k in range(1, 13):
+            t = k / 12
+            u = 1 - t
+            out.append(tuple(u ** 3 * a[j] + 3 * u * u * t * b[j] + 3 * u * t * t * c[j] + t ** 3 * e[j] for j in (0, 1)))
+    return out
+
+
+@pytest.mark.skipif(not HAVE_DOT, reason="Graphviz is not installed")
+@pytest.mark.parametrize("name,args", [("attention", []), ("resblock", []), ("conv", []), ("mlp", []),
+                                       ("gpt2_small", ["--depth", "1"]), ("unet", ["--depth", "1"])])
+def test_svg_geometry_wires_pass_by_outside_the_boxes(name, args, tmp_path):
+    """Read back from the rendered SVG alone: every wire whose path spans an op box's whole width (it passes
+    by) stays above or below the box there, and every wire label lies clear of every other label."""
+    root = ET.fromstring(svg_of(EXAMPLES / f"{name}.nn", tmp_path, *args))
+    boxes, paths, labels = [], [], []
+    for g in root.iter(f"{SVG}g"):
+        cls = (g.get("class") or "").split()
+        if "ncd-op" in cls:
+            poly = g.find(f"{SVG}polygon")
+            if poly is not None:
+                pts = [tuple(map(float, q.split(","))) for q in poly.get("points").split()]
+                xs, ys = [q[0] for q in pts], [q[1] for q in pts]
+                boxes.append((g.get("id"), min(xs), min(ys), max(xs), max(ys)))
+        if "ncd-wire" in cls:
+            paths.append(_svg_cubic(g.find(f"{SVG}path").get("d")))
+            t = g.find(f"{SVG}text")
+            labels.append((float(t.get("x")), float(t.get("y")), "".join(t.itertext())))
+    assert boxes and paths
+    passing = 0
+    for gid, x0, y0, x1, y1 in boxes:
+        for pts in paths:
+            xs = [q[0] for q in pts]
+            if min(xs) > x0 + 1 or max(xs) < x1 - 1:
+                continue                              # enters or leaves the op (or is elsewhere)
+            passing += 1
+            for x, y in pts:
+                if x0 + 1 < x < x1 - 1:
+                    assert not (y0 + 0.5 < y < y1 - 0.5), f"a wire passes through {gid} at ({x:.1f}, {y:.1f})"
+    assert passing > 0
+    # labels (10 pt, centred on x, baseline y): no two intersect
+    spans = sorted((x - len(s) * 2.8, x + len(s) * 2.8, y - 8, y, s) for x, y, s in labels)
+    for i, a in enumerate(spans):
+        for b in spans[i + 1:]:
+            if b[0] >= a[1]:
+                break
+            assert not (a[2] < b[3] and b[2] < a[3]), f"labels {a[4]!r} and {b[4]!r} overlap"
 
 
 @pytest.mark.skipif(not HAVE_DOT, reason="Graphviz is not installed")

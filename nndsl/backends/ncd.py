@@ -353,8 +353,11 @@ def axis_label(ir: IR, aid: int, sizes: bool = True) -> str:
         name = "·".join(name[1:-1].split())
     size = a.size
     known = size is not None and getattr(size, "is_const", False)
-    primes, cur = 0, a
+    primes, cur, seen = 0, a, {aid}
     while cur.kind == "derive" and len(cur.parents) == 1 and cur.parents[0] in ir.axes and primes < 8:
+        if cur.parents[0] in seen:                             # a size-preserving derive of itself
+            break
+        seen.add(cur.parents[0])
         p = ir.axes[cur.parents[0]]
         if p.name != name:
             break
@@ -397,6 +400,76 @@ def bezier(waypoints: list) -> list:
     return pts
 
 
+_THIN = ("cap", "dot", "copy", "add", "marker")       # glyphs a label may sit next to
+
+
+def _label_spots(waypoints: list, tw: float, src: str, dst: str) -> list[tuple[float, float]]:
+    """Where a wire's label may sit (its centre, 5 pt above the wire), best first. Labels sit on level
+    stretches: just after the start when the wire leaves a port or runs level there, else where it has
+    arrived; then the other ends and middles of its level stretches, then steps along them."""
+    (x0, y0), (x1, y1) = waypoints[0], waypoints[1]
+    fans = src.startswith("copy:")          # several wires leave one dot: label them where they arrive
+    if not fans and (abs(y1 - y0) < 0.5 or src or dst):
+        first = (x0, y0)
+    elif len(waypoints) >= 3 and abs(waypoints[-1][1] - waypoints[-2][1]) < 0.5:
+        first = waypoints[-2]
+    else:
+        first = (waypoints[-1][0] - tw - 8, waypoints[-1][1])
+    xe = waypoints[-1][0]
+    spots = [(max(min(first[0] + 4 + tw / 2, xe - 4 - tw / 2), x0 + 4 + tw / 2), first[1] - 5)]   # within its span
+    runs = [(xa, xb, ya) for (xa, ya), (xb, yb) in zip(waypoints, waypoints[1:])
+            if abs(ya - yb) < 0.5 and xb - xa >= tw + 8]
+    for xa, xb, y in runs[::-1] if fans else runs:
+        spots += [(xa + 4 + tw / 2, y - 5), (xb - 4 - tw / 2, y - 5), ((xa + xb) / 2, y - 5)]
+    for xa, xb, y in runs:
+        n = min(8, int((xb - xa - tw - 8) // 12))
+        spots += [(xa + 4 + tw / 2 + 12 * k, y - 5) for k in range(1, n + 1)]
+    if abs(y1 - y0) >= 0.5:                 # just after a bending start (the tangent is level there)
+        spots.append((x0 + 4 + tw / 2, y0 - 5))
+    if len(waypoints) >= 2 and abs(waypoints[-1][1] - waypoints[-2][1]) >= 0.5:   # beside its end
+        xe, ye = waypoints[-1]
+        spots += [(xe - 4 - tw / 2, ye - 5), (xe - 4 - tw / 2, ye + 12)]
+    for (xa, ya), (xb, yb) in zip(waypoints, waypoints[1:]):      # on a bend, above its middle
+        if abs(ya - yb) >= 0.5:
+            for t in (0.5, 0.3, 0.7):
+                x, y = _cubic([(xa, ya), (xa + (xb - xa) * 0.45, ya), (xb - (xb - xa) * 0.45, yb), (xb, yb)], t)
+                spots.append((x - tw / 2 - 4 if yb < ya else x + tw / 2 + 4, y - 6))   # clear of the bend
+    return spots
+
+
+class _Grid:
+    """Boxes hashed into 48 pt cells, for collision tests of labels."""
+
+    CELL = 48.0
+
+    def __init__(self):
+        self.cells: dict[tuple[int, int], list] = {}
+
+    def _keys(self, b):
+        c = self.CELL
+        for i in range(int(b[0] // c), int(b[2] // c) + 1):
+            for j in range(int(b[1] // c), int(b[3] // c) + 1):
+                yield i, j
+
+    def add(self, b) -> None:
+        for k in self._keys(b):
+            self.cells.setdefault(k, []).append(b)
+
+    def hits(self, b, pad: float = 0.0, skip: int = -1) -> bool:
+        for k in self._keys(b):
+            for o in self.cells.get(k, ()):
+                if b[0] < o[2] - pad and o[0] < b[2] - pad and b[1] < o[3] - pad and o[1] < b[3] - pad and \
+                        (len(o) < 5 or o[4] != skip):
+                    return True
+        return False
+
+
+def _cubic(p: list, t: float) -> tuple[float, float]:
+    u = 1 - t
+    a, b, c, d = u * u * u, 3 * u * u * t, 3 * u * t * t, t * t * t
+    return (a * p[0][0] + b * p[1][0] + c * p[2][0] + d * p[3][0], a * p[0][1] + b * p[1][1] + c * p[2][1] + d * p[3][1])
+
+
 class _Layout:
     def __init__(self, ir: IR, opt: Options):
         self.ir, self.opt = ir, opt
@@ -411,6 +484,7 @@ class _Layout:
         self.nb = 0
         self.nw = 0
         self._labels: dict[int, str] = {}
+        self._label_spots: list[list[tuple[float, float]]] = []     # per wire, best first
 
     # -- labels
     def label(self, aid: int) -> str:
@@ -485,6 +559,7 @@ class _Layout:
         for it in plan.items:
             self.item(it)
         self.finish()
+        self.place_labels()
         self.fences()
         return self.d
 
@@ -537,7 +612,7 @@ class _Layout:
         # rows of the glyph: a box takes its inputs and outputs side by side; wires that meet at dots
         # (joins) sit under the caps, so that a dot never lands on a cap
         first_out = 0 if boxed else len(in_rows)
-        out_rows = [ok for ok, _ in roles.joins] + roles.produced
+        out_rows = sorted([ok for ok, _ in roles.joins] + roles.produced)     # in output axis order
         rows = max(len(in_rows), first_out + len(out_rows), 0 if kind in ("cross", "marker") else 1)
         y = TOP
         ys_above = self._ys(above)
@@ -681,22 +756,51 @@ class _Layout:
 
     def _wire(self, w: _Live, b: _Bundle, waypoints: list, seg: int, dst: str) -> None:
         self.nw += 1
-        pts = bezier(waypoints)
-        # the label sits on a straight stretch: just after the start when the wire runs level there,
-        # else where it has arrived (just before the port it enters, or on its run past the next glyph)
-        tw = len(w.label) * CHAR
-        (x0, y0), (x1, y1) = waypoints[0], waypoints[1]
-        fans = w.src.startswith("copy:")          # several wires leave one dot: label them where they arrive
-        if not fans and (abs(y1 - y0) < 0.5 or w.src or dst):
-            pass
-        elif len(waypoints) >= 3 and abs(waypoints[-1][1] - waypoints[-2][1]) < 0.5:
-            x0, y0 = waypoints[-2]
-        else:
-            x0, y0 = waypoints[-1][0] - tw - 8, waypoints[-1][1]
-        lx = x0 + 4 + tw / 2
-        self.d.wires.append(Wire(id=f"w{self.nw}", axis=w.axis, label=w.label, tensor=b.tensor, bundle=b.id,
-                                 index=w.index, segment=seg, points=pts, label_pos=(lx, y0 - 5),
-                                 src=w.src, dst=dst))
+        wire = Wire(id=f"w{self.nw}", axis=w.axis, label=w.label, tensor=b.tensor, bundle=b.id, index=w.index,
+                    segment=seg, points=bezier(waypoints), label_pos=(0.0, 0.0), src=w.src, dst=dst)
+        self.d.wires.append(wire)
+        self._label_spots.append(_label_spots(waypoints, len(w.label) * CHAR, w.src, dst))
+
+    def place_labels(self) -> None:
+        """Each wire's label goes to the first of its spots (see `_label_spots`) that is clear of the glyphs,
+        the texts, the labels already placed (left to right) and the bends of other wires; failing that, to
+        the first spot clear of glyphs, texts and labels; failing that, to its first spot."""
+        solid, bends = _Grid(), _Grid()
+        for g in self.d.glyphs:
+            if g.kind not in _THIN:
+                solid.add((g.x0, g.y0, g.x1, g.y1))
+        for t in self.d.texts:
+            solid.add(text_box(t))
+        lines = [(i, w.points, True) for i, w in enumerate(self.d.wires)] + \
+            [(-2, sp.points, False) for sp in self.d.seps]
+        for i, pts, bends_only in lines:
+            for j in range(0, len(pts) - 3, 3):
+                (xa, ya), (xb, yb) = pts[j], pts[j + 3]
+                if bends_only and abs(ya - yb) < 0.5:      # level wires run clear of the labels above
+                    continue
+                n = max(2, int(abs(xb - xa) // 8))
+                for k in range(n + 1):      # samples of the bend (x runs monotonically along it)
+                    t = k / n
+                    x, y = _cubic(pts[j:j + 4], t)
+                    bends.add((x, y, x, y, i))
+        order = sorted(range(len(self.d.wires)), key=lambda i: (self.d.wires[i].segment, i))
+        last: dict[tuple[int, int], tuple] = {}       # (bundle, axis index) -> its previous label's box
+
+        def near(b, prev) -> bool:                    # the same wire labelled again within 36 pt
+            return prev is not None and abs(b[1] - prev[1]) < 1 and b[0] - prev[2] < 36
+
+        for i in order:
+            wire, spots = self.d.wires[i], self._label_spots[i]
+            half = len(wire.label) * CHAR / 2 + 1.5
+            boxes = [(x - half, y - 5.0, x + half, y + 5.0) for x, y in spots]
+            prev = last.get((wire.bundle, wire.index))
+            clear = [b for b in boxes if not solid.hits(b, -2.0)]
+            pick = next((b for b in clear if not bends.hits(b, 0.0, skip=i) and not near(b, prev)), None) \
+                or next((b for b in clear if not bends.hits(b, 0.0, skip=i)), None) \
+                or (clear[0] if clear else boxes[0])
+            wire.label_pos = ((pick[0] + pick[2]) / 2, (pick[1] + pick[3]) / 2)
+            solid.add(pick)
+            last[(wire.bundle, wire.index)] = pick
 
     def _seps(self, seg: int, L: float, R: float, group: list, targets: dict) -> None:
         """A dashed rule between each two neighbouring bundles, following the midline of their wires; it
@@ -1050,6 +1154,52 @@ def _symmetry_badge(node) -> str:
 
 # --annotate: one badge function per facet slot; the init, sparsity and symmetry passes fill the facets
 BADGES = {"init": _init_badge, "sparsity": _sparsity_badge, "symmetry": _symmetry_badge}
+
+
+def label_box(w: Wire) -> tuple[float, float, float, float]:
+    """The box (x0, y0, x1, y1) a wire's label takes: centred on its position, 10 pt high."""
+    x, y = w.label_pos
+    half = len(w.label) * CHAR / 2 + 1.5
+    return (x - half, y - 5.0, x + half, y + 5.0)
+
+
+def text_box(t: Text) -> tuple[float, float, float, float]:
+    """The box of a free text: input names end at x, output names and counts start there, symbols centre."""
+    w = len(t.text) * CHAR * (1.1 if t.cls.startswith("ncd-io") or t.cls == "ncd-count" else 0.9)
+    x0 = t.x - w if t.cls == "ncd-io-in" else t.x if t.cls in ("ncd-io-out", "ncd-count") else t.x - w / 2
+    return (x0, t.y - 6.0, x0 + w, t.y + 6.0)
+
+
+def overlaps(d: Diagram) -> list[tuple[str, str]]:
+    """Pairs of things a reader would see on top of each other: two wire labels whose boxes intersect
+    (unless they say the same thing at the same place: one wire seen twice), or a label inside a glyph.
+    The gallery is drawn with none; tests hold every example to it."""
+    boxes = [(label_box(w), w) for w in d.wires if w.label]
+    boxes.sort(key=lambda bw: bw[0][0])
+    out: list[tuple[str, str]] = []
+
+    def hit(a, b, pad=-2.0) -> bool:       # a negative pad: labels may not touch either
+        return a[0] < b[2] - pad and b[0] < a[2] - pad and a[1] < b[3] - pad and b[1] < a[3] - pad
+
+    for i, (a, wa) in enumerate(boxes):          # sweep on x: linear in practice
+        for b, wb in boxes[i + 1:]:
+            if b[0] >= a[2]:
+                break
+            if hit(a, b) and not (wa.axis == wb.axis and abs(a[0] - b[0]) < 1 and abs(a[1] - b[1]) < 1):
+                out.append((f"{wa.id}:{wa.label}", f"{wb.id}:{wb.label}"))
+    solid = [g for g in d.glyphs if g.kind not in _THIN]
+    solid.sort(key=lambda g: g.x0)
+    xs = [g.x0 for g in solid]
+    import bisect
+
+    for a, wa in boxes:
+        for g in solid[:bisect.bisect_left(xs, a[2])]:
+            if g.x1 > a[0] and hit(a, (g.x0, g.y0, g.x1, g.y1), pad=0.0):
+                out.append((f"{wa.id}:{wa.label}", f"glyph {g.id}"))
+        for t in d.texts:
+            if hit(a, text_box(t)):
+                out.append((f"{wa.id}:{wa.label}", f"text {t.text}"))
+    return out
 
 
 def layout(ir: IR, options: Options | None = None) -> Diagram:
