@@ -403,10 +403,11 @@ def bezier(waypoints: list) -> list:
 _THIN = ("cap", "dot", "copy", "add", "marker")       # glyphs a label may sit next to
 
 
-def _label_spots(waypoints: list, tw: float, src: str, dst: str) -> list[tuple[float, float]]:
-    """Where a wire's label may sit (its centre, 5 pt above the wire), best first. Labels sit on level
-    stretches: just after the start when the wire leaves a port or runs level there, else where it has
-    arrived; then the other ends and middles of its level stretches, then steps along them."""
+def _label_spots(waypoints: list, tw: float, src: str, dst: str):
+    """Where a wire's label may sit (its centre, 5 pt above the wire), best first, lazily. Labels sit on
+    level stretches: just after the start when the wire leaves a port or runs level there, else where it
+    has arrived; then the other ends and middles of its level stretches, then steps along them, then beside
+    its bends."""
     (x0, y0), (x1, y1) = waypoints[0], waypoints[1]
     fans = src.startswith("copy:")          # several wires leave one dot: label them where they arrive
     if not fans and (abs(y1 - y0) < 0.5 or src or dst):
@@ -416,51 +417,52 @@ def _label_spots(waypoints: list, tw: float, src: str, dst: str) -> list[tuple[f
     else:
         first = (waypoints[-1][0] - tw - 8, waypoints[-1][1])
     xe = waypoints[-1][0]
-    spots = [(max(min(first[0] + 4 + tw / 2, xe - 4 - tw / 2), x0 + 4 + tw / 2), first[1] - 5)]   # within its span
+    yield (max(min(first[0] + 4 + tw / 2, xe - 4 - tw / 2), x0 + 4 + tw / 2), first[1] - 5)   # within its span
     runs = [(xa, xb, ya) for (xa, ya), (xb, yb) in zip(waypoints, waypoints[1:])
             if abs(ya - yb) < 0.5 and xb - xa >= tw + 8]
     for xa, xb, y in runs[::-1] if fans else runs:
-        spots += [(xa + 4 + tw / 2, y - 5), (xb - 4 - tw / 2, y - 5), ((xa + xb) / 2, y - 5)]
+        yield from ((xa + 4 + tw / 2, y - 5), (xb - 4 - tw / 2, y - 5), ((xa + xb) / 2, y - 5))
     for xa, xb, y in runs:
         n = min(8, int((xb - xa - tw - 8) // 12))
-        spots += [(xa + 4 + tw / 2 + 12 * k, y - 5) for k in range(1, n + 1)]
+        yield from ((xa + 4 + tw / 2 + 12 * k, y - 5) for k in range(1, n + 1))
     if abs(y1 - y0) >= 0.5:                 # just after a bending start (the tangent is level there)
-        spots.append((x0 + 4 + tw / 2, y0 - 5))
-    if len(waypoints) >= 2 and abs(waypoints[-1][1] - waypoints[-2][1]) >= 0.5:   # beside its end
-        xe, ye = waypoints[-1]
-        spots += [(xe - 4 - tw / 2, ye - 5), (xe - 4 - tw / 2, ye + 12)]
+        yield (x0 + 4 + tw / 2, y0 - 5)
+    xe, ye = waypoints[-1]
+    if abs(ye - waypoints[-2][1]) >= 0.5:   # beside its end
+        yield from ((xe - 4 - tw / 2, ye - 5), (xe - 4 - tw / 2, ye + 12))
     for (xa, ya), (xb, yb) in zip(waypoints, waypoints[1:]):      # on a bend, above its middle
         if abs(ya - yb) >= 0.5:
             for t in (0.5, 0.3, 0.7):
                 x, y = _cubic([(xa, ya), (xa + (xb - xa) * 0.45, ya), (xb - (xb - xa) * 0.45, yb), (xb, yb)], t)
-                spots.append((x - tw / 2 - 4 if yb < ya else x + tw / 2 + 4, y - 6))   # clear of the bend
-    return spots
+                yield (x - tw / 2 - 4 if yb < ya else x + tw / 2 + 4, y - 6)   # clear of the bend
 
 
 class _Grid:
-    """Boxes hashed into 48 pt cells, for collision tests of labels."""
+    """Boxes (x0, y0, x1, y1[, owner]) hashed into 48 pt cells, for collision tests of labels."""
 
     CELL = 48.0
 
     def __init__(self):
         self.cells: dict[tuple[int, int], list] = {}
 
-    def _keys(self, b):
-        c = self.CELL
+    def add(self, b) -> None:
+        c, cells = self.CELL, self.cells
         for i in range(int(b[0] // c), int(b[2] // c) + 1):
             for j in range(int(b[1] // c), int(b[3] // c) + 1):
-                yield i, j
-
-    def add(self, b) -> None:
-        for k in self._keys(b):
-            self.cells.setdefault(k, []).append(b)
+                q = cells.get((i, j))
+                if q is None:
+                    cells[(i, j)] = [b]
+                else:
+                    q.append(b)
 
     def hits(self, b, pad: float = 0.0, skip: int = -1) -> bool:
-        for k in self._keys(b):
-            for o in self.cells.get(k, ()):
-                if b[0] < o[2] - pad and o[0] < b[2] - pad and b[1] < o[3] - pad and o[1] < b[3] - pad and \
-                        (len(o) < 5 or o[4] != skip):
-                    return True
+        c, cells = self.CELL, self.cells
+        bx0, by0, bx1, by1 = b[0] + pad, b[1] + pad, b[2] - pad, b[3] - pad     # pad < 0: keep a margin
+        for i in range(int(bx0 // c), int(bx1 // c) + 1):
+            for j in range(int(by0 // c), int(by1 // c) + 1):
+                for o in cells.get((i, j), ()):
+                    if bx0 < o[2] and o[0] < bx1 and by0 < o[3] and o[1] < by1 and (len(o) < 5 or o[4] != skip):
+                        return True
         return False
 
 
@@ -759,7 +761,7 @@ class _Layout:
         wire = Wire(id=f"w{self.nw}", axis=w.axis, label=w.label, tensor=b.tensor, bundle=b.id, index=w.index,
                     segment=seg, points=bezier(waypoints), label_pos=(0.0, 0.0), src=w.src, dst=dst)
         self.d.wires.append(wire)
-        self._label_spots.append(_label_spots(waypoints, len(w.label) * CHAR, w.src, dst))
+        self._label_spots.append((waypoints, len(w.label) * CHAR, w.src, dst))
 
     def place_labels(self) -> None:
         """Each wire's label goes to the first of its spots (see `_label_spots`) that is clear of the glyphs,
@@ -783,24 +785,35 @@ class _Layout:
                     t = k / n
                     x, y = _cubic(pts[j:j + 4], t)
                     bends.add((x, y, x, y, i))
-        order = sorted(range(len(self.d.wires)), key=lambda i: (self.d.wires[i].segment, i))
-        last: dict[tuple[int, int], tuple] = {}       # (bundle, axis index) -> its previous label's box
+        by_seg: list[list[int]] = [[] for _ in range(self.segment + 2)]
+        for i, w in enumerate(self.d.wires):               # left to right: a bucket per segment
+            by_seg[w.segment].append(i)
+        order = [i for b in by_seg for i in b]
+        last: dict[tuple[int, int], tuple] = {}       # (axis, row) -> the box of its last label there
 
-        def near(b, prev) -> bool:                    # the same wire labelled again within 36 pt
-            return prev is not None and abs(b[1] - prev[1]) < 1 and b[0] - prev[2] < 36
+        def near(b, axis) -> bool:                    # the same axis labelled on the same row within 36 pt
+            prev = last.get((axis, round(b[3])))
+            return prev is not None and b[0] - prev[2] < 36
 
         for i in order:
-            wire, spots = self.d.wires[i], self._label_spots[i]
+            wire = self.d.wires[i]
             half = len(wire.label) * CHAR / 2 + 1.5
-            boxes = [(x - half, y - 5.0, x + half, y + 5.0) for x, y in spots]
-            prev = last.get((wire.bundle, wire.index))
-            clear = [b for b in boxes if not solid.hits(b, -2.0)]
-            pick = next((b for b in clear if not bends.hits(b, 0.0, skip=i) and not near(b, prev)), None) \
-                or next((b for b in clear if not bends.hits(b, 0.0, skip=i)), None) \
-                or (clear[0] if clear else boxes[0])
+            pick = first = good = clear = None        # best: clear of all, not next to its last label
+            for x, y in _label_spots(*self._label_spots[i]):
+                b = (x - half, y - 5.0, x + half, y + 5.0)
+                first = first or b
+                if solid.hits(b, -2.0):
+                    continue
+                clear = clear or b
+                if not bends.hits(b, 0.0, skip=i):
+                    if not near(b, wire.axis):
+                        pick = b
+                        break
+                    good = good or b
+            pick = pick or good or clear or first
             wire.label_pos = ((pick[0] + pick[2]) / 2, (pick[1] + pick[3]) / 2)
             solid.add(pick)
-            last[(wire.bundle, wire.index)] = pick
+            last[(wire.axis, round(pick[3]))] = pick
 
     def _seps(self, seg: int, L: float, R: float, group: list, targets: dict) -> None:
         """A dashed rule between each two neighbouring bundles, following the midline of their wires; it
