@@ -17,6 +17,7 @@ GALLERY = [
     ("attention", "attention.nn", {}),
     ("transformer_block", "gpt2_small.nn", {"depth": 2}),
     ("strided_conv", "conv.nn", {}),
+    ("strided_conv_detail", "conv.nn", {"detail": True}),
     ("residual_block", "resblock.nn", {}),
     ("unet", "unet.nn", {"depth": 1}),
     ("vit", "vit_b16.nn", {"depth": 1}),

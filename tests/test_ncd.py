@@ -214,6 +214,52 @@ def test_residual_add_copy_and_permute():
     assert [w.label for w in after] == ["B", "D", "T"]
 
 
+@pytest.mark.parametrize("path", [p for p in ALL if p.stem in ("conv", "resnet18", "unet", "vit_b16")],
+                         ids=lambda p: p.stem)
+def test_detail_draws_the_window_wedge(path):
+    """--detail: a convolution is a wedge on the spatial wires only (stride as a subscript) giving out the
+    strided spatial wires and one kernel wire per spatial axis, which meet the channels in a bold L; a
+    pool's kernel wires end in Max or 𝔼 and its channels pass by."""
+    ir = checked(path)
+    d = layout(ir, Options(depth=3, detail=True))
+    check_grammar(ir, d)
+    wedges = [g for g in d.glyphs if g.kind.endswith("-wedge")]
+    assert wedges
+    for wg in wedges:
+        base = wg.id.split("#")[0]
+        node = ir.node(base)
+        x = node.outputs[0]
+        nd = x.rank - 2
+        kernels = sorted((g for g in d.glyphs if g.kind == "kernel" and g.id.startswith(base + "#k")),
+                         key=lambda g: g.y0)
+        assert len(kernels) == nd
+        k = node.recipe.attrs["kernel"]
+        assert [g.label.split("=")[1] for g in kernels] == [str(v) for v in (k if isinstance(k, (list, tuple)) else [k] * nd)]
+        assert all(wg.x1 == g.x0 for g in kernels)                      # kernel wires leave the wedge
+        box = d.glyph(base)
+        assert all(abs(g.x1 - box.x0) < 0.01 and box.y0 <= g.y0 <= box.y1 for g in kernels)
+        entering = [w for w in d.wires if w.dst == wg.id]
+        leaving = [w for w in d.wires if w.src == wg.id]
+        assert len(entering) == len(leaving) == nd
+        assert [w.axis for w in leaving] == list(ir.node(base).axes[0][2:])          # H′, W′ in order
+        assert all(wg.y0 <= w.points[0][1] <= wg.y1 and abs(w.points[0][0] - wg.x1) < 0.01 for w in leaving)
+        assert all(w.points[0][1] < box.y0 for w in leaving)               # they run above the L
+        s = node.recipe.attrs.get("stride")
+        s = s[0] if isinstance(s, (list, tuple)) else s
+        assert (f"<SUB>{s}</SUB>" in wg.html) == (s not in (None, 1))
+        if wg.kind == "conv-wedge":
+            assert box.kind == "linear" and box.learned
+            src, port = ir.inputs_of(base)[0]
+            chan = [w for w in d.wires if w.dst == base]
+            assert [w.axis for w in chan] == [ir.node(src).axes[port][1]]   # the input channels, and only they
+            (xa, ya), (xb, yb) = chan[0].points[-4], chan[0].points[-1]
+            assert xa <= wg.x0 + 0.01 and xb >= box.x0 - 0.01 and ya == yb > wg.y1   # level, under the wedge
+        else:
+            assert box.kind == "reduce" and box.label in ("Max", "𝔼") and not box.learned
+            assert not [w for w in d.wires if w.dst == base]                 # channels pass by
+    assert overlaps(d) == []
+
+
 def test_merge_labels_are_products_and_bars():
     src = ("model F {\n  input x: [B, C, H, W]\n  output y = rearrange(x, \"b c h w -> b (c h w)\")\n}\n")
     ir = nndsl.check(source=src, C=3, H=28, W=28).ir

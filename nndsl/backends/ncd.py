@@ -32,6 +32,8 @@ SEP = 14.0          # extra space between bundles (the dashed rule sits in it)
 TOP = 40.0          # y of the first wire
 MIN_GAP = 56.0      # horizontal room between two columns
 CHAR = 6.2          # width of one label character (10 pt serif)
+WEDGE = 34.0        # width of a convolution's window wedge (--detail)
+INNER = 44.0        # length of its kernel wires, from the wedge to the L
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -375,6 +377,17 @@ def axis_label(ir: IR, aid: int, sizes: bool = True) -> str:
 
 
 
+class _Window:
+    """Rows of a window op drawn in full: axis refs -> row (in pitches from the glyph's top row)."""
+
+    __slots__ = ("spatial_in", "spatial_out", "in_row", "out_row", "rows", "kernel", "box_w")
+
+
+def _base(name: str) -> str:
+    """An axis name without its size or primes: `H′=112` -> `H`."""
+    return name.split("=", 1)[0].rstrip("′″⁽⁾0123456789") or name
+
+
 class _Live:
     """A wire between columns: where its current segment starts."""
 
@@ -400,7 +413,7 @@ def bezier(waypoints: list) -> list:
     return pts
 
 
-_THIN = ("cap", "dot", "copy", "add", "marker")       # glyphs a label may sit next to
+_THIN = ("cap", "dot", "copy", "add", "marker", "kernel")       # glyphs a label may sit next to
 
 
 def _label_spots(waypoints: list, tw: float, src: str, dst: str):
@@ -616,6 +629,9 @@ class _Layout:
         first_out = 0 if boxed else len(in_rows)
         out_rows = sorted([ok for ok, _ in roles.joins] + roles.produced)     # in output axis order
         rows = max(len(in_rows), first_out + len(out_rows), 0 if kind in ("cross", "marker") else 1)
+        win = self._window(it, kind, roles) if kind in ("conv", "pool") and self.opt.detail else None
+        if win is not None:                   # the window wedge: its rows are laid out in `_window`
+            rows = win.rows
         y = TOP
         ys_above = self._ys(above)
         if above:
@@ -637,6 +653,8 @@ class _Layout:
             ys_below[w] += shift
         # width of the glyph and the gap before it
         label, html, learned, glyph_w = self._glyph_text(it, kind)
+        if win is not None:
+            glyph_w = WEDGE + INNER + win.box_w
         if kind == "norm":                    # the circle spans its wires and fits its column
             glyph_w = max(glyph_w, (block_y1 - block_y0) + 4)
         targets: dict[int, tuple[float, Optional[float]]] = {}  # id(live) -> (y at L, x of its port or None)
@@ -649,6 +667,8 @@ class _Layout:
         row_y = {}
         for i, ref in enumerate(in_rows):
             row_y[ref] = top_block + i * PITCH
+        if win is not None:
+            row_y = {ref: top_block + r * PITCH for ref, r in win.in_row.items()}
         for a, b in enumerate(group):
             for k, w in enumerate(b.wires):
                 if (a, k) in slot:
@@ -667,6 +687,8 @@ class _Layout:
         gid = it.id
         # joins: a dot per joined axis, on its output row
         out_y = {ok: top_block + (first_out + j) * PITCH for j, ok in enumerate(out_rows)}
+        if win is not None:
+            out_y = {ok: top_block + r * PITCH for ok, r in win.out_row.items()}
         dots: dict[tuple, tuple[float, float]] = {}
         jx = L + glyph_w - 8 if roles.caps else L + glyph_w / 2
         for ok, refs in roles.joins:
@@ -685,6 +707,11 @@ class _Layout:
                 if (a, k) in join_of:
                     ends[id(w)] = dots[join_of[(a, k)]]
                     end_at[id(w)] = f"{gid}#{join_index[join_of[(a, k)]]}"
+                elif win is not None and (a, k) in row_y and (a, k) not in slot:
+                    spatial = (a, k) in win.spatial_in          # channels run level under the wedge
+                    ends[id(w)] = (L, row_y[(a, k)]) if spatial else \
+                        [(L, row_y[(a, k)]), (L + WEDGE + INNER, row_y[(a, k)])]
+                    end_at[id(w)] = f"{gid}#wedge" if spatial else gid
                 elif (a, k) in row_y and (a, k) not in slot:
                     ends[id(w)] = (L, row_y[(a, k)])
                     if kind == "attention" and cap_of.get((a, k)) == len(roles.caps) - 1:
@@ -709,8 +736,11 @@ class _Layout:
                 self._wire(w, b, pts, seg, dst)
         self._seps(seg, L, R, group, targets)
         # the glyph
-        self._draw_glyph(it, kind, roles, label, html, learned, L, R, block_y0, block_y1, top_block, row_y,
-                         dots, group, out_axes, slot, out_y)
+        if win is not None:
+            self._draw_window(it, kind, win, label, html, L, R, top_block, group, out_axes, roles)
+        else:
+            self._draw_glyph(it, kind, roles, label, html, learned, L, R, block_y0, block_y1, top_block, row_y,
+                             dots, group, out_axes, slot, out_y)
         # outputs: pass-by wires continue, produced wires start at the glyph
         new_bundles = []
         for o, axes in enumerate(out_axes):
@@ -724,6 +754,8 @@ class _Layout:
                 elif (o, k) in dots:
                     x, yy = dots[(o, k)]
                     wires.append(_Live(aid, self.label(aid), k, x, yy, f"{gid}#{join_index[(o, k)]}"))
+                elif win is not None and (o, k) in win.spatial_out:      # leaves the wedge, runs above the L
+                    wires.append(_Live(aid, self.label(aid), k, L + WEDGE, out_y[(o, k)], f"{gid}#wedge"))
                 else:
                     wires.append(_Live(aid, self.label(aid), k, R, out_y.get((o, k), top_block), gid))
             new_bundles.append(self.new_bundle(it.outputs[o], wires))
@@ -771,6 +803,8 @@ class _Layout:
         for g in self.d.glyphs:
             if g.kind not in _THIN:
                 solid.add((g.x0, g.y0, g.x1, g.y1))
+            elif g.kind == "kernel":
+                solid.add((g.cx - len(g.label) * CHAR / 2, g.y0 - 10, g.cx + len(g.label) * CHAR / 2, g.y0))
         for t in self.d.texts:
             solid.add(text_box(t))
         lines = [(i, w.points, True) for i, w in enumerate(self.d.wires)] + \
@@ -898,6 +932,80 @@ class _Layout:
         self.d.columns.append((L, R, gid, scope))
         self.R = R
 
+    def _window(self, it: _Item, kind: str, roles: "_Roles") -> Optional["_Window"]:
+        """The rows of a convolution or pooling drawn in full (`--detail`): the spatial wires enter the middle
+        of a wedge, which gives out the strided spatial wires (top rows) and one kernel wire per spatial axis
+        (the rows under them); the kernel wires and the channels (which run under the wedge) meet in a bold
+        L (convolution) or a Max / 𝔼 box (pooling), which gives out the new channels."""
+        n = it.node
+        if it.kind != "node" or n.recipe is None or n.recipe.sig is None or len(n.recipe.sig.outs) != 1:
+            return None
+        spatial_in, spatial_out = [], []
+        for k, ax in enumerate(n.recipe.sig.outs[0]):
+            if ax.kind == "derive" and len(ax.refs) == 1 and ax.refs[0].arg == 0 and (0, k) in roles.produced:
+                spatial_out.append((0, k))
+                spatial_in.append((0, ax.refs[0].axis))
+        S = len(spatial_in)
+        if not S or not set(spatial_in) <= set(roles.consumed):
+            return None
+        chan_in = [r for r in roles.consumed if r not in spatial_in]
+        chan_out = [p for p in roles.produced if p not in spatial_out]
+        if kind == "pool" and (chan_in or chan_out):
+            return None
+        w = _Window()
+        w.spatial_in, w.spatial_out = spatial_in, spatial_out
+        w.in_row = {r: S / 2 - 0.5 + i for i, r in enumerate(spatial_in)}
+        w.in_row.update({r: 2 * S + j for j, r in enumerate(chan_in)})
+        w.out_row = {p: i for i, p in enumerate(spatial_out)}
+        mid = S + (S + len(chan_in) - 1) / 2 - (len(chan_out) - 1) / 2
+        w.out_row.update({p: mid + j for j, p in enumerate(chan_out)})
+        w.rows = 2 * S + len(chan_in)
+        a = n.recipe.attrs
+        k = a.get("kernel")
+        w.kernel = list(k) if isinstance(k, (list, tuple)) else [k] * S
+        g = n.recipe.attrs.get("groups", 1)
+        w.box_w = (58.0 if isinstance(g, int) and g > 1 else 40.0) if kind == "conv" else 34.0
+        return w
+
+    def _draw_window(self, it: _Item, kind: str, w: "_Window", label: str, html: str, L: float, R: float,
+                     top: float, group: list, out_axes: list, roles: "_Roles") -> None:
+        gid, node = it.id, it.node.id
+        S = len(w.spatial_in)
+        a = it.node.recipe.attrs
+        st = a.get("stride")
+        st = st[0] if isinstance(st, (list, tuple)) and len(set(st)) == 1 else st
+        stride = "" if st in (None, 1) or isinstance(st, (list, tuple)) and set(st) == {1} else _fmt(st)
+        t = "<SUP>T</SUP>" if "transpose" in it.node.op else ""
+        sp_in = [group[x].wires[i].axis for x, i in w.spatial_in]
+        sp_out = [out_axes[o][i] for o, i in w.spatial_out]
+        wedge = Glyph(f"{gid}#wedge", f"{kind}-wedge", L, top - PITCH / 2 + 2, L + WEDGE,
+                      top + (2 * S - 0.5) * PITCH - 2, label="★" + (f"/{stride}" if stride else ""),
+                      html=f"<B>★</B>{t}" + (f"<SUB>{_esc(stride)}</SUB>" if stride else ""), node=node,
+                      consumes=sp_in, produces=sp_out)
+        self.d.glyphs.append(wedge)
+        xk0, xk1 = L + WEDGE, L + WEDGE + INNER
+        for i, (aid, kk) in enumerate(zip(sp_in, w.kernel)):        # one kernel wire per spatial axis
+            y = top + (S + i) * PITCH
+            name = self.ir.axes[aid].name if aid in self.ir.axes else "x"
+            self.d.glyphs.append(Glyph(f"{gid}#k{i}", "kernel", xk0, y, xk1, y, label=f"k{_base(name)}={kk}",
+                                       node=node, points=bezier([(xk0, y), (xk1, y)])))
+        cons = [group[x].wires[i].axis for x, i in roles.consumed if (x, i) not in w.spatial_in]
+        prod = [out_axes[o][i] for o, i in roles.produced if (o, i) not in w.spatial_out]
+        y0 = top + (S - 0.5) * PITCH + 3
+        y1 = top + (w.rows - 0.5) * PITCH - 3
+        if kind == "conv":
+            bias = any(p.name == "bias" for p in it.node.params)
+            groups = a.get("groups", 1)
+            sup = f"<SUP>g={groups}</SUP>" if isinstance(groups, int) and groups > 1 else ""
+            g = Glyph(gid, "linear", xk1, y0, R, y1, label=("L+" if bias else "L") + (f" g={groups}" if sup else ""),
+                      html="<B>L</B>" + ("<SUB>+</SUB>" if bias else "") + sup, node=node, learned=True,
+                      consumes=cons, produces=prod)
+        else:
+            g = Glyph(gid, "reduce", xk1, y0, R, y1, label="Max" if "max" in it.node.op else "𝔼", node=node,
+                      consumes=cons, produces=prod)
+        g.badges = self._badges(it)
+        self.d.glyphs.append(g)
+
     def _glyph_text(self, it: _Item, kind: str) -> tuple[str, str, bool, float]:
         """(plain label, HTML label, learned, width) of an item's glyph."""
         if it.kind == "block":
@@ -1013,8 +1121,6 @@ class _Layout:
         if kind == "bar":
             add(Glyph(gid, "bar", L + 1, y0, R - 1, y1, node=node, consumes=cons, produces=prod))
             return
-        if kind in ("conv", "pool") and self.opt.detail:
-            kind = kind + "-wedge"
         g = Glyph(gid, kind, L, y0, R, y1, label=label, html=html, node=node, learned=learned, consumes=cons,
                   produces=prod)
         g.badges = self._badges(it)

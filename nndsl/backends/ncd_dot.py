@@ -110,6 +110,9 @@ def to_dot(d: Diagram) -> str:
         if g.kind == "cap":
             out.append(f'  _a -> _b [id={_q(g.id)}, class="ncd-cap", penwidth=1.2,'
                        f' pos="{" ".join(fr.pt(p) for p in g.points)}"];')
+        elif g.kind == "kernel":             # a window's kernel wire, from the wedge to the L
+            out.append(f'  _a -> _b [id={_q(g.id)}, class="ncd-kernel", label=<<I>{_esc(g.label)}</I>>,'
+                       f' lp="{fr.pt((g.cx, g.y0 - 5))}", pos="{" ".join(fr.pt(p) for p in g.points)}"];')
     for i, t in enumerate(d.texts):
         x = t.x - len(t.text) * CHAR / 2 if t.cls == "ncd-io-in" else \
             t.x + len(t.text) * CHAR / 2 if t.cls in ("ncd-io-out", "ncd-count") else t.x
@@ -121,8 +124,8 @@ def to_dot(d: Diagram) -> str:
 
 
 def _glyph(g: Glyph, fr: _Frame) -> str:
-    if g.kind == "cap":
-        return f"// cap {g.id}"
+    if g.kind in ("cap", "kernel"):
+        return f"// {g.kind} {g.id}"
     w = max(g.x1 - g.x0, 1.0) / 72
     h = max(g.y1 - g.y0, 1.0) / 72
     pos = f'pos="{fr.x(g.cx):.1f},{fr.y(g.cy):.1f}!"'
