@@ -37,7 +37,7 @@ INNER = 44.0        # length of its kernel wires, from the wedge to the L
 
 
 # ----------------------------------------------------------------------------------------------- model
-@dataclass
+@dataclass(slots=True)
 class Wire:
     """One axis on one segment: from where it starts (a port or the previous column) to where it ends."""
 
@@ -62,7 +62,7 @@ class Wire:
         return self.points[-1][0]
 
 
-@dataclass
+@dataclass(slots=True)
 class Glyph:
     id: str
     kind: str                    # linear, conv, pool, box, block, norm, softmax, marker, dot, copy, add,
@@ -88,7 +88,7 @@ class Glyph:
         return (self.y0 + self.y1) / 2
 
 
-@dataclass
+@dataclass(slots=True)
 class Separator:
     points: list
     segment: int
@@ -107,7 +107,7 @@ class Fence:
     parent: Optional[str] = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Text:
     x: float
     y: float
@@ -456,15 +456,15 @@ class _Grid:
     CELL = 48.0
 
     def __init__(self):
-        self.cells: dict[tuple[int, int], list] = {}
+        self.cells: dict[int, list] = {}
 
     def add(self, b) -> None:
         c, cells = self.CELL, self.cells
         for i in range(int(b[0] // c), int(b[2] // c) + 1):
             for j in range(int(b[1] // c), int(b[3] // c) + 1):
-                q = cells.get((i, j))
+                q = cells.get(i * 1_000_003 + j)            # one int key per cell: no tuple to build
                 if q is None:
-                    cells[(i, j)] = [b]
+                    cells[i * 1_000_003 + j] = [b]
                 else:
                     q.append(b)
 
@@ -473,7 +473,7 @@ class _Grid:
         bx0, by0, bx1, by1 = b[0] + pad, b[1] + pad, b[2] - pad, b[3] - pad     # pad < 0: keep a margin
         for i in range(int(bx0 // c), int(bx1 // c) + 1):
             for j in range(int(by0 // c), int(by1 // c) + 1):
-                for o in cells.get((i, j), ()):
+                for o in cells.get(i * 1_000_003 + j, ()):
                     if bx0 < o[2] and o[0] < bx1 and by0 < o[3] and o[1] < by1 and (len(o) < 5 or o[4] != skip):
                         return True
         return False
