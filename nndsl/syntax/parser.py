@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from lark import Lark, Token, Transformer
+from lark.grammar import Rule
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..diagnostics import Abort, Diagnostic, Span
@@ -113,7 +114,7 @@ class _PostLex:
 
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
-    return Lark(
+    lark = Lark(
         grammar_path().read_text(),
         parser="lalr",
         lexer="basic",
@@ -123,6 +124,45 @@ def _lark() -> Lark:
         transformer=_TRANSFORMER,
         cache=_cache_file(),
     )
+    _share_rules(lark)
+    return lark
+
+
+def _share_rules(lark: Lark) -> None:
+    """Each parser action asserts `arg != end_state`; for a reduction `arg` is a `Rule`, whose Python
+    `__eq__` then runs once per reduction (a tenth of the parse). The table's rules become copies that
+    compare by identity in C, and the callback table is keyed by those same objects."""
+    try:
+        core = lark.parser.parser.parser             # ParsingFrontend -> LALR_Parser -> _Parser
+        callbacks, states = core.callbacks, core.parse_table.states
+    except AttributeError:                           # another Lark layout: correct, only slower
+        return
+    fast: dict = {}
+
+    def swap(rule):
+        f = fast.get(id(rule))
+        if f is None:
+            f = fast[id(rule)] = _IdRule.__new__(_IdRule)
+            for k in Rule.__slots__:
+                setattr(f, k, getattr(rule, k))
+        return f
+
+    by_eq = {k: v for k, v in callbacks.items() if isinstance(k, Rule)}
+    for row in states.values():
+        for tok, (action, arg) in list(row.items()):
+            if isinstance(arg, Rule) and arg in by_eq:
+                f = swap(arg)
+                callbacks[f] = by_eq[arg]
+                row[tok] = (action, f)
+
+
+class _IdRule(Rule):
+    """A grammar rule that is equal only to itself (see `_share_rules`)."""
+
+    __slots__ = ()
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__
 
 
 def _cache_file():
