@@ -2,6 +2,8 @@
 `//`, `%`, comparisons, `take`, `roll` and `masked_fill`, against the reference computations."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 import nndsl
@@ -67,6 +69,16 @@ def test_roll_and_where():
     x = torch.randn(2, 8, 8, 4)
     r = torch.roll(x, (-3, -3), (1, 2))
     assert torch.allclose(nndsl.load(source=src)(x), torch.where(r > 0, r, 0.1 * r))
+
+
+def test_value_bounds_cross_block_boundaries():
+    """Indices computed in one block and used in another keep their bound: the table is too small."""
+    src = (Path(__file__).parent / "fuzz_corpus" / "value_bound_crosses_block_inputs.nn").read_text()
+    bad = nndsl.check(source=src)
+    assert [d.code for d in bad.errors] == ["E0201"] and "up to 3" in bad.errors[0].message
+    ok = nndsl.check(source=src.replace("num=2", "num=4"))
+    assert ok.ok
+    assert nndsl.load(source=src.replace("num=2", "num=4"))(torch.randn(2, 4)).shape == (4, 3)
 
 
 def test_index_ops_are_checked():

@@ -215,6 +215,7 @@ def _unify(ctx: ShapeContext, node: Node, actual: TensorType) -> None:
     inst = node.scope
     block = ctx.ir.meta.instances[inst].block if inst in ctx.ir.meta.instances else "block"
     k = node.attrs.get("ellipsis")
+    vmax = actual.vmax
     shown = [_show(d) for d in pattern]
     if k is not None:
         shown.insert(k, "...")
@@ -271,7 +272,10 @@ def _unify(ctx: ShapeContext, node: Node, actual: TensorType) -> None:
     if k is not None:
         shape[k:k] = middle
         names[k:k] = middle_names
-    node.outputs = [TensorType.make(shape, actual.dtype, names)]
+    out = TensorType.make(shape, actual.dtype, names)
+    if vmax is not None:                         # the bound on its values crosses into the block too
+        out = out.model_copy(update={"vmax": vmax})
+    node.outputs = [out]
 
 
 def _solve_linear(p: Dim, sym: str, d: Dim) -> Dim | None:
