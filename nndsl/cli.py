@@ -172,7 +172,7 @@ def summary(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]
             max_nodes: Optional[int] = MaxNodesOpt, max_file_size: Optional[int] = MaxFileOpt,
             max_params: Optional[int] = MaxParamsOpt, import_root: Optional[Path] = ImportRootOpt):
     """Per-layer table: name, op, output shape, parameters, FLOPs; with totals."""
-    from .backends.summary import fmt_count, table_lines, to_dict, totals
+    from .backends.summary import fmt_count, init_lines, table_lines, to_dict, totals
 
     res = _load(file, model, dim, _limits(max_nodes, max_file_size, max_params), import_root)
     ir = res.ir
@@ -187,6 +187,8 @@ def summary(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]
     typer.echo(f"buffers:          {fmt_count(t['buffers'])}")
     typer.echo(f"flops:            {fmt_count(t['flops'])}"
                + ("" if isinstance(t["flops"], int) else "   (bind free dims with --dim to get a number)"))
+    for line in init_lines(ir):
+        typer.echo(line)
 
 
 @app.command()

@@ -51,7 +51,15 @@ PIPELINE: tuple[tuple[str, Callable], ...] = (
     ("ensures", lambda ir, st, sink: check_ensures(ir, st["shapes"], sink)),
     ("validate", lambda ir, st, sink: validate(ir, sink, st["limits"])),
     ("layout", lambda ir, st, sink: fill_layouts(ir)),
+    ("init", lambda ir, st, sink: _resolve_inits(ir, sink)),
 )
+
+
+def _resolve_inits(ir: IR, sink: Sink) -> None:
+    if ir.meta.inits:              # imported only for specs that declare rules: start-up time counts
+        from .passes.init import resolve_inits
+
+        resolve_inits(ir, sink)
 
 
 def _pick_model(prog: Program, model: str | None, sink: Sink) -> A.BlockDef | None:

@@ -13,7 +13,7 @@ from typing import Any
 from . import ops as O
 from .diagnostics import Abort, Diagnostic, Label, Sink, Span
 from .dims import Dim, Facts, scoped, sym_name
-from .ir import IR, EnsureCheck, GraphMeta, Instance, ModelInput, Node
+from .ir import IR, EnsureCheck, GraphMeta, InitDecl, Instance, ModelInput, Node
 from .expansion import Estimator
 from .limits import DEFAULT, Limits
 from .loader import Program
@@ -232,24 +232,20 @@ class Elaborator:
         if isinstance(st, A.Input):
             self._input(st, ctx)
         elif isinstance(st, A.Bind):
+            start = len(self.ir.order)
             self._bind(st, ctx)
+            if st.init is not None:
+                self._init_decls(st.init.entries, ctx, self.ir.order[start:])
+        elif isinstance(st, A.InitStmt):
+            self._init_decls(st.entries, ctx, None)
         elif isinstance(st, A.Output):
             for i, item in enumerate(st.items):
-                # an unnamed output takes the binding's name (`output y`), else `out`, `out0`, ...
-                default = item.value.id if isinstance(item.value, A.Name) else None
-                name = item.name or default or ("out" if len(st.items) == 1 else f"out{i}")
-                if item.name:
-                    self._check_new(item.name, ctx.scope, item.span)
-                v = self.ev(item.value, ctx.scope, name)
-                if isinstance(v, TupleVal) and not item.name:
-                    for j, t in enumerate(v.items):
-                        ctx.outputs.append((t, f"{name}{j}"))
-                    continue
-                if not isinstance(v, TensorVal):
-                    self.fail("E0106", f"an output must be a tensor, got {describe(v)}", item.value.span)
-                if item.name:
-                    ctx.scope.names[item.name] = Binding(v, item.span, "output", True)
-                ctx.outputs.append((v, name))
+                if item.init is not None:
+                    start = len(self.ir.order)
+                    self._output_item(item, i, st, ctx)
+                    self._init_decls(item.init.entries, ctx, self.ir.order[start:])
+                else:
+                    self._output_item(item, i, st, ctx)
         elif isinstance(st, A.Ensure):
             self._ensure(st, ctx)
         elif isinstance(st, A.If):
@@ -257,6 +253,50 @@ class Elaborator:
             branch = st.then if c else (st.orelse or [])
             for s in branch:
                 self._stmt(s, ctx)
+
+    def _init_decls(self, entries: list, ctx: "_Ctx", nodes: list[str] | None) -> None:
+        """Record init rules where they are declared; the init pass evaluates them per parameter, where
+        `fan_in` and `fan_out` are known. A statement's clause keys a parameter (`weight`) or an op kind
+        and a parameter; a block's keys an op kind (`linear.weight`, `conv2d.*`) or any (`*.bias`)."""
+        from .init import INIT_NAMES
+
+        for e in entries:
+            parts = e.key
+            if len(parts) == 1:
+                op, param = None, parts[0]
+            else:
+                op, param = parts
+            op = None if op == "*" else op
+            param = None if param == "*" else param
+            env = {}
+            for n in _names_in(e.rule):
+                if n in INIT_NAMES:
+                    continue
+                b = ctx.scope.lookup(n)
+                if b is not None and not isinstance(b.value, (TensorVal, TupleVal)):
+                    b.used = True
+                    env[n] = encode(b.value)
+            self.ir.meta.inits.append(InitDecl(op=op, param=param, rule=e.rule, env=env, scope=ctx.scope.path,
+                                               span=e.span, key_span=e.key_span, nodes=nodes,
+                                               order=len(self.ir.meta.inits)))
+
+    def _output_item(self, item, i: int, st, ctx: "_Ctx") -> None:
+        """One item of an `output` statement; an unnamed output takes the binding's name (`output y`), else
+        `out`, `out0`, ..."""
+        default = item.value.id if isinstance(item.value, A.Name) else None
+        name = item.name or default or ("out" if len(st.items) == 1 else f"out{i}")
+        if item.name:
+            self._check_new(item.name, ctx.scope, item.span)
+        v = self.ev(item.value, ctx.scope, name)
+        if isinstance(v, TupleVal) and not item.name:
+            for j, t in enumerate(v.items):
+                ctx.outputs.append((t, f"{name}{j}"))
+            return
+        if not isinstance(v, TensorVal):
+            self.fail("E0106", f"an output must be a tensor, got {describe(v)}", item.value.span)
+        if item.name:
+            ctx.scope.names[item.name] = Binding(v, item.span, "output", True)
+        ctx.outputs.append((v, name))
 
     def _check_new(self, name: str, scope: Scope, span: Span):
         prev = scope.names.get(name)

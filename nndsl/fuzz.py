@@ -196,6 +196,13 @@ class SpecGen:
                 node = next((n for n in res.ir.nodes() if n.binding == name and n.scope == ""), None)
                 if node is None or not node.outputs:
                     continue
+                if node.params and r.random() < 0.3:     # an init clause, kept when it fits
+                    keys = [p.name or "value" for p in node.params] + ["*"]
+                    clause = ", ".join(f"{r.choice(keys)}: {r.choice(INIT_SAMPLES)}" for _ in range(r.randint(1, 2)))
+                    with_init = body + [f"  {name} = {c} init {{ {clause} }}"]
+                    if check(source=_assemble(head, with_init, name), filename=FILE, dims=BOUND,
+                             strict_dims=False).ok:
+                        cand = with_init
                 body = cand
                 if len(node.outputs) == 1:
                     env[name] = node.outputs[0]
@@ -208,6 +215,12 @@ class SpecGen:
         if r.random() < 0.35 and body:
             return _as_block(head, body, last, r)
         return _assemble(head, body, last)
+
+
+INIT_SAMPLES = ("zeros", "ones", "constant(0.5)", "normal(0, 0.02)", "uniform(-0.1, 0.1)", "truncated_normal(std=0.5)",
+                "xavier_uniform()", "xavier_normal(gain=2)", 'kaiming_normal(nonlinearity="relu")',
+                'kaiming_uniform(mode="fan_out")', "orthogonal()", "identity()", "normal(0, 1 / sqrt(fan_in))",
+                "default")
 
 
 def _assemble(head: list[str], body: list[str], out: str) -> str:

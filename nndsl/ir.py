@@ -71,6 +71,21 @@ class EnsureCheck(BaseModel):
     span: Span
 
 
+class InitDecl(BaseModel):
+    """An init rule as declared: for the layers one statement created (`nodes`), or for every layer in
+    an instance and below it (`nodes` is None). The init pass picks, per parameter, the most specific."""
+
+    op: Optional[str] = None           # op kind the key names (None: any)
+    param: Optional[str] = None        # parameter name the key names (None: any)
+    rule: A.Expr
+    env: dict[str, Any]                # the names the rule uses from its scope (block parameters), encoded
+    scope: str
+    span: Span                         # the whole `key: rule` entry
+    key_span: Span
+    nodes: Optional[list[str]] = None
+    order: int = 0
+
+
 class ModelInput(BaseModel):
     name: str
     node: str
@@ -93,6 +108,7 @@ class GraphMeta(BaseModel):
     facts: list[tuple[str, str]] = []  # divisibility facts (num, den) as dim strings
     free_dims: list[str] = []
     constants: list[str] = []          # nodes known when the module is built (what buffers are made of)
+    inits: list[InitDecl] = []         # init rules as declared (resolved per parameter by passes/init.py)
 
 
 class IR:
@@ -102,10 +118,12 @@ class IR:
         self.g = nx.MultiDiGraph()
         self.meta = meta
         self.axes: dict = {}            # axis identity -> passes.axes.AxisInfo, filled by the axes pass
+        self.order: list[str] = []      # node ids in the order elaboration created them
 
     # -- construction
     def add_node(self, node: Node) -> Node:
         self.g.add_node(node.id, node=node)
+        self.order.append(node.id)
         return node
 
     def add_edge(self, src: str, src_port: int, dst: str, dst_port: int) -> None:

@@ -1252,8 +1252,8 @@ def _marker(n, od, a) -> str:
 def _init_badge(node) -> str:
     for p in node.params:
         f = p.facets.get("init")
-        if f is not None:
-            return f"init: {getattr(f, 'rule', f)}"
+        if f is not None and getattr(f, "prim", ""):
+            return f"init: {f.describe()}"
     return ""
 
 

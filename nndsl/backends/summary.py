@@ -87,3 +87,30 @@ def table_lines(ir: IR) -> list[str]:
         return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)).rstrip()
 
     return [fmt(head), "  ".join("-" * w for w in widths)] + [fmt(row) for row in body]
+
+
+def init_lines(ir: IR) -> list[str]:
+    """Per parameter with an init rule: the rule in force, the std of its entries, where it was declared
+    and by which key; then how many keep PyTorch's default. Empty when the spec declares no rule."""
+    if not ir.meta.inits:
+        return []
+    from pathlib import Path
+
+    rows, default = [], 0
+    for n in ir.nodes():
+        for p in n.params:
+            if p.kind != "param" or p.tied_to is not None:
+                continue
+            f = p.facets.get("init")
+            if f is None or not f.prim:
+                default += 1
+                continue
+            where = f"{Path(f.declared_at.rsplit(':', 1)[0]).name}:{f.declared_at.rsplit(':', 1)[-1]}"
+            std = f"{f.std:.4g}" if f.std is not None else "-"
+            rows.append((f.path, f.describe(), std, f"{where} [{f.key}]"))
+    head = ("parameter", "init rule", "std", "declared at")
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    out = ["", fmt(head), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
+    out.append(f"{default:,} parameter{'s' if default != 1 else ''} keep PyTorch's default initialisation")
+    return out

@@ -80,8 +80,23 @@ class Codegen:
         src = HEADER.format(file=comment(self.ir.meta.file), model=comment(self.ir.meta.model)) + "\n"
         for _name, body in self.classes:
             src += "\n\n" + body + "\n"
-        src += _BUILD.format(cls=model_cls)
+        src += self._init_table() + _BUILD.format(cls=model_cls)
         return src, model_cls
+
+    def _init_table(self) -> str:
+        """The spec's init rules as data the generated `init_parameters` applies: per parameter its
+        state-dict name, the primitive with the numbers the init pass computed, and its seed salt."""
+        rows = []
+        for n in self.ir.nodes():
+            for p in n.params:
+                f = p.facets.get("init")
+                if f is None or not f.prim:
+                    continue
+                args = ", ".join(f"{lit(k)}: {lit(v)}" for k, v in f.prim_args.items())
+                rows.append(f"    ({lit(f.path)}, {lit(f.prim)}, {{{args}}}, {f.seed}),  # {comment(f.describe())}"
+                            f" [{comment(f.key)}]")
+        return "\n\n# init rules: (parameter, primitive, arguments, seed salt)\n_INIT = (\n" + "\n".join(rows) + \
+            ("\n" if rows else "") + ")\n" + _INIT_FN
 
     def _postorder(self, path: str) -> list[Instance]:
         out = []
@@ -335,15 +350,56 @@ def _relfile(f: str) -> str:
     return p.name
 
 
+_INIT_FN = '''
+
+def _mix(seed: int, salt: int) -> int:
+    return ((seed * 0x9E3779B97F4A7C15) ^ salt) % (2 ** 63 - 1)
+
+
+@torch.no_grad()
+def init_parameters(model: nn.Module, seed: int | None = None) -> None:
+    """Apply the spec's init rules. Each parameter draws from its own generator, seeded from `seed` and
+    its name, so a change elsewhere in the spec leaves it as it was; without a seed, from torch's RNG."""
+    if not _INIT:
+        return
+    if seed is None:
+        seed = int(torch.randint(0, 2 ** 62, (1,)).item())
+    for name, prim, args, salt in _INIT:
+        p = model.get_parameter(name)
+        g = torch.Generator(device=p.device)
+        g.manual_seed(_mix(seed, salt))
+        if prim == "fill":
+            p.fill_(args["value"])
+        elif prim == "normal":
+            nn.init.normal_(p, args["mean"], args["std"], generator=g)
+        elif prim == "uniform":
+            nn.init.uniform_(p, args["a"], args["b"], generator=g)
+        elif prim == "trunc_normal":
+            nn.init.trunc_normal_(p, args["mean"], args["std"], args["a"], args["b"], generator=g)
+        elif prim == "orthogonal":
+            nn.init.orthogonal_(p, args["gain"], generator=g)
+        elif prim == "identity":
+            if p.dim() == 2:
+                nn.init.eye_(p)
+            else:
+                nn.init.dirac_(p, args["groups"])
+            p.mul_(args["gain"])
+        else:
+            raise ValueError(f"unknown init primitive {prim!r}")
+'''
+
 _BUILD = '''
 
 def build(seed: int | None = None) -> {cls}:
     """Construct the model; the same seed gives bit-identical weights."""
     if seed is None:
-        return {cls}()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return {cls}()
+        model = {cls}()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = {cls}()
+    init_parameters(model, seed)
+    return model
 '''
 
 

@@ -151,6 +151,29 @@ place, so a failed write leaves nothing behind."""),
     "E0403": Code("renderer unavailable", """\
 Rendering a diagram to SVG, PNG or PDF needs Graphviz's `dot` (`apt-get install graphviz`). A `.dot`
 output still works without it."""),
+    # -- initialization ---------------------------------------------------------------------------
+    "E0501": Code("unknown init rule", """\
+An init entry (`key: rule`) names no rule, or its value is not a rule name or a call. Rules are
+listed in docs/init.md (`zeros`, `normal(mean, std)`, `xavier_uniform(gain)`, `kaiming_normal(a,
+mode, nonlinearity)`, `orthogonal(gain)`, `identity(gain, groups)`, ...); the diagnostic suggests the
+closest name."""),
+    "E0502": Code("invalid init rule arguments", """\
+The arguments of an init rule do not bind: too many, a missing required one, an unknown keyword, or a
+value of the wrong type (`mode` and `nonlinearity` are strings, the others numbers). Arguments may use
+`fan_in`, `fan_out`, `numel`, the block's parameters, `sqrt(...)` and `gain("relu")`.
+
+    weight: normal(0, 1 / sqrt(fan_in))          # ok
+    weight: kaiming_normal(nonlinearity=relu)    # error: `relu` is not a name here; write "relu"
+"""),
+    "E0503": Code("init rule does not fit the parameter", """\
+The rule cannot initialise a parameter of this shape: `orthogonal` needs at least a matrix,
+`identity` a matrix or a convolution kernel (with the output channels divisible by `groups`), and
+distribution arguments must make sense (`std` at least 0, `a` below `b`). The message names the
+parameter and its shape."""),
+    "W0501": Code("init key matches nothing", """\
+An init entry names no parameter it could apply to: the statement's layers (or the block's) have no
+parameter of that name or op kind. Parameters are called as in the state dict (`weight`, `bias`,
+`in_proj_weight`, ...); a free `param(...)`'s own value is keyed `value`."""),
     # -- internal --------------------------------------------------------------------------------
     "E9999": Code("internal compiler error", """\
 nndsl failed on this input: that is a bug in nndsl, not in the spec. Please report it with the

@@ -143,16 +143,31 @@ class Input(Node):
     dtype: Optional[str] = None
 
 
+class InitEntry(Node):
+    """`key: rule` in an init clause: the key names a parameter (`weight`), an op kind and a parameter
+    (`linear.weight`, `conv2d.*`, `*.bias`); the rule is an expression (`normal(0, 1 / sqrt(fan_in))`)."""
+
+    key: list[str]
+    key_span: Span
+    rule: Expr
+
+
+class InitClause(Node):
+    entries: list[InitEntry]
+
+
 class Bind(Node):
     kind: Literal["bind"] = "bind"
     targets: list[str]
     target_spans: list[Span]
     value: Expr
+    init: Optional[InitClause] = None      # for the layers this binding creates
 
 
 class OutputItem(Node):
     name: Optional[str] = None
     value: Expr
+    init: Optional[InitClause] = None
 
 
 class Output(Node):
@@ -172,7 +187,14 @@ class If(Node):
     orelse: Optional[list["Stmt"]] = None
 
 
-Stmt = Annotated[Union[Input, Bind, Output, Ensure, If], Field(discriminator="kind")]
+class InitStmt(Node):
+    """`init { ... }` as a statement: rules for every layer of the block (and the blocks it calls)."""
+
+    kind: Literal["init"] = "init"
+    entries: list[InitEntry]
+
+
+Stmt = Annotated[Union[Input, Bind, Output, Ensure, If, InitStmt], Field(discriminator="kind")]
 
 
 # -- top level --------------------------------------------------------------------------------

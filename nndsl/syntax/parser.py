@@ -52,13 +52,21 @@ _STATEMENT_START = {None, "_NL", "LBRACE"}
 
 
 def _soft_keywords(stream):
-    """Keyword tokens that stand where a name must be become NAME tokens."""
+    """Keyword tokens that stand where a name must be become NAME tokens; `init` is a keyword only when
+    `{` follows it."""
     held = None
     prev_type = None
     for tok in stream:
         if held is not None:
-            yield Token.new_borrow_pos("NAME", held.value, held) if tok.type in ("EQUAL", "COMMA") else held
+            if held.type == "INIT":
+                yield held if tok.type == "LBRACE" else Token.new_borrow_pos("NAME", held.value, held)
+            else:
+                yield Token.new_borrow_pos("NAME", held.value, held) if tok.type in ("EQUAL", "COMMA") else held
             held = None
+        if tok.type == "INIT":
+            held = tok
+            prev_type = tok.type
+            continue
         if tok.type in SOFT_KEYWORDS:
             if prev_type in _STATEMENT_START:
                 held = tok           # a statement starts with it: a keyword unless `=` or `,` follows
@@ -68,7 +76,7 @@ def _soft_keywords(stream):
         prev_type = tok.type
         yield tok
     if held is not None:
-        yield held
+        yield Token.new_borrow_pos("NAME", held.value, held) if held.type == "INIT" else held
 
 
 class _PostLex:
@@ -355,6 +363,15 @@ def _end(x):
     return x.span.end_line, x.span.end_col
 
 
+class _Key:
+    """An init key while its entry is built: its parts and span."""
+
+    __slots__ = ("parts", "span")
+
+    def __init__(self, parts: list[str], span: Span):
+        self.parts, self.span = parts, span
+
+
 def _vals(ch):
     return [c for c in ch if not isinstance(c, Token) or c.type in _VALUE_TOKENS]
 
@@ -430,18 +447,40 @@ class _ToAST(Transformer):
 
     def bind_stmt(self, ch):
         v = _vals(ch)
+        init = v.pop() if isinstance(v[-1], A.InitClause) else None
         names = v[:-1]
         return A.make(A.Bind, span=self._s(ch), targets=[str(n) for n in names],
-                                      target_spans=[_tspan(self.file, n) for n in names], value=v[-1])
+                                      target_spans=[_tspan(self.file, n) for n in names], value=v[-1], init=init)
+
+    def init_stmt(self, ch):
+        c = _vals(ch)[0]
+        return A.make(A.InitStmt, span=self._s(ch), entries=c.entries)
+
+    def init_clause(self, ch):
+        return A.make(A.InitClause, span=self._s(ch), entries=_vals(ch))
+
+    def init_entry(self, ch):
+        v = _vals(ch)
+        return A.make(A.InitEntry, span=self._s(ch), key=v[0].parts, key_span=v[0].span, rule=v[1])
+
+    def init_key(self, ch):
+        toks = [t for t in ch if isinstance(t, Token) and t.type in ("NAME", "MUL_OP")]
+        for t in toks:
+            if t.type == "MUL_OP" and t.value != "*":
+                self.errors.append(Diagnostic(code="E0001", message=f"unexpected `{t.value}` in an init key",
+                                              span=_tspan(self.file, t), label="expected a name or `*`",
+                                              help="keys look like `weight`, `linear.weight`, `conv2d.*` or `*.bias`"))
+        return _Key([str(t) for t in toks], self._s(ch))
 
     def output_stmt(self, ch):
         return A.make(A.Output, span=self._s(ch), items=_vals(ch))
 
     def output_item(self, ch):
         v = _vals(ch)
+        init = v.pop() if isinstance(v[-1], A.InitClause) else None
         if len(v) == 2:
-            return A.make(A.OutputItem, span=self._s(ch), name=str(v[0]), value=v[1])
-        return A.make(A.OutputItem, span=self._s(ch), name=None, value=v[0])
+            return A.make(A.OutputItem, span=self._s(ch), name=str(v[0]), value=v[1], init=init)
+        return A.make(A.OutputItem, span=self._s(ch), name=None, value=v[0], init=init)
 
     def ensure_stmt(self, ch):
         return A.make(A.Ensure, span=self._s(ch), expr=_vals(ch)[0])

@@ -68,15 +68,26 @@ def stage(st) -> str:
     return expr(st, 9)
 
 
+def _entries(entries) -> str:
+    return ", ".join(f"{'.'.join(e.key)}: {expr(e.rule)}" for e in entries)
+
+
+def _init(clause) -> str:
+    return f" init {{ {_entries(clause.entries)} }}" if clause is not None else ""
+
+
 def stmt(s, ind: str) -> list[str]:
     k = s.kind
     if k == "input":
         dt = f" {s.dtype}" if s.dtype else ""
         return [f"{ind}input {s.name}: [{', '.join(expr(d) for d in s.shape)}]{dt}"]
     if k == "bind":
-        return [f"{ind}{', '.join(s.targets)} = {expr(s.value)}"]
+        return [f"{ind}{', '.join(s.targets)} = {expr(s.value)}{_init(s.init)}"]
     if k == "output":
-        return [f"{ind}output " + ", ".join((f"{i.name} = " if i.name else "") + expr(i.value) for i in s.items)]
+        return [f"{ind}output " + ", ".join((f"{i.name} = " if i.name else "") + expr(i.value) + _init(i.init)
+                                            for i in s.items)]
+    if k == "init":
+        return [f"{ind}init {{ {_entries(s.entries)} }}"]
     if k == "ensure":
         return [f"{ind}ensure {expr(s.expr)}"]
     if k == "if":

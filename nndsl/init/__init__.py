@@ -1,0 +1,201 @@
+"""Initialization rules: what a spec may say about how a parameter starts.
+
+One record per rule: its arguments (in positional order, with defaults), the shapes it fits, and the
+standard deviation it gives a parameter's entries (what the summary shows and signal analysis reads).
+The front end needs nothing else; the PyTorch side of each rule is in nndsl/backends/torch_init.py,
+emitted into the generated source. docs/init.md gives every formula.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+# names a rule's arguments may use besides the block's parameters, bound per parameter
+INIT_NAMES = ("fan_in", "fan_out", "numel")
+
+REQUIRED = object()
+
+NONLINEARITIES = ("linear", "identity", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+                  "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """The gain PyTorch's `torch.nn.init.calculate_gain` recommends: the factor that keeps the variance of
+    activations through the nonlinearity (relu √2, tanh 5/3, selu 3/4, leaky_relu √(2 / (1 + slope²)))."""
+    if nonlinearity in ("linear", "identity", "sigmoid") or nonlinearity.startswith("conv"):
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        slope = 0.01 if param is None else float(param)
+        return math.sqrt(2.0 / (1 + slope ** 2))
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    raise ValueError(f"unknown nonlinearity `{nonlinearity}` (one of {', '.join(NONLINEARITIES)})")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a rule knows of the parameter it initialises."""
+
+    dims: tuple[int, ...]
+    fan_in: Optional[int]
+    fan_out: Optional[int]
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.dims)
+
+
+def _fans(s: Shape) -> tuple[int, int]:
+    """fan_in and fan_out as the recipe computed them, else PyTorch's reading of the shape
+    ([out, in, *window]: fan_in = in·window, fan_out = out·window)."""
+    if s.fan_in is not None and s.fan_out is not None:
+        return s.fan_in, s.fan_out
+    d = s.dims
+    if len(d) < 2:
+        return (d[0] if d else 1), (d[0] if d else 1)
+    rf = math.prod(d[2:])
+    return d[1] * rf, d[0] * rf
+
+
+def _kaiming_std(a: dict, s: Shape) -> float:
+    fi, fo = _fans(s)
+    fan = fi if a["mode"] == "fan_in" else fo
+    return calculate_gain(a["nonlinearity"], a["a"]) / math.sqrt(max(fan, 1))
+
+
+def _need_rank(lo: int, hi: int | None = None, what: str = "") -> Callable[[dict, Shape], Optional[str]]:
+    def check(a: dict, s: Shape) -> Optional[str]:
+        r = len(s.dims)
+        if r < lo or (hi is not None and r > hi):
+            want = f"{lo}" if hi == lo else f"at least {lo}" if hi is None else f"{lo} to {hi}"
+            return f"`{what}` needs a parameter with {want} axes, this one has {r}: {list(s.dims)}"
+        return None
+    return check
+
+
+def _mode(a: dict, s: Shape) -> Optional[str]:
+    if a["mode"] not in ("fan_in", "fan_out"):
+        return f"`mode` is `fan_in` or `fan_out`, not `{a['mode']}`"
+    if a["nonlinearity"] not in NONLINEARITIES:
+        return f"unknown nonlinearity `{a['nonlinearity']}` (one of {', '.join(NONLINEARITIES)})"
+    return None
+
+
+def _identity(a: dict, s: Shape) -> Optional[str]:
+    r = len(s.dims)
+    if r == 2 or 3 <= r <= 5:
+        if r >= 3 and s.dims[0] % a["groups"]:
+            return f"`identity` with groups={a['groups']} needs the first axis ({s.dims[0]}) divisible by it"
+        return None
+    return f"`identity` needs a 2-d weight (a matrix) or a 3-d to 5-d convolution kernel, this one is {r}-d"
+
+
+def _nonneg_std(a: dict, s: Shape) -> Optional[str]:
+    return f"`std` must be at least 0, got {a['std']}" if a["std"] < 0 else None
+
+
+def _bounds(a: dict, s: Shape) -> Optional[str]:
+    return f"the lower bound {a['a']} is not below the upper bound {a['b']}" if not a["a"] < a["b"] else None
+
+
+def _trunc(a: dict, s: Shape) -> Optional[str]:
+    return _nonneg_std(a, s) or _bounds(a, s)
+
+
+def _trunc_std(a: dict, s: Shape) -> float:
+    """The standard deviation of N(mean, std²) truncated to [a, b]."""
+    m, sd, lo, hi = a["mean"], a["std"], a["a"], a["b"]
+    if sd == 0:
+        return 0.0
+    al, be = (lo - m) / sd, (hi - m) / sd
+    phi = lambda x: math.exp(-x * x / 2) / math.sqrt(2 * math.pi)           # noqa: E731
+    Phi = lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2)))                  # noqa: E731
+    z = Phi(be) - Phi(al)
+    if z <= 0:
+        return 0.0
+    var = 1 + (al * phi(al) - be * phi(be)) / z - ((phi(al) - phi(be)) / z) ** 2
+    return sd * math.sqrt(max(var, 0.0))
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    args: tuple[tuple[str, Any], ...]          # (name, default or REQUIRED), in positional order
+    formula: str                               # for docs and the summary
+    std: Callable[[dict, Shape], Optional[float]]
+    check: Optional[Callable[[dict, Shape], Optional[str]]] = None
+    types: dict = field(default_factory=dict)  # argument -> "number" | "str" | "int" (default number)
+
+
+def _r(name, args, formula, std, check=None, types=None) -> Rule:
+    return Rule(name, tuple(args), formula, std, check, types or {})
+
+
+RULES: dict[str, Rule] = {r.name: r for r in [
+    _r("default", [], "PyTorch's own initialisation of the layer", lambda a, s: None),
+    _r("zeros", [], "w = 0", lambda a, s: 0.0),
+    _r("ones", [], "w = 1", lambda a, s: 0.0),
+    _r("constant", [("value", REQUIRED)], "w = value", lambda a, s: 0.0),
+    _r("normal", [("mean", 0.0), ("std", 1.0)], "w ~ N(mean, std²)", lambda a, s: a["std"], _nonneg_std),
+    _r("uniform", [("a", 0.0), ("b", 1.0)], "w ~ U(a, b)", lambda a, s: (a["b"] - a["a"]) / math.sqrt(12), _bounds),
+    _r("truncated_normal", [("mean", 0.0), ("std", 1.0), ("a", -2.0), ("b", 2.0)],
+       "w ~ N(mean, std²) truncated to [a, b] (absolute bounds)", _trunc_std, _trunc),
+    _r("xavier_uniform", [("gain", 1.0)], "w ~ U(−b, b), b = gain·√(6 / (fan_in + fan_out))",
+       lambda a, s: a["gain"] * math.sqrt(2.0 / max(sum(_fans(s)), 1))),
+    _r("xavier_normal", [("gain", 1.0)], "w ~ N(0, σ²), σ = gain·√(2 / (fan_in + fan_out))",
+       lambda a, s: a["gain"] * math.sqrt(2.0 / max(sum(_fans(s)), 1))),
+    _r("kaiming_uniform", [("a", 0.0), ("mode", "fan_in"), ("nonlinearity", "leaky_relu")],
+       "w ~ U(−b, b), b = gain·√(3 / fan), gain = calculate_gain(nonlinearity, a)", _kaiming_std, _mode,
+       {"mode": "str", "nonlinearity": "str"}),
+    _r("kaiming_normal", [("a", 0.0), ("mode", "fan_in"), ("nonlinearity", "leaky_relu")],
+       "w ~ N(0, σ²), σ = gain / √fan, gain = calculate_gain(nonlinearity, a)", _kaiming_std, _mode,
+       {"mode": "str", "nonlinearity": "str"}),
+    _r("orthogonal", [("gain", 1.0)],
+       "the weight as a matrix [rows, rest] is (semi-)orthogonal, times gain (QR of a Gaussian matrix)",
+       lambda a, s: a["gain"] / math.sqrt(max(s.dims[0], math.prod(s.dims[1:]))), _need_rank(2, None, "orthogonal")),
+    _r("identity", [("gain", 1.0), ("groups", 1)],
+       "a matrix: gain·I (padded with zeros when not square); a kernel: gain·Dirac delta per channel",
+       lambda a, s: None, _identity, {"groups": "int"}),
+]}
+
+
+def rule_names() -> list[str]:
+    return sorted(RULES)
+
+
+# what the generated module does: a few primitives, each one torch.nn.init call (or a fill) with the
+# numbers the compiler computed from the rule, the parameter's fans and its shape
+PRIMITIVES = ("fill", "normal", "uniform", "trunc_normal", "orthogonal", "identity")
+
+
+def lower(rule: str, a: dict, s: Shape) -> Optional[tuple[str, dict]]:
+    """The primitive and its numbers for a rule applied to a parameter; None keeps PyTorch's default."""
+    if rule == "default":
+        return None
+    if rule == "zeros":
+        return "fill", {"value": 0.0}
+    if rule == "ones":
+        return "fill", {"value": 1.0}
+    if rule == "constant":
+        return "fill", {"value": float(a["value"])}
+    if rule == "normal":
+        return "normal", {"mean": float(a["mean"]), "std": float(a["std"])}
+    if rule == "uniform":
+        return "uniform", {"a": float(a["a"]), "b": float(a["b"])}
+    if rule == "truncated_normal":
+        return "trunc_normal", {k: float(a[k]) for k in ("mean", "std", "a", "b")}
+    if rule in ("xavier_normal", "kaiming_normal"):
+        return "normal", {"mean": 0.0, "std": RULES[rule].std(a, s)}
+    if rule in ("xavier_uniform", "kaiming_uniform"):
+        b = math.sqrt(3.0) * RULES[rule].std(a, s)
+        return "uniform", {"a": -b, "b": b}
+    if rule == "orthogonal":
+        return "orthogonal", {"gain": float(a["gain"])}
+    if rule == "identity":
+        return "identity", {"gain": float(a["gain"]), "groups": int(a["groups"])}
+    raise KeyError(rule)

@@ -1,0 +1,231 @@
+"""The init pass: for every parameter, the most specific init rule declared for it, evaluated with the
+parameter's fans, checked against its shape and lowered to what the module will do. Writes the `init`
+facet (nndsl/facets/init.py); a parameter no rule names keeps PyTorch's default initialisation.
+
+Most specific wins, in this order: a rule on the statement that created the layer beats a block-level
+one; among block-level rules the innermost block wins; then a key naming the layer itself (`fc.weight`,
+`fc.*`) beats one naming its op kind and parameter (`linear.weight`), which beats one naming the
+parameter (`weight`, `*.weight`), which beats one naming the op kind (`linear.*`), which beats `*`;
+among equals the later declaration wins.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import math
+
+from ..diagnostics import Abort, Diagnostic, Label, Sink
+from ..dims import Dim
+from ..evaluate import REQUIRED as SLOT_REQUIRED
+from ..evaluate import Binding, Evaluator, Reported, Scope, Slot, Undecidable, bind_call
+from ..facets import attach
+from ..facets.init import Init
+from ..init import INIT_NAMES, REQUIRED, RULES, Shape, lower
+from ..ir import IR, InitDecl
+from ..syntax import ast as A
+from ..values import decode
+
+FREE = "value"          # the key of a free parameter's own value (`pos = param([T, D]) init { value: ... }`)
+
+
+def param_path(node_id: str, name: str) -> str:
+    """A parameter's name in the state dict."""
+    return f"{node_id}.{name}" if name else node_id
+
+
+def salt(path: str) -> int:
+    """The seed salt of a parameter: from its name only, so other changes to the spec leave it alone."""
+    return int.from_bytes(hashlib.sha256(path.encode("utf-8")).digest()[:8], "little") & (2 ** 62 - 1)
+
+
+class _Host:
+    """The evaluator's host for rule arguments: numbers, block parameters, fans, `sqrt`, `gain(...)`."""
+
+    def __init__(self):
+        self.ev = Evaluator(self)
+
+    def missing(self, e: A.Name, scope: Scope, ensure: bool):
+        self.ev.fail("E0101", f"unknown name `{e.id}` in an init rule", e.span, label="not found",
+                     help=f"rules may use {', '.join(INIT_NAMES)}, the block's parameters and numbers")
+
+    def call(self, e: A.Call, scope: Scope, name, ensure: bool):
+        if self.ev.is_builtin(e):
+            return self.ev.builtin(e.func.id, e, scope, ensure)
+        if isinstance(e.func, A.Name) and e.func.id == "gain":
+            from ..init import NONLINEARITIES, calculate_gain
+
+            vals = [self.ev.ev(a.value, scope, None, const=True, ensure=True) for a in e.args]
+            if not vals or not isinstance(vals[0], str) or vals[0] not in NONLINEARITIES:
+                self.ev.fail("E0502", "`gain` takes a nonlinearity name and an optional slope", e.span,
+                             help=f"e.g. gain(\"relu\"); names: {', '.join(NONLINEARITIES)}")
+            slope = vals[1] if len(vals) > 1 else None
+            return calculate_gain(vals[0], slope)
+        self.ev.fail("E0115", "an init rule's arguments are numbers: a layer cannot be created here", e.span)
+
+    def pipe(self, e, scope: Scope, name):
+        self.ev.fail("E0115", "a pipeline cannot be used in an init rule", e.span)
+
+    def tensor_op(self, op, tensors, attrs, name, scope, span, arg_spans):
+        self.ev.fail("E0115", "tensor arithmetic cannot be used in an init rule", span)
+
+    def shape_of(self, t):
+        raise Reported()
+
+
+def _specificity(d: InitDecl, node) -> int:
+    """A layer's own name beats an op kind; a named parameter beats any."""
+    named = d.op is not None and d.op == node.local and d.op != node.op
+    return (2 if d.param is not None else 0) + (4 if named else 1 if d.op is not None else 0)
+
+
+def _applies(d: InitDecl, node, pname: str, members) -> bool:
+    if d.op is not None and d.op != node.op and d.op != node.local:
+        return False
+    if d.param is not None and d.param != pname:
+        return False
+    if d.nodes is not None:
+        return node.id in members[d.order]
+    return not d.scope or node.scope == d.scope or node.scope.startswith(d.scope + ".")
+
+
+def resolve_inits(ir: IR, sink: Sink) -> None:
+    decls = ir.meta.inits
+    if not decls:
+        return
+    members = {d.order: set(d.nodes) for d in decls if d.nodes is not None}
+    depth = {d.order: (len(d.scope.split(".")) if d.scope else 0) for d in decls}
+    used: set[int] = set()          # declarations that matched some parameter
+    failed: set[int] = set()
+    cache: dict = {}
+    host = _Host()
+    for node in ir.nodes():
+        for p in node.params:
+            if p.kind != "param" or p.tied_to is not None:
+                continue
+            pname = p.name or FREE
+            best = None
+            for d in decls:
+                if _applies(d, node, pname, members):
+                    used.add(d.order)
+                    rank = (d.nodes is not None, depth[d.order], _specificity(d, node), d.order)
+                    if best is None or rank > best[0]:
+                        best = (rank, d)
+            if best is None:
+                continue
+            d = best[1]
+            if d.order in failed:
+                continue
+            shape = Shape(tuple(p.shape), p.fan_in, p.fan_out)
+            key = (d.order, shape)
+            got = cache.get(key)
+            if got is None:
+                try:
+                    got = cache[key] = _evaluate(d, shape, host, node, p)
+                except Abort as a:
+                    sink.add(a.diagnostic, d.scope)          # with the call chain of the declaring block
+                    failed.add(d.order)
+                    continue
+                except Reported:
+                    failed.add(d.order)
+                    continue
+            rule, args, std, prim = got
+            path = param_path(node.id, p.name)
+            k = ".".join(x or "*" for x in (d.op, d.param)) if d.op is not None else (d.param or "*")
+            attach(p, Init(rule=rule, args=args, declared_at=f"{d.span.file}:{d.span.line}", key=k, std=std,
+                           seed=salt(path), path=path, prim=prim[0] if prim else "",
+                           prim_args=prim[1] if prim else {}))
+    for d in decls:
+        if d.order not in used and d.order not in failed:
+            what = "the layers this statement creates" if d.nodes is not None else "this block"
+            key = ".".join(x or "*" for x in (d.op, d.param)) if d.op is not None else (d.param or "*")
+            from .. import ops as O
+
+            near = difflib.get_close_matches(d.op, O.all_names(), n=1) if d.op and O.get(d.op) is None else []
+            sink.warning("W0501", f"init key `{key}` matches no parameter of {what}", d.key_span, d.scope,
+                         label="matches nothing",
+                         help=f"did you mean `{near[0]}`?" if near else
+                         "keys name a layer or an op kind, then a parameter (`weight`, `bias`); a free "
+                         "parameter's own value is `value`")
+
+
+def _evaluate(d: InitDecl, shape: Shape, host: _Host, node, p):
+    e = d.rule
+    if isinstance(e, A.Name):
+        fname, fspan, args = e.id, e.span, []
+    elif isinstance(e, A.Call) and isinstance(e.func, A.Name):
+        fname, fspan, args = e.func.id, e.func.span, e.args
+    else:
+        raise Abort(Diagnostic(code="E0501", message="an init rule is a rule name or a call: `zeros`, "
+                               "`normal(0, 0.02)`", span=e.span, label="not a rule"))
+    rule = RULES.get(fname)
+    if rule is None:
+        near = difflib.get_close_matches(fname, list(RULES), n=1)
+        raise Abort(Diagnostic(code="E0501", message=f"unknown init rule `{fname}`", span=fspan,
+                               label="no rule of this name",
+                               help=f"did you mean `{near[0]}`?" if near else f"rules: {', '.join(sorted(RULES))}"))
+    scope = Scope(path=d.scope, file=d.span.file)
+    for k, v in d.env.items():
+        val = decode(v)
+        if isinstance(val, Dim) and val.is_const:
+            val = val.value
+        scope.names[k] = Binding(val, d.span, "param", True)
+    fi, fo = shape.fan_in, shape.fan_out
+    if fi is None or fo is None:
+        from ..init import _fans
+
+        fi, fo = _fans(shape)
+    for k, v in (("fan_in", fi), ("fan_out", fo), ("numel", shape.numel)):
+        scope.names[k] = Binding(v, d.span, "param", True)
+    ev = host.ev
+    pos, kw = [], {}
+    for a in args:
+        try:
+            v = ev.ev(a.value, scope, None, const=True, ensure=True)     # ensure: calls reach the host (gain)
+        except Undecidable:
+            raise Abort(Diagnostic(code="E0502", message="this argument depends on a free dim", span=a.value.span,
+                                   help="bind the dim with `--dim`, or use `fan_in`/`fan_out`")) from None
+        if isinstance(v, Dim):
+            if not v.is_const:
+                raise Abort(Diagnostic(code="E0502", message="this argument depends on a free dim",
+                                       span=a.value.span, help="bind the dim with `--dim`"))
+            v = v.value
+        if a.name is None:
+            pos.append((v, a.value.span))
+        else:
+            kw[a.name] = (v, a.span)
+
+    def coerce_for(name):
+        want = rule.types.get(name, "number")
+
+        def coerce(v, sp):
+            ok = isinstance(v, str) if want == "str" else (isinstance(v, int) and not isinstance(v, bool)) \
+                if want == "int" else (isinstance(v, (int, float)) and not isinstance(v, bool))
+            if not ok or (want == "number" and not math.isfinite(v)):
+                raise Abort(Diagnostic(code="E0502", message=f"`{name}` of `{fname}` must be a "
+                                       f"{'finite number' if want == 'number' else want}, got {v!r}"[:200], span=sp))
+            return v
+        return coerce
+
+    def fail(code, msg, sp, label=""):
+        raise Abort(Diagnostic(code="E0502", message=msg, span=sp, label=label))
+
+    slots = [Slot(n, coerce_for(n), SLOT_REQUIRED if dflt is REQUIRED else dflt) for n, dflt in rule.args]
+    sig = ", ".join(n if dflt is REQUIRED else f"{n}={dflt}" for n, dflt in rule.args)
+    bound = bind_call(fname, slots, pos, kw, e.span, fail=fail,
+                      too_many=lambda n: fail("E0502", f"`{fname}` takes {n} argument{'s' if n != 1 else ''}: "
+                                              f"{fname}({sig})", e.span),
+                      missing=lambda s: fail("E0502", f"`{fname}` needs `{s.name}`: {fname}({sig})", e.span),
+                      unknown=lambda k, sp: fail("E0502", f"`{fname}` has no argument `{k}`: {fname}({sig})", sp,
+                                                 f"not an argument of `{fname}`"))
+    if rule.check is not None:
+        msg = rule.check(bound, shape)
+        if msg:
+            pl = param_path(node.id, p.name)
+            raise Abort(Diagnostic(code="E0503", message=f"`{fname}` does not fit `{pl}`: {msg}", span=e.span,
+                                   label=f"applied to {pl} {list(shape.dims)}",
+                                   secondary=[Label(span=node.span, message="the layer")] if node.span else []))
+    std = rule.std(bound, shape)
+    prim = lower(fname, bound, shape)
+    args_out = {k: v for k, v in bound.items()}
+    return fname, args_out, (float(std) if std is not None else None), prim
+

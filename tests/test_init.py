@@ -1,0 +1,252 @@
+"""Init rules: the language (clauses on statements and blocks, most specific wins), the rules against
+PyTorch's formulas, the generated module (seeded per parameter name), diagnostics and the summary."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import nndsl
+from nndsl.init import RULES, Shape, calculate_gain, lower
+
+MLP = """model M(D: int = 64, scale: float = 2.0) {
+  input x: [B, D]
+  init {
+    linear.weight: xavier_uniform()
+    *.bias: zeros
+  }
+  h = linear(x, D) init { weight: normal(0, scale / sqrt(fan_in)), bias: constant(0.1) }
+  a = relu(h)
+  output y = linear(a, 16)
+}
+"""
+
+
+def facet(res, path):
+    for n in res.ir.nodes():
+        for p in n.params:
+            f = p.facets.get("init")
+            if f is not None and f.path == path:
+                return f
+    return None
+
+
+def codes(src):
+    return [d.code for d in nndsl.check(source=src).diagnostics]
+
+
+def test_gains_match_pytorch():
+    assert calculate_gain("relu") == pytest.approx(math.sqrt(2))
+    assert calculate_gain("tanh") == pytest.approx(5 / 3)
+    assert calculate_gain("selu") == pytest.approx(3 / 4)
+    for nl, p in [("relu", None), ("tanh", None), ("selu", None), ("leaky_relu", 0.2), ("sigmoid", None),
+                  ("linear", None), ("conv2d", None)]:
+        assert calculate_gain(nl, p) == pytest.approx(torch.nn.init.calculate_gain(nl, p))
+
+
+@pytest.mark.parametrize("rule,args", [
+    ("kaiming_normal", {"a": 0.0, "mode": "fan_in", "nonlinearity": "relu"}),
+    ("kaiming_uniform", {"a": 0.0, "mode": "fan_out", "nonlinearity": "tanh"}),
+    ("xavier_uniform", {"gain": 1.0}), ("xavier_normal", {"gain": 2.0}),
+    ("normal", {"mean": 0.0, "std": 0.02}), ("uniform", {"a": -0.5, "b": 0.5}),
+    ("truncated_normal", {"mean": 0.0, "std": 1.0, "a": -2.0, "b": 2.0}),
+    ("orthogonal", {"gain": 1.0}),
+])
+def test_rules_give_the_std_they_promise(rule, args):
+    """Predicted std of the entries vs what the generated primitive draws, on a 400 x 1000 weight."""
+    s = Shape((400, 1000), 1000, 400)
+    prim, pa = lower(rule, args, s)
+    want = RULES[rule].std(args, s)
+    t = torch.empty(400, 1000)
+    g = torch.Generator().manual_seed(0)
+    {"normal": lambda: torch.nn.init.normal_(t, pa["mean"], pa["std"], generator=g),
+     "uniform": lambda: torch.nn.init.uniform_(t, pa["a"], pa["b"], generator=g),
+     "trunc_normal": lambda: torch.nn.init.trunc_normal_(t, pa["mean"], pa["std"], pa["a"], pa["b"], generator=g),
+     "orthogonal": lambda: torch.nn.init.orthogonal_(t, pa["gain"], generator=g)}[prim]()
+    assert t.std().item() == pytest.approx(want, rel=0.02)
+    if rule == "kaiming_normal":
+        assert want == pytest.approx(math.sqrt(2) / math.sqrt(1000))
+    if rule == "kaiming_uniform":     # PyTorch's bound: gain * sqrt(3 / fan)
+        assert pa["b"] == pytest.approx(5 / 3 * math.sqrt(3 / 400))
+
+
+def test_no_rule_keeps_pytorch_default():
+    """PyTorch's default Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)); fan_in = 100 -> bound 0.1."""
+    m = nndsl.load(source="model M {\n  input x: [B, 100]\n  output y = linear(x, 2000)\n}\n", seed=0)
+    w = m.state_dict()["y.weight"]
+    assert w.abs().max().item() <= 0.1 and w.abs().max().item() > 0.0995
+    torch.manual_seed(0)
+    ref = torch.nn.Linear(100, 2000)
+    assert torch.equal(ref.weight, w)             # the same draws as PyTorch's own construction
+
+
+def test_statement_and_block_rules_and_what_the_module_gets():
+    res = nndsl.check(source=MLP)
+    assert res.ok, res.diagnostics
+    h = facet(res, "h.weight")
+    assert h.rule == "normal" and h.args == {"mean": 0, "std": pytest.approx(2 / 8)} and h.key == "weight"
+    assert facet(res, "h.bias").rule == "constant"                    # the statement beats `*.bias`
+    assert facet(res, "y.weight").rule == "xavier_uniform"            # the block rule
+    assert facet(res, "y.bias").rule == "zeros"
+    sd = nndsl.load(source=MLP, seed=3).state_dict()
+    assert torch.all(sd["h.bias"] == 0.1) and torch.all(sd["y.bias"] == 0)
+    bound = math.sqrt(6 / (64 + 16))
+    assert sd["y.weight"].abs().max().item() <= bound
+
+
+def test_most_specific_wins():
+    src = """block Inner() {
+  input x: [B, D]
+  init { weight: constant(3) }
+  output o = linear(x, D)
+}
+model M(D: int = 8) {
+  input x: [B, D]
+  init {
+    *: constant(1)
+    linear.*: constant(2)
+    *.weight: constant(4)
+    linear.weight: constant(5)
+    fc.weight: constant(6)
+    weight: constant(7)
+  }
+  a = linear(x, D)
+  fc = linear(a, D)
+  inner = Inner(fc)
+  output y = linear(inner, D) init { weight: constant(9) }
+}
+"""
+    res = nndsl.check(source=src)
+    assert res.ok, res.diagnostics
+    got = {p: facet(res, p).args["value"] for p in ("a.weight", "a.bias", "fc.weight", "inner.o.weight", "y.weight")}
+    # a.weight: `linear.weight` (op and parameter) beats `weight`/`*.weight` declared later; fc: its own name;
+    # inner: the innermost block; y: the statement; a.bias: `linear.*` beats `*`
+    assert got == {"a.weight": 5, "a.bias": 2, "fc.weight": 6, "inner.o.weight": 3, "y.weight": 9}
+
+
+def test_same_seed_same_weights_and_other_changes_leave_a_parameter_alone():
+    a = nndsl.load(source=MLP, seed=11).state_dict()
+    b = nndsl.load(source=MLP, seed=11).state_dict()
+    c = nndsl.load(source=MLP, seed=12).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["h.weight"], c["h.weight"])
+    grown = MLP.replace("  a = relu(h)\n", "  extra = linear(x, 32)\n  a = relu(h)\n")
+    d = nndsl.load(source=grown, seed=11).state_dict()
+    assert torch.equal(a["h.weight"], d["h.weight"]) and torch.equal(a["y.weight"], d["y.weight"])
+
+
+def test_identity_init_computes_the_identity():
+    src = """model Id(C: int = 6) {
+  input x: [B, C, H, W]
+  c = conv2d(x, C, kernel=3, padding=1) init { weight: identity(), bias: zeros }
+  output y = linear(c, W) init { weight: identity(gain=2), bias: zeros }
+}
+"""
+    m = nndsl.load(source=src, seed=0, W=5)
+    x = torch.randn(2, 6, 4, 5)
+    assert torch.allclose(m(x), 2 * x, atol=1e-6)
+
+
+def test_rule_arguments_use_block_parameters_fans_and_gain():
+    src = """block L(k: float) {
+  input x: [B, D]
+  output o = linear(x, 50) init { weight: normal(0, k * gain("tanh") / sqrt(fan_in)) }
+}
+model M {
+  input x: [B, 200]
+  output y = L(x, k=3.0)
+}
+"""
+    res = nndsl.check(source=src)
+    assert res.ok, res.diagnostics
+    assert facet(res, "y.o.weight").std == pytest.approx(3.0 * 5 / 3 / math.sqrt(200))
+
+
+@pytest.mark.parametrize("clause,code,text", [
+    ("weight: nromal(0, 1)", "E0501", "did you mean `normal`"),
+    ("weight: 3", "E0501", "a rule name or a call"),
+    ("weight: normal(0, 1, 2)", "E0502", "takes 2 arguments"),
+    ("weight: normal(sd=1)", "E0502", "no argument `sd`"),
+    ("weight: kaiming_normal(nonlinearity=2)", "E0502", "must be a str"),
+    ("weight: kaiming_normal(nonlinearity=\"relu6\")", "E0503", "unknown nonlinearity"),
+    ("weight: normal(0, -1)", "E0503", "at least 0"),
+    ("bias: orthogonal()", "E0503", "at least 2 axes"),
+    ("weight: constant()", "E0502", "needs `value`"),
+    ("weight: normal(0, 1 / sqrt(fanin))", "E0101", "unknown name `fanin`"),
+])
+def test_rule_errors_point_at_the_rule(clause, code, text):
+    src = f"model M {{\n  input x: [B, 8]\n  output y = linear(x, 4) init {{ {clause} }}\n}}\n"
+    res = nndsl.check(source=src)
+    errs = [d for d in res.diagnostics if d.is_error]
+    assert [d.code for d in errs] == [code], res.diagnostics
+    assert text in errs[0].message + (errs[0].help or "")
+    assert errs[0].span.line == 3 and errs[0].span.col > src.splitlines()[2].index("init")
+
+
+def test_a_key_that_matches_nothing_is_a_warning():
+    assert "W0501" in codes("model M {\n  input x: [B, 8]\n  output y = linear(x, 4) init { weigth: zeros }\n}\n")
+    assert "W0501" in codes("model M {\n  input x: [B, 8]\n  init { lienar.weight: zeros }\n  output y = linear(x, 4)\n}\n")
+    assert "W0501" not in codes(MLP)
+
+
+def test_init_is_still_a_name_and_clauses_take_newlines():
+    src = """model M {
+  input x: [B, 8]
+  init = linear(x, 8) init {
+    weight: zeros
+    bias: ones
+  }
+  output y = relu(init)
+}
+"""
+    res = nndsl.check(source=src)
+    assert res.ok, res.diagnostics
+    assert facet(res, "init.bias").rule == "ones"
+
+
+def test_free_parameter_value_and_pipelines():
+    src = """model M(D: int = 8) {
+  input x: [B, T, D]
+  pos = param([T, D]) init { value: normal(0, 0.02) }
+  h = x + pos |> linear(D) |> relu init { weight: zeros, bias: zeros }
+  output y = h
+}
+"""
+    res = nndsl.check(source=src, T=4)
+    assert res.ok and not res.diagnostics, res.diagnostics
+    assert facet(res, "pos").rule == "normal" and facet(res, "h.0.weight").rule == "zeros"
+    sd = nndsl.load(source=src, seed=0, T=4).state_dict()
+    assert torch.count_nonzero(sd["h.0.weight"]) == 0 and sd["pos"].std().item() == pytest.approx(0.02, rel=0.5)
+
+
+def test_summary_and_compiled_source_carry_the_rules(tmp_path):
+    f = tmp_path / "m.nn"
+    f.write_text(MLP)
+    r = subprocess.run([sys.executable, "-m", "nndsl.cli", "summary", str(f)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "h.weight   normal(mean=0, std=0.25)" in r.stdout and "m.nn:7 [weight]" in r.stdout
+    assert "xavier_uniform(gain=1)" in r.stdout and "m.nn:4 [linear.weight]" in r.stdout
+    out = tmp_path / "m.py"
+    r = subprocess.run([sys.executable, "-m", "nndsl.cli", "compile", str(f), "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import m, torch; a = m.build(5).state_dict(); "
+            "b = m.build(5).state_dict(); assert all(torch.equal(a[k], b[k]) for k in a); "
+            "assert torch.all(a['h.bias'] == 0.1); print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.stdout.strip() == "ok", r.stderr
+    js = subprocess.run([sys.executable, "-m", "nndsl.cli", "summary", str(f), "--json"], capture_output=True, text=True)
+    assert '"rule": "xavier_uniform"' in js.stdout
+
+
+def test_unparse_keeps_init_clauses():
+    from nndsl.syntax.parser import parse_text
+    from nndsl.syntax.unparse import unparse
+
+    text = unparse(parse_text(MLP))
+    assert "init { linear.weight: xavier_uniform(), *.bias: zeros }" in text
+    assert "init { weight: normal(0, scale / sqrt(fan_in)), bias: constant(0.1) }" in text
+    assert unparse(parse_text(text)) == text
