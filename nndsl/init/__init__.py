@@ -122,6 +122,85 @@ def _trunc_std(a: dict, s: Shape) -> float:
     return sd * math.sqrt(max(var, 0.0))
 
 
+_GH: list[tuple[float, float]] = []
+
+
+def gauss_hermite(n: int = 96) -> list[tuple[float, float]]:
+    """Nodes and weights of n-point Gauss–Hermite quadrature (∫ e^{−x²} f(x) dx ≈ Σ w f(x)), by Newton's
+    method on the normalised Hermite recurrence."""
+    if _GH and len(_GH) == n:
+        return _GH
+    x, w = [0.0] * n, [0.0] * n
+    pim4 = math.pi ** -0.25
+    z = pp = 0.0
+    for i in range((n + 1) // 2):
+        if i == 0:
+            z = math.sqrt(2 * n + 1) - 1.85575 * (2 * n + 1) ** -0.16667
+        elif i == 1:
+            z -= 1.14 * n ** 0.426 / z
+        elif i == 2:
+            z = 1.86 * z - 0.86 * x[0]
+        elif i == 3:
+            z = 1.91 * z - 0.91 * x[1]
+        else:
+            z = 2.0 * z - x[i - 2]
+        for _ in range(100):
+            p1, p2 = pim4, 0.0
+            for j in range(n):
+                p3, p2 = p2, p1
+                p1 = z * math.sqrt(2.0 / (j + 1)) * p2 - math.sqrt(j / (j + 1)) * p3
+            pp = math.sqrt(2.0 * n) * p2
+            z1, z = z, z - p1 / pp
+            if abs(z - z1) <= 1e-14:
+                break
+        x[i], x[n - 1 - i] = z, -z
+        w[i] = w[n - 1 - i] = 2.0 / (pp * pp)
+    _GH[:] = list(zip(x, w))
+    return _GH
+
+
+def gaussian_mean(f: Callable[[float], float]) -> float:
+    """E[f(z)] for z ~ N(0, 1), by Gauss–Hermite quadrature."""
+    r2 = math.sqrt(2.0)
+    return sum(wi * f(r2 * xi) for xi, wi in gauss_hermite()) / math.sqrt(math.pi)
+
+
+def activation(name: str):
+    """The scalar function of an activation op (with its default attributes), or None."""
+    from .. import ops as O
+
+    od = O.get(name)
+    if od is None or od.scalar is None:
+        return None
+    attrs = {a.name: a.default for a in od.attrs}
+    return lambda x: od.scalar(x, attrs)
+
+
+def activations() -> list[str]:
+    from .. import ops as O
+
+    return sorted(n for n in O.all_names() if O.get(n).scalar is not None)
+
+
+def _vp_std(a: dict, s: Shape) -> float:
+    fi, fo = _fans(s)
+    fan = fi if a["mode"] == "fan_in" else fo
+    phi = activation(a["act"])
+    m2 = gaussian_mean(lambda z: phi(z) ** 2)
+    return 1.0 / math.sqrt(max(fan, 1) * m2)
+
+
+def _vp_check(a: dict, s: Shape) -> Optional[str]:
+    if a["mode"] not in ("fan_in", "fan_out"):
+        return f"`mode` is `fan_in` or `fan_out`, not `{a['mode']}`"
+    phi = activation(a["act"])
+    if phi is None:
+        return f"`{a['act']}` is not an activation (one of {', '.join(activations())})"
+    if gaussian_mean(lambda z: phi(z) ** 2) <= 1e-12:
+        return f"`{a['act']}` is zero almost everywhere on a unit Gaussian"
+    return None
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
@@ -158,6 +237,9 @@ RULES: dict[str, Rule] = {r.name: r for r in [
     _r("orthogonal", [("gain", 1.0)],
        "the weight as a matrix [rows, rest] is (semi-)orthogonal, times gain (QR of a Gaussian matrix)",
        lambda a, s: a["gain"] / math.sqrt(max(s.dims[0], math.prod(s.dims[1:]))), _need_rank(2, None, "orthogonal")),
+    _r("variance_preserving", [("act", "relu"), ("mode", "fan_in")],
+       "w ~ N(0, σ²), σ² = 1 / (fan · E[act(z)²]), z ~ N(0, 1) (Gauss–Hermite quadrature): unit variance in, "
+       "unit second moment out", _vp_std, _vp_check, {"act": "str", "mode": "str"}),
     _r("identity", [("gain", 1.0), ("groups", 1)],
        "a matrix: gain·I (padded with zeros when not square); a kernel: gain·Dirac delta per channel",
        lambda a, s: None, _identity, {"groups": "int"}),
@@ -189,7 +271,7 @@ def lower(rule: str, a: dict, s: Shape) -> Optional[tuple[str, dict]]:
         return "uniform", {"a": float(a["a"]), "b": float(a["b"])}
     if rule == "truncated_normal":
         return "trunc_normal", {k: float(a[k]) for k in ("mean", "std", "a", "b")}
-    if rule in ("xavier_normal", "kaiming_normal"):
+    if rule in ("xavier_normal", "kaiming_normal", "variance_preserving"):
         return "normal", {"mean": 0.0, "std": RULES[rule].std(a, s)}
     if rule in ("xavier_uniform", "kaiming_uniform"):
         b = math.sqrt(3.0) * RULES[rule].std(a, s)

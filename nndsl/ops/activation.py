@@ -1,6 +1,8 @@
 """Pointwise activations, dropout and softmax."""
 from __future__ import annotations
 
+import math
+
 from ..dims import Dim
 from ..recipe import Out
 from .registry import pyval, Attr, Lowered, OpDef, OpError, need_float, prod, register
@@ -11,21 +13,34 @@ def _same(ins, a, facts):
     return [ins[0]]
 
 
-def _act(name, call, attrs=(), flops_per=1, aliases=(), doc="", check=None, inplace=False):
+def _act(name, call, attrs=(), flops_per=1, aliases=(), doc="", check=None, inplace=False, scalar=None):
     traits = {"pointwise", "activation", "parameter_free", "shape_preserving"} | ({"inplace"} if inplace else set())
     register(OpDef(
         name=name, inputs=("x",), attrs=attrs, infer=_same,
         flops=lambda ins, outs, a: flops_per * prod(ins[0].shape),
         lower=lambda c: Lowered(None, call(c)),
         traits=frozenset(traits),
-        aliases=aliases, glyph=name, doc=doc, check_attrs=check,
+        aliases=aliases, glyph=name, doc=doc, check_attrs=check, scalar=scalar,
     ))
 
 
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
+def _softplus(x: float, beta: float = 1.0, threshold: float = 20.0) -> float:
+    return x if beta * x > threshold else math.log1p(math.exp(beta * x)) / beta
+
+
+def _gelu_tanh(x: float) -> float:
+    return 0.5 * x * (1 + math.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
 _ip = lambda c: ", inplace=True" if c.inplace else ""  # noqa: E731
-_act("relu", lambda c: f"F.relu({c.args[0]}{_ip(c)})", doc="max(0, x)", inplace=True)
+_act("relu", lambda c: f"F.relu({c.args[0]}{_ip(c)})", doc="max(0, x)", inplace=True, scalar=lambda x, a: max(x, 0.0))
 _act("leaky_relu", lambda c: f"F.leaky_relu({c.args[0]}, {pyval(c.a['slope'])}{_ip(c)})",
-     attrs=(Attr("slope", "float", 0.01),), flops_per=2, doc="max(0, x) + slope * min(0, x)", inplace=True)
+     attrs=(Attr("slope", "float", 0.01),), flops_per=2, doc="max(0, x) + slope * min(0, x)", inplace=True,
+     scalar=lambda x, a: x if x > 0 else a["slope"] * x)
 
 
 def _gelu(c):
@@ -43,21 +58,33 @@ def _choice(attr, choices):
 
 _act("gelu", _gelu, attrs=(Attr("approximate", "str", "none", choices=("none", "tanh")),), flops_per=8,
      doc="Gaussian error linear unit; approximate=\"tanh\" for GPT-2's variant",
-     check=_choice("approximate", ("none", "tanh")))
-_act("silu", lambda c: f"F.silu({c.args[0]})", flops_per=4, aliases=("swish",), doc="x * sigmoid(x)")
-_act("tanh", lambda c: f"torch.tanh({c.args[0]})", flops_per=4, doc="Hyperbolic tangent.")
-_act("sigmoid", lambda c: f"torch.sigmoid({c.args[0]})", flops_per=4, doc="1 / (1 + exp(-x))")
+     check=_choice("approximate", ("none", "tanh")),
+     scalar=lambda x, a: _gelu_tanh(x) if a["approximate"] == "tanh" else 0.5 * x * (1 + math.erf(x / math.sqrt(2))))
+_act("silu", lambda c: f"F.silu({c.args[0]})", flops_per=4, aliases=("swish",), doc="x * sigmoid(x)",
+     scalar=lambda x, a: x * _sigmoid(x))
+_act("tanh", lambda c: f"torch.tanh({c.args[0]})", flops_per=4, doc="Hyperbolic tangent.",
+     scalar=lambda x, a: math.tanh(x))
+_act("sin", lambda c: f"torch.sin({c.args[0]})", flops_per=4, doc="sine (SIREN's activation)",
+     scalar=lambda x, a: math.sin(x))
+_act("sigmoid", lambda c: f"torch.sigmoid({c.args[0]})", flops_per=4, doc="1 / (1 + exp(-x))",
+     scalar=lambda x, a: _sigmoid(x))
 _act("softplus", lambda c: f"F.softplus({c.args[0]}, beta={pyval(c.a['beta'])}, threshold={pyval(c.a['threshold'])})",
      attrs=(Attr("beta", "float", 1.0, lo=0, lo_open=True), Attr("threshold", "float", 20.0)), flops_per=4,
-     doc="log(1 + exp(beta x)) / beta, linear above `threshold`.")
+     doc="log(1 + exp(beta x)) / beta, linear above `threshold`.",
+     scalar=lambda x, a: _softplus(x, a["beta"], a["threshold"]))
 _act("elu", lambda c: f"F.elu({c.args[0]}, alpha={pyval(c.a['alpha'])})", attrs=(Attr("alpha", "float", 1.0),),
-     flops_per=4, doc="x for x > 0, alpha (exp(x) - 1) otherwise.")
+     flops_per=4, doc="x for x > 0, alpha (exp(x) - 1) otherwise.",
+     scalar=lambda x, a: x if x > 0 else a["alpha"] * math.expm1(x))
 
 
-_act("relu6", lambda c: f"F.relu6({c.args[0]})", flops_per=2, doc="min(max(0, x), 6) (MobileNetV2)")
-_act("hardswish", lambda c: f"F.hardswish({c.args[0]})", flops_per=4, doc="x * relu6(x + 3) / 6 (MobileNetV3)")
-_act("hardsigmoid", lambda c: f"F.hardsigmoid({c.args[0]})", flops_per=3, doc="relu6(x + 3) / 6")
-_act("mish", lambda c: f"F.mish({c.args[0]})", flops_per=6, doc="x * tanh(softplus(x))")
+_act("relu6", lambda c: f"F.relu6({c.args[0]})", flops_per=2, doc="min(max(0, x), 6) (MobileNetV2)",
+     scalar=lambda x, a: min(max(x, 0.0), 6.0))
+_act("hardswish", lambda c: f"F.hardswish({c.args[0]})", flops_per=4, doc="x * relu6(x + 3) / 6 (MobileNetV3)",
+     scalar=lambda x, a: x * min(max(x + 3, 0.0), 6.0) / 6)
+_act("hardsigmoid", lambda c: f"F.hardsigmoid({c.args[0]})", flops_per=3, doc="relu6(x + 3) / 6",
+     scalar=lambda x, a: min(max(x + 3, 0.0), 6.0) / 6)
+_act("mish", lambda c: f"F.mish({c.args[0]})", flops_per=6, doc="x * tanh(softplus(x))",
+     scalar=lambda x, a: x * math.tanh(_softplus(x)))
 
 
 def _hardtanh_check(a):
@@ -67,7 +94,7 @@ def _hardtanh_check(a):
 
 _act("hardtanh", lambda c: f"F.hardtanh({c.args[0]}, {pyval(c.a['min'])}, {pyval(c.a['max'])})",
      attrs=(Attr("min", "float", -1.0), Attr("max", "float", 1.0)), flops_per=2,
-     doc="x clipped to [min, max]", check=_hardtanh_check)
+     doc="x clipped to [min, max]", check=_hardtanh_check, scalar=lambda x, a: min(max(x, a["min"]), a["max"]))
 
 
 def _clamp_check(a):

@@ -101,6 +101,9 @@ class OpDef:
     # (bounds, ins, outs, a) -> exclusive upper bound of an integer output's values, or None (unbounded);
     # `bounds` has one entry per input (None: no bound). Layout ops keep their inputs' bound without one.
     value_bound: Callable[..., Dim | None] | None = None
+    # pointwise activations: the function on one real number, given the resolved attrs (init rules and
+    # signal analysis integrate it against a Gaussian); None for everything else
+    scalar: Callable[[float, dict], float] | None = None
 
     @property
     def variadic(self) -> bool:
