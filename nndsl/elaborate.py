@@ -240,12 +240,10 @@ class Elaborator:
             self._init_decls(st.entries, ctx, None)
         elif isinstance(st, A.Output):
             for i, item in enumerate(st.items):
+                start = len(self.ir.order)
+                self._output_item(item, i, st, ctx)
                 if item.init is not None:
-                    start = len(self.ir.order)
-                    self._output_item(item, i, st, ctx)
                     self._init_decls(item.init.entries, ctx, self.ir.order[start:])
-                else:
-                    self._output_item(item, i, st, ctx)
         elif isinstance(st, A.Ensure):
             self._ensure(st, ctx)
         elif isinstance(st, A.If):
@@ -260,6 +258,7 @@ class Elaborator:
         and a parameter; a block's keys an op kind (`linear.weight`, `conv2d.*`) or any (`*.bias`)."""
         from .init import INIT_NAMES
 
+        group = len(self.ir.meta.inits) if nodes is not None else -1
         for e in entries:
             parts = e.key
             if len(parts) == 1:
@@ -276,9 +275,10 @@ class Elaborator:
                 if b is not None and not isinstance(b.value, (TensorVal, TupleVal)):
                     b.used = True
                     env[n] = encode(b.value)
-            self.ir.meta.inits.append(InitDecl(op=op, param=param, rule=e.rule, env=env, scope=ctx.scope.path,
-                                               span=e.span, key_span=e.key_span, nodes=nodes,
-                                               order=len(self.ir.meta.inits)))
+            # built without validation: the parts are checked, and a clause's entries share one node list
+            self.ir.meta.inits.append(make(InitDecl, op=op, param=param, rule=e.rule, env=env,
+                                           scope=ctx.scope.path, span=e.span, key_span=e.key_span, nodes=nodes,
+                                           group=group, order=len(self.ir.meta.inits)))
 
     def _output_item(self, item, i: int, st, ctx: "_Ctx") -> None:
         """One item of an `output` statement; an unnamed output takes the binding's name (`output y`), else

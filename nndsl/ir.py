@@ -82,7 +82,8 @@ class InitDecl(BaseModel):
     scope: str
     span: Span                         # the whole `key: rule` entry
     key_span: Span
-    nodes: Optional[list[str]] = None
+    nodes: Optional[list[str]] = None  # one list shared by the entries of a clause
+    group: int = -1                    # the clause a statement-level rule belongs to (-1: block-level)
     order: int = 0
 
 

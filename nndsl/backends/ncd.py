@@ -451,30 +451,43 @@ def _label_spots(waypoints: list, tw: float, src: str, dst: str):
 
 
 class _Grid:
-    """Boxes (x0, y0, x1, y1[, owner]) hashed into 48 pt cells, for collision tests of labels."""
+    """Boxes (x0, y0, x1, y1, owner) hashed into 48 pt cells, for collision tests of labels."""
 
     CELL = 48.0
 
     def __init__(self):
         self.cells: dict[int, list] = {}
 
-    def add(self, b) -> None:
-        c, cells = self.CELL, self.cells
+    def add(self, b, owner=None) -> None:
+        c, cells, e = self.CELL, self.cells, (b[0], b[1], b[2], b[3], owner)
         for i in range(int(b[0] // c), int(b[2] // c) + 1):
             for j in range(int(b[1] // c), int(b[3] // c) + 1):
                 q = cells.get(i * 1_000_003 + j)            # one int key per cell: no tuple to build
                 if q is None:
-                    cells[i * 1_000_003 + j] = [b]
+                    cells[i * 1_000_003 + j] = [e]
                 else:
-                    q.append(b)
+                    q.append(e)
 
-    def hits(self, b, pad: float = 0.0, skip: int = -1) -> bool:
+    def owners(self, b, pad: float = 0.0) -> list:
+        """Owners of the boxes that intersect `b` (pad < 0 keeps a margin), each once."""
+        c, cells = self.CELL, self.cells
+        bx0, by0, bx1, by1 = b[0] + pad, b[1] + pad, b[2] - pad, b[3] - pad
+        out, seen = [], set()
+        for i in range(int(bx0 // c), int(bx1 // c) + 1):
+            for j in range(int(by0 // c), int(by1 // c) + 1):
+                for o in cells.get(i * 1_000_003 + j, ()):
+                    if bx0 < o[2] and o[0] < bx1 and by0 < o[3] and o[1] < by1 and id(o) not in seen:
+                        seen.add(id(o))
+                        out.append(o[4])
+        return out
+
+    def hits(self, b, pad: float = 0.0, skip=-1) -> bool:
         c, cells = self.CELL, self.cells
         bx0, by0, bx1, by1 = b[0] + pad, b[1] + pad, b[2] - pad, b[3] - pad     # pad < 0: keep a margin
         for i in range(int(bx0 // c), int(bx1 // c) + 1):
             for j in range(int(by0 // c), int(by1 // c) + 1):
                 for o in cells.get(i * 1_000_003 + j, ()):
-                    if bx0 < o[2] and o[0] < bx1 and by0 < o[3] and o[1] < by1 and (len(o) < 5 or o[4] != skip):
+                    if bx0 < o[2] and o[0] < bx1 and by0 < o[3] and o[1] < by1 and o[4] != skip:
                         return True
         return False
 
@@ -818,7 +831,7 @@ class _Layout:
                 for k in range(n + 1):      # samples of the bend (x runs monotonically along it)
                     t = k / n
                     x, y = _cubic(pts[j:j + 4], t)
-                    bends.add((x, y, x, y, i))
+                    bends.add((x, y, x, y), i)
         by_seg: list[list[int]] = [[] for _ in range(self.segment + 2)]
         for i, w in enumerate(self.d.wires):               # left to right: a bucket per segment
             by_seg[w.segment].append(i)
@@ -831,10 +844,9 @@ class _Layout:
 
         for i in order:
             wire = self.d.wires[i]
-            half = len(wire.label) * CHAR / 2 + 1.5
             pick = first = good = clear = None        # best: clear of all, not next to its last label
             for x, y in _label_spots(*self._label_spots[i]):
-                b = (x - half, y - 5.0, x + half, y + 5.0)
+                b = _box_at(x, y, wire.label)
                 first = first or b
                 if solid.hits(b, -2.0):
                     continue
@@ -1275,11 +1287,14 @@ def _symmetry_badge(node) -> str:
 BADGES = {"init": _init_badge, "sparsity": _sparsity_badge, "symmetry": _symmetry_badge}
 
 
+def _box_at(x: float, y: float, label: str) -> tuple[float, float, float, float]:
+    half = len(label) * CHAR / 2 + 1.5
+    return (x - half, y - 5.0, x + half, y + 5.0)
+
+
 def label_box(w: Wire) -> tuple[float, float, float, float]:
     """The box (x0, y0, x1, y1) a wire's label takes: centred on its position, 10 pt high."""
-    x, y = w.label_pos
-    half = len(w.label) * CHAR / 2 + 1.5
-    return (x - half, y - 5.0, x + half, y + 5.0)
+    return _box_at(w.label_pos[0], w.label_pos[1], w.label)
 
 
 def text_box(t: Text) -> tuple[float, float, float, float]:
@@ -1293,31 +1308,23 @@ def overlaps(d: Diagram) -> list[tuple[str, str]]:
     """Pairs of things a reader would see on top of each other: two wire labels whose boxes intersect
     (unless they say the same thing at the same place: one wire seen twice), or a label inside a glyph.
     The gallery is drawn with none; tests hold every example to it."""
-    boxes = [(label_box(w), w) for w in d.wires if w.label]
-    boxes.sort(key=lambda bw: bw[0][0])
     out: list[tuple[str, str]] = []
-
-    def hit(a, b, pad=-2.0) -> bool:       # a negative pad: labels may not touch either
-        return a[0] < b[2] - pad and b[0] < a[2] - pad and a[1] < b[3] - pad and b[1] < a[3] - pad
-
-    for i, (a, wa) in enumerate(boxes):          # sweep on x: linear in practice
-        for b, wb in boxes[i + 1:]:
-            if b[0] >= a[2]:
-                break
-            if hit(a, b) and not (wa.axis == wb.axis and abs(a[0] - b[0]) < 1 and abs(a[1] - b[1]) < 1):
-                out.append((f"{wa.id}:{wa.label}", f"{wb.id}:{wb.label}"))
-    solid = [g for g in d.glyphs if g.kind not in _THIN]
-    solid.sort(key=lambda g: g.x0)
-    xs = [g.x0 for g in solid]
-    import bisect
-
-    for a, wa in boxes:
-        for g in solid[:bisect.bisect_left(xs, a[2])]:
-            if g.x1 > a[0] and hit(a, (g.x0, g.y0, g.x1, g.y1), pad=0.0):
-                out.append((f"{wa.id}:{wa.label}", f"glyph {g.id}"))
-        for t in d.texts:
-            if hit(a, text_box(t)):
-                out.append((f"{wa.id}:{wa.label}", f"text {t.text}"))
+    glyphs, texts, labels = _Grid(), _Grid(), _Grid()
+    for g in d.glyphs:
+        if g.kind not in _THIN:
+            glyphs.add((g.x0, g.y0, g.x1, g.y1), f"glyph {g.id}")
+    for t in d.texts:
+        texts.add(text_box(t), f"text {t.text}")
+    for w in d.wires:
+        if not w.label:
+            continue
+        a, me = label_box(w), f"{w.id}:{w.label}"
+        for o in labels.owners(a, -2.0):          # labels may not touch either
+            b = label_box(o)
+            if not (o.axis == w.axis and abs(a[0] - b[0]) < 1 and abs(a[1] - b[1]) < 1):
+                out.append((f"{o.id}:{o.label}", me))
+        out += [(me, o) for o in glyphs.owners(a, 0.0) + texts.owners(a, -2.0)]
+        labels.add(a, w)
     return out
 
 

@@ -49,21 +49,20 @@ class Shape:
     def numel(self) -> int:
         return math.prod(self.dims)
 
-
-def _fans(s: Shape) -> tuple[int, int]:
-    """fan_in and fan_out as the recipe computed them, else PyTorch's reading of the shape
-    ([out, in, *window]: fan_in = in·window, fan_out = out·window)."""
-    if s.fan_in is not None and s.fan_out is not None:
-        return s.fan_in, s.fan_out
-    d = s.dims
-    if len(d) < 2:
-        return (d[0] if d else 1), (d[0] if d else 1)
-    rf = math.prod(d[2:])
-    return d[1] * rf, d[0] * rf
+    def fans(self) -> tuple[int, int]:
+        """fan_in and fan_out as the recipe computed them, else PyTorch's reading of the shape
+        ([out, in, *window]: fan_in = in·window, fan_out = out·window)."""
+        if self.fan_in is not None and self.fan_out is not None:
+            return self.fan_in, self.fan_out
+        d = self.dims
+        if len(d) < 2:
+            return (d[0] if d else 1), (d[0] if d else 1)
+        rf = math.prod(d[2:])
+        return d[1] * rf, d[0] * rf
 
 
 def _kaiming_std(a: dict, s: Shape) -> float:
-    fi, fo = _fans(s)
+    fi, fo = s.fans()
     fan = fi if a["mode"] == "fan_in" else fo
     return calculate_gain(a["nonlinearity"], a["a"]) / math.sqrt(max(fan, 1))
 
@@ -88,6 +87,8 @@ def _mode(a: dict, s: Shape) -> Optional[str]:
 
 def _identity(a: dict, s: Shape) -> Optional[str]:
     r = len(s.dims)
+    if a["groups"] < 1:
+        return f"`groups` must be at least 1, got {a['groups']}"
     if r == 2 or 3 <= r <= 5:
         if r >= 3 and s.dims[0] % a["groups"]:
             return f"`identity` with groups={a['groups']} needs the first axis ({s.dims[0]}) divisible by it"
@@ -183,7 +184,7 @@ def activations() -> list[str]:
 
 
 def _vp_std(a: dict, s: Shape) -> float:
-    fi, fo = _fans(s)
+    fi, fo = s.fans()
     fan = fi if a["mode"] == "fan_in" else fo
     phi = activation(a["act"])
     m2 = gaussian_mean(lambda z: phi(z) ** 2)
@@ -225,9 +226,9 @@ RULES: dict[str, Rule] = {r.name: r for r in [
     _r("truncated_normal", [("mean", 0.0), ("std", 1.0), ("a", -2.0), ("b", 2.0)],
        "w ~ N(mean, std²) truncated to [a, b] (absolute bounds)", _trunc_std, _trunc),
     _r("xavier_uniform", [("gain", 1.0)], "w ~ U(−b, b), b = gain·√(6 / (fan_in + fan_out))",
-       lambda a, s: a["gain"] * math.sqrt(2.0 / max(sum(_fans(s)), 1))),
+       lambda a, s: a["gain"] * math.sqrt(2.0 / max(sum(s.fans()), 1))),
     _r("xavier_normal", [("gain", 1.0)], "w ~ N(0, σ²), σ = gain·√(2 / (fan_in + fan_out))",
-       lambda a, s: a["gain"] * math.sqrt(2.0 / max(sum(_fans(s)), 1))),
+       lambda a, s: a["gain"] * math.sqrt(2.0 / max(sum(s.fans()), 1))),
     _r("kaiming_uniform", [("a", 0.0), ("mode", "fan_in"), ("nonlinearity", "leaky_relu")],
        "w ~ U(−b, b), b = gain·√(3 / fan), gain = calculate_gain(nonlinearity, a)", _kaiming_std, _mode,
        {"mode": "str", "nonlinearity": "str"}),

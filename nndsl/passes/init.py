@@ -78,38 +78,56 @@ def _specificity(d: InitDecl, node) -> int:
     return (2 if d.param is not None else 0) + (4 if named else 1 if d.op is not None else 0)
 
 
-def _applies(d: InitDecl, node, pname: str, members) -> bool:
-    if d.op is not None and d.op != node.op and d.op != node.local:
-        return False
-    if d.param is not None and d.param != pname:
-        return False
-    if d.nodes is not None:
-        return node.id in members[d.order]
-    return not d.scope or node.scope == d.scope or node.scope.startswith(d.scope + ".")
+def _key_text(d: InitDecl) -> str:
+    return ".".join(x or "*" for x in (d.op, d.param)) if d.op is not None else (d.param or "*")
 
 
 def resolve_inits(ir: IR, sink: Sink) -> None:
     decls = ir.meta.inits
     if not decls:
         return
-    members = {d.order: set(d.nodes) for d in decls if d.nodes is not None}
-    depth = {d.order: (len(d.scope.split(".")) if d.scope else 0) for d in decls}
+    # index: (clause or block scope) -> (op or layer, parameter) -> the latest declaration with that key
+    # (among equal keys in one place the later wins) and every declaration sharing it; a parameter then
+    # looks up a handful of keys in the clauses that made its layer and in the blocks around it
+    table: dict[tuple, dict[tuple, list]] = {}
+    groups: dict[str, list[int]] = {}
+    for d in decls:
+        where = ("clause", d.group) if d.nodes is not None else ("block", d.scope)
+        if d.nodes is not None and where not in table:
+            for nid in d.nodes:
+                groups.setdefault(nid, []).append(d.group)
+        slot = table.setdefault(where, {}).setdefault((d.op, d.param), [d, []])
+        if d.order > slot[0].order:
+            slot[0] = d
+        slot[1].append(d.order)
     used: set[int] = set()          # declarations that matched some parameter
     failed: set[int] = set()
     cache: dict = {}
     host = _Host()
     for node in ir.nodes():
+        places = [("clause", g) for g in groups.get(node.id, ())] + \
+                 [("block", s) for s in ir.ancestors(node.scope)] + [("block", "")]
+        ops = {node.op, node.local, None}
         for p in node.params:
             if p.kind != "param" or p.tied_to is not None:
                 continue
             pname = p.name or FREE
             best = None
-            for d in decls:
-                if _applies(d, node, pname, members):
-                    used.add(d.order)
-                    rank = (d.nodes is not None, depth[d.order], _specificity(d, node), d.order)
-                    if best is None or rank > best[0]:
-                        best = (rank, d)
+            for where in places:
+                t = table.get(where)
+                if t is None:
+                    continue
+                for op in ops:
+                    for par in (pname, None):
+                        slot = t.get((op, par))
+                        if slot is None:
+                            continue
+                        used.update(slot[1])
+                        d = slot[0]
+                        rank = (d.nodes is not None, len(d.scope.split(".")) if d.scope else 0,
+                                _specificity(d, node), d.order)
+                        if best is None or rank > best[0]:
+                            best = (rank, d)
             if best is None:
                 continue
             d = best[1]
@@ -130,19 +148,17 @@ def resolve_inits(ir: IR, sink: Sink) -> None:
                     continue
             rule, args, std, prim = got
             path = param_path(node.id, p.name)
-            k = ".".join(x or "*" for x in (d.op, d.param)) if d.op is not None else (d.param or "*")
-            attach(p, Init(rule=rule, args=args, declared_at=f"{d.span.file}:{d.span.line}", key=k, std=std,
-                           seed=salt(path), path=path, prim=prim[0] if prim else "",
+            attach(p, Init(rule=rule, args=args, declared_at=f"{d.span.file}:{d.span.line}", key=_key_text(d),
+                           std=std, seed=salt(path), path=path, prim=prim[0] if prim else "",
                            prim_args=prim[1] if prim else {}))
+    from .. import ops as O
+
     for d in decls:
         if d.order not in used and d.order not in failed:
             what = "the layers this statement creates" if d.nodes is not None else "this block"
-            key = ".".join(x or "*" for x in (d.op, d.param)) if d.op is not None else (d.param or "*")
-            from .. import ops as O
-
             near = difflib.get_close_matches(d.op, O.all_names(), n=1) if d.op and O.get(d.op) is None else []
-            sink.warning("W0501", f"init key `{key}` matches no parameter of {what}", d.key_span, d.scope,
-                         label="matches nothing",
+            sink.warning("W0501", f"init key `{_key_text(d)}` matches no parameter of {what}", d.key_span,
+                         d.scope, label="matches nothing",
                          help=f"did you mean `{near[0]}`?" if near else
                          "keys name a layer or an op kind, then a parameter (`weight`, `bias`); a free "
                          "parameter's own value is `value`")
@@ -169,11 +185,7 @@ def _evaluate(d: InitDecl, shape: Shape, host: _Host, node, p):
         if isinstance(val, Dim) and val.is_const:
             val = val.value
         scope.names[k] = Binding(val, d.span, "param", True)
-    fi, fo = shape.fan_in, shape.fan_out
-    if fi is None or fo is None:
-        from ..init import _fans
-
-        fi, fo = _fans(shape)
+    fi, fo = shape.fans()
     for k, v in (("fan_in", fi), ("fan_out", fo), ("numel", shape.numel)):
         scope.names[k] = Binding(v, d.span, "param", True)
     ev = host.ev
@@ -226,6 +238,11 @@ def _evaluate(d: InitDecl, shape: Shape, host: _Host, node, p):
                                    secondary=[Label(span=node.span, message="the layer")] if node.span else []))
     std = rule.std(bound, shape)
     prim = lower(fname, bound, shape)
+    nums = ([std] if std is not None else []) + (list(prim[1].values()) if prim else [])
+    if not all(math.isfinite(v) for v in nums):
+        pl = param_path(node.id, p.name)
+        raise Abort(Diagnostic(code="E0503", message=f"`{fname}` gives `{pl}` non-finite values", span=e.span,
+                               label="overflows", help="use smaller arguments"))
     args_out = {k: v for k, v in bound.items()}
     return fname, args_out, (float(std) if std is not None else None), prim
 
