@@ -64,13 +64,17 @@ def parse(source: str | Path, filename: str | None = None, *, limits: Limits | N
 
 
 def check(path: str | Path | None = None, *, source: str | None = None, model: str | None = None,
-          limits: Limits | None = None, import_root: str | Path | None = None, **dims: Any) -> CheckResult:
+          limits: Limits | None = None, import_root: str | Path | None = None, signal: bool = False,
+          **dims: Any) -> CheckResult:
     """Parse, elaborate and check a spec. Returns a CheckResult with `.diagnostics` and `.ir`.
     Keyword arguments bind model parameters and free dims (`num_classes=10`, `B=8`). `limits` bounds
-    the work (nndsl.limits.Limits); `import_root` confines imports to a directory."""
+    the work (nndsl.limits.Limits); `import_root` confines imports to a directory. With `signal=True`
+    the signal-propagation pass runs too: every node gets a `signal` facet (predicted q, chi) and
+    `.ir.signal` is the per-layer report."""
     from .compiler import check as _check
 
-    return _check(path, source=source, model=model, dims=dims, limits=limits, import_root=import_root)
+    return _check(path, source=source, model=model, dims=dims, limits=limits, import_root=import_root,
+                  signal=signal)
 
 
 def compile_source(path: str | Path | None = None, *, source: str | None = None, model: str | None = None,

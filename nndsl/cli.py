@@ -76,8 +76,8 @@ def _fail(code: str, message: str, help: str | None = None, sources: dict | None
     raise typer.Exit(1)
 
 
-def _load(file: Path, model, dim, limits: Limits, import_root) -> CheckResult:
-    res = run_check(file, model=model, dims=_dims(dim), limits=limits, import_root=import_root)
+def _load(file: Path, model, dim, limits: Limits, import_root, signal: bool = False) -> CheckResult:
+    res = run_check(file, model=model, dims=_dims(dim), limits=limits, import_root=import_root, signal=signal)
     _report(res)
     if not res.ok:
         raise typer.Exit(1)
@@ -118,7 +118,9 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
           model: Optional[str] = ModelOpt, dim: Optional[List[str]] = DimOpt,
           format: str = typer.Option("text", "--format", help="text or json"),
           max_nodes: Optional[int] = MaxNodesOpt, max_file_size: Optional[int] = MaxFileOpt,
-          max_params: Optional[int] = MaxParamsOpt, import_root: Optional[Path] = ImportRootOpt):
+          max_params: Optional[int] = MaxParamsOpt, import_root: Optional[Path] = ImportRootOpt,
+          signal: bool = typer.Option(False, "--signal", help="Predict the signal at init: per layer the "
+                                      "pre-activation second moment q and the gradient factor chi, with warnings.")):
     """Check specs: syntax, names, shapes, ensures; every model of a file unless -m picks one. Exit 0
     when clean, 1 on errors."""
     if format not in ("text", "json"):
@@ -132,10 +134,11 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
 
     def results():
         for f in files:
-            res = run_check(f, model=model, dims=dims, limits=limits, import_root=import_root)
+            res = run_check(f, model=model, dims=dims, limits=limits, import_root=import_root, signal=signal)
             if model is None and len(res.models) > 1:  # several models: check each one
                 for name in res.models:
-                    yield f, run_check(f, model=name, dims=dims, limits=limits, import_root=import_root)
+                    yield f, run_check(f, model=name, dims=dims, limits=limits, import_root=import_root,
+                                       signal=signal)
             else:
                 yield f, res
 
@@ -145,6 +148,10 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
                      "diagnostics": [diagnostic_json(d) for d in res.diagnostics], "omitted": dict(res.omitted)}
             if res.ok:
                 entry["params"] = totals(res.ir)["total_params"]
+                if signal and res.ir.signal is not None:
+                    from .backends.summary import signal_json
+
+                    entry["signal"] = signal_json(res.ir)
             entries.append(entry)
         else:
             _report(res)
@@ -161,6 +168,11 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
                 ty = ir.node(o.node).outputs[o.port]
                 typer.echo(f"  output  {o.name}: {ty.describe()}")
             typer.echo(f"  params  {fmt_count(t['total_params'])}")
+            if signal and ir.signal is not None:
+                from .backends.summary import signal_lines
+
+                for line in signal_lines(ir):
+                    typer.echo("  " + line if line else line)
     if format == "json":
         typer.echo(json.dumps({"version": 1, "ok": worst == 0, "files": entries}, indent=2))
     raise typer.Exit(worst)
@@ -171,10 +183,11 @@ def summary(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]
             json_: bool = typer.Option(False, "--json", help="Print JSON."),
             max_nodes: Optional[int] = MaxNodesOpt, max_file_size: Optional[int] = MaxFileOpt,
             max_params: Optional[int] = MaxParamsOpt, import_root: Optional[Path] = ImportRootOpt):
-    """Per-layer table: name, op, output shape, parameters, FLOPs; with totals."""
+    """Per-layer table: name, op, output shape, parameters, FLOPs, the predicted signal at init (q, chi);
+    with totals."""
     from .backends.summary import fmt_count, init_lines, table_lines, to_dict, totals
 
-    res = _load(file, model, dim, _limits(max_nodes, max_file_size, max_params), import_root)
+    res = _load(file, model, dim, _limits(max_nodes, max_file_size, max_params), import_root, signal=True)
     ir = res.ir
     if json_:
         typer.echo(json.dumps(to_dict(ir), indent=2))

@@ -52,7 +52,15 @@ PIPELINE: tuple[tuple[str, Callable], ...] = (
     ("validate", lambda ir, st, sink: validate(ir, sink, st["limits"])),
     ("layout", lambda ir, st, sink: fill_layouts(ir)),
     ("init", lambda ir, st, sink: _resolve_inits(ir, sink)),
+    ("signal", lambda ir, st, sink: _signal(ir, st, sink)),
 )
+
+
+def _signal(ir: IR, st: dict, sink: Sink) -> None:
+    if st.get("signal") and not sink.has_errors:
+        from .passes.signal import analyse
+
+        st["signal_report"] = ir.signal = analyse(ir, sink, st["dims"])
 
 
 def _resolve_inits(ir: IR, sink: Sink) -> None:
@@ -136,15 +144,18 @@ def _no_gc():
 def check(path: str | Path | None = None, *, source: str | None = None, model: str | None = None,
           dims: dict[str, Any] | None = None, passes: bool = True, filename: str = "<string>",
           limits: Limits | None = None, import_root: str | Path | None = None,
-          strict_dims: bool = True) -> CheckResult:
+          strict_dims: bool = True, signal: bool = False) -> CheckResult:
     """Check a spec. `dims` binds model parameters and free dims (values may be strings, as from the CLI).
     `limits` bounds the work (see nndsl.limits); `import_root` confines imports to a directory. With
-    `strict_dims=False`, dims the model does not have are ignored instead of reported."""
+    `strict_dims=False`, dims the model does not have are ignored instead of reported. With `signal`, the
+    signal-propagation pass runs too (its warnings join the diagnostics; `ir.signal` is its report)."""
     with _no_gc():
-        return _check(path, source, model, dims, passes, filename, limits or DEFAULT, import_root, strict_dims)
+        return _check(path, source, model, dims, passes, filename, limits or DEFAULT, import_root, strict_dims,
+                      signal)
 
 
-def _check(path, source, model, dims, passes, filename, limits: Limits, import_root, strict_dims=True) -> CheckResult:
+def _check(path, source, model, dims, passes, filename, limits: Limits, import_root, strict_dims=True,
+           signal=False) -> CheckResult:
     sink = Sink(limits)
     loader = Loader(sink, limits, import_root)
     try:
@@ -157,7 +168,7 @@ def _check(path, source, model, dims, passes, filename, limits: Limits, import_r
         if not sink.has_errors:
             bd = _pick_model(prog, model, sink)
             if bd is not None:
-                ir = _elaborate_and_run(prog, bd, dims or {}, sink, passes, limits, strict_dims)
+                ir = _elaborate_and_run(prog, bd, dims or {}, sink, passes, limits, strict_dims, signal)
     except Abort as e:
         sink.add(e.diagnostic)
     except Reported:
@@ -174,7 +185,7 @@ def _check(path, source, model, dims, passes, filename, limits: Limits, import_r
 
 
 def _elaborate_and_run(prog: Program, bd: A.BlockDef, dims: dict[str, Any], sink: Sink, passes: bool,
-                       limits: Limits = DEFAULT, strict_dims: bool = True) -> IR:
+                       limits: Limits = DEFAULT, strict_dims: bool = True, signal: bool = False) -> IR:
     param_types = {p.name: p.type for p in bd.params}
     overrides, free = {}, {}
     for k, v in dims.items():
@@ -203,7 +214,7 @@ def _elaborate_and_run(prog: Program, bd: A.BlockDef, dims: dict[str, Any], sink
             sink.error("E0305", f"a dim must be an integer from 1 to 2**40, got `{k}={v}`", file_span(bd.span.file))
     free = {k: v for k, v in free.items() if k not in bad and isinstance(v, int) and 0 < v <= 2 ** 40}
     if passes:
-        state: dict[str, Any] = {"dims": free, "limits": limits}
+        state: dict[str, Any] = {"dims": free, "limits": limits, "signal": signal}
         for _name, fn in PIPELINE:
             fn(ir, state, sink)
     return ir

@@ -120,6 +120,7 @@ class IR:
         self.meta = meta
         self.axes: dict = {}            # axis identity -> passes.axes.AxisInfo, filled by the axes pass
         self.order: list[str] = []      # node ids in the order elaboration created them
+        self.signal = None              # passes.signal.Report, when the signal pass ran
 
     # -- construction
     def add_node(self, node: Node) -> Node:

@@ -31,7 +31,7 @@ def ui_render(name: str) -> str:
     cwd = os.getcwd()
     os.chdir(UI)
     try:
-        res = check(f"{name}.nn", dims=dims)
+        res = check(f"{name}.nn", dims=dims, signal="--signal" in args)
         diags = list(res.diagnostics)
         if res.ok and "compile" in args:
             try:

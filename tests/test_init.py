@@ -259,10 +259,13 @@ def test_every_activation_scalar_matches_torch():
     names = [n for n in O.all_names() if O.get(n).scalar is not None]
     assert {"relu", "tanh", "gelu", "sin", "silu", "sigmoid", "leaky_relu", "elu", "mish"} <= set(names)
     x = torch.linspace(-6, 6, 97, dtype=torch.float64)
+    given = {"clamp": {"min": -1.0, "max": 2.0}, "shifted_relu": {"tau": 0.5}, "soft_threshold": {"tau": 0.5, "clip": 1.5}}
     for n in names:
-        m = nndsl.load(source=f"model T {{\n  input x: [97] float64\n  output {n}(x)\n}}\n")
+        base = O.get(n).name
+        extra = "".join(f", {k}={v}" for k, v in given.get(base, {}).items())
+        m = nndsl.load(source=f"model T {{\n  input x: [97] float64\n  output {n}(x{extra})\n}}\n")
         od = O.get(n)
-        attrs = {a.name: a.default for a in od.attrs}
+        attrs = {a.name: a.default for a in od.attrs} | given.get(base, {})
         want = m(x)
         got = torch.tensor([od.scalar(float(v), attrs) for v in x], dtype=torch.float64)
         assert torch.allclose(got, want, atol=1e-9), n

@@ -53,6 +53,8 @@ CASES = {
     "mish": ("mish(x)", {"x": [2, 5]}),
     "hardtanh": ("hardtanh(x, min=-0.5, max=2.0)", {"x": [2, 5]}),
     "clamp": ("clamp(x, min=0.25)", {"x": [2, 5]}),
+    "shifted_relu": ("shifted_relu(x, tau=0.5)", {"x": [2, 5]}),
+    "soft_threshold": ("soft_threshold(x, tau=0.5, clip=1.0)", {"x": [2, 5]}),
     "drop_path": ("drop_path(x, p=0.2)", {"x": [4, 3, 5]}),
     "add": ("x + y", {"x": [2, 1, 5], "y": [3, 1]}),
     "sub": ("1.0 - x", {"x": [2, 5]}),
@@ -308,6 +310,10 @@ def test_ellipsis_in_block_inputs_matches_any_leading_axes():
     ("hardtanh(x, min=-0.5, max=2.0)", lambda x: torch.nn.functional.hardtanh(x, -0.5, 2.0)),
     ("clamp(x, max=0.1)", lambda x: torch.clamp(x, max=0.1)),
     ("clamp(x, min=-0.2, max=0.3)", lambda x: torch.clamp(x, -0.2, 0.3)),
+    ("shifted_relu(x, tau=0.5)", lambda x: torch.relu(x - 0.5)),
+    ("shifted_relu(x, tau=0.5, clip=0.7)", lambda x: torch.clamp(x - 0.5, 0, 0.7)),
+    ("soft_threshold(x, tau=0.5)", lambda x: torch.nn.functional.softshrink(x, 0.5)),
+    ("soft_threshold(x, tau=0.25, clip=0.5)", lambda x: torch.clamp(torch.nn.functional.softshrink(x, 0.25), -0.5, 0.5)),
     ('activation(x, fn="hardswish")', lambda x: torch.nn.functional.hardswish(x)),
 ])
 def test_activation_values_match_torch(expr, reference):

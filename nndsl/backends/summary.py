@@ -55,6 +55,7 @@ def to_dict(ir: IR) -> dict:
         "inputs": [{"name": i.name, "shape": str(i.type), "dtype": i.type.dtype} for i in ir.meta.inputs],
         "outputs": [{"name": o.name, "shape": str(ir.node(o.node).outputs[o.port]) if ir.node(o.node).outputs else "?"}
                     for o in ir.meta.outputs],
+        **({"signal": signal_json(ir)} if ir.signal is not None else {}),
         "layers": [{"name": r.name, "op": r.op, "output_shape": r.shape, "params": r.params,
                     "flops": r.flops.value if r.flops.is_const else str(r.flops),
                     "axes": [[ir.axes[i].name for i in ids] for ids in nodes[r.name].axes if all(i in ir.axes for i in ids)],
@@ -80,13 +81,51 @@ def table_lines(ir: IR) -> list[str]:
     head = ("layer", "op", "output shape", "params", "FLOPs")
     body = [(cut(r.name), cut(r.op), cut(r.shape), fmt_count(r.params) if r.params else "",
              cut(fmt_count(r.flops.value) if r.flops.is_const else str(r.flops))) for r in rows(ir)]
-    widths = [max([len(h)] + [len(row[i]) for row in body]) for i, h in enumerate(head)]
     right = (False, False, False, True, True)
+    if ir.signal is not None:            # the signal pass ran: E[h²] at init and the gradient factor
+        head += ("q", "chi")
+        right += (True, True)
+        sig = {n.id: n.facets.get("signal") for n in ir.nodes()}
+        body = [row + (_g(sig.get(r.name), "q"), _g(sig.get(r.name), "chi")) for row, r in zip(body, rows(ir))]
+    widths = [max([len(h)] + [len(row[i]) for row in body]) for i, h in enumerate(head)]
 
     def fmt(row):
         return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)).rstrip()
 
     return [fmt(head), "  ".join("-" * w for w in widths)] + [fmt(row) for row in body]
+
+
+def _g(f, attr: str) -> str:
+    v = getattr(f, attr, None) if f is not None else None
+    return "" if v is None else f"{v:.3g}"
+
+
+def signal_json(ir: IR) -> dict:
+    rep = ir.signal
+    return {"assumed": dict(rep.assumed),
+            "layers": [{"name": nid, "op": op, "q": q, "chi": chi, "grad": g} for nid, op, q, chi, g in rep.rows]}
+
+
+def signal_lines(ir: IR) -> list[str]:
+    """The signal table of `check --signal`: per layer (weighted or activation) the predicted second
+    moment of its output q, the mean-field gradient factor chi of a weighted layer, and E[grad²] at its
+    output relative to the model output's."""
+    rep = ir.signal
+    body = [(cut_name(nid), op, f"{q:.4g}", "" if chi is None else f"{chi:.4g}", "" if g is None else f"{g:.3g}")
+            for nid, op, q, chi, g in rep.rows]
+    head = ("layer", "op", "q = E[h²]", "chi", "E[grad²]")
+    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(head)]
+    fmt = lambda r: "  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()  # noqa: E731
+    out = ["", "signal at init (inputs: unit variance):", fmt(head), "  ".join("-" * w for w in widths)]
+    out += [fmt(r) for r in body]
+    if rep.assumed:
+        out.append("free dims taken as " + ", ".join(f"{k}={v}" for k, v in sorted(rep.assumed.items()))
+                   + " (bind with --dim)")
+    return out
+
+
+def cut_name(x: str) -> str:
+    return x if len(x) <= MAX_CELL else x[:MAX_CELL - 3] + "..."
 
 
 def init_lines(ir: IR) -> list[str]:

@@ -174,6 +174,23 @@ parameter and its shape."""),
 An init entry names no parameter it could apply to: the statement's layers (or the block's) have no
 parameter of that name or op kind. Parameters are called as in the state dict (`weight`, `bias`,
 `in_proj_weight`, ...); a free `param(...)`'s own value is keyed `value`."""),
+    # -- signal propagation (`nndsl check --signal`, `nndsl summary`) ------------------------------
+    "W0601": Code("signal explodes or vanishes", """\
+The predicted second moment of a pre-activation (the input of an activation) or of a model output,
+E[h²] at init with unit-variance inputs, leaves [1e-2, 1e2]. The warning names the first such layer.
+Deep stacks amplify it: gradients explode or vanish with it. Scale the layer's init so the variance
+map holds q near 1 (`variance_preserving(act=...)`, `kaiming_normal(nonlinearity="relu")`), scale the
+residual branches down, or normalise."""),
+    "W0602": Code("Xavier init feeding a ReLU", """\
+A layer initialised with `xavier_uniform`/`xavier_normal` (gain below √2) feeds a ReLU. Xavier keeps
+the variance through a linear map; the ReLU halves the second moment, so the signal shrinks by 2x per
+layer. Use `kaiming_normal(nonlinearity="relu")`, `variance_preserving(act="relu")`, or give Xavier
+`gain=gain("relu")`."""),
+    "W0603": Code("unclipped sparsity-inducing activation", """\
+`shifted_relu` (max(0, x − tau)) and `soft_threshold` without `clip=` have no stable fixed point of
+the variance map at init: the gradient factor E[φ'²]/E[φ²] exceeds 1 for any weight scale that keeps
+the variance, so deep stacks turn chaotic. Capping the output fixes it; the hint gives the largest clip
+for which the factor is at most 1 at the predicted variance of that layer."""),
     # -- internal --------------------------------------------------------------------------------
     "E9999": Code("internal compiler error", """\
 nndsl failed on this input: that is a bug in nndsl, not in the spec. Please report it with the

@@ -12,6 +12,8 @@ class Init(Facet, slot="init", on=("param",)):
     declared_at: str = ""                       # file:line of the `key: rule` entry
     key: str = ""                               # the key as written: `weight`, `linear.weight`, `*.bias`
     std: Optional[float] = None                 # standard deviation of the entries the rule gives
+    mean: Optional[float] = None                # mean and second moment of the entries (signal analysis);
+    m2: Optional[float] = None                  # None: the layer's PyTorch default decides
     seed: int = 0                               # salt of this parameter's generator (from its name)
     path: str = ""                              # the parameter's name in the module's state dict
     prim: str = ""                              # what the module does (nndsl.init.PRIMITIVES); "" keeps

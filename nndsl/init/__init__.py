@@ -251,6 +251,36 @@ def rule_names() -> list[str]:
     return sorted(RULES)
 
 
+def moments(rule: str, a: dict, s: Shape) -> Optional[tuple[float, float]]:
+    """(mean, second moment) of the entries a rule gives a parameter: what signal analysis reads.
+    None for `default` (the op's own PyTorch initialisation decides)."""
+    if rule == "default":
+        return None
+    if rule == "zeros":
+        return 0.0, 0.0
+    if rule == "ones":
+        return 1.0, 1.0
+    if rule == "constant":
+        return float(a["value"]), float(a["value"]) ** 2
+    if rule == "uniform":
+        m = (a["a"] + a["b"]) / 2
+        return m, m * m + (a["b"] - a["a"]) ** 2 / 12
+    if rule in ("normal", "truncated_normal"):
+        sd = RULES[rule].std(a, s)
+        return float(a["mean"]), float(a["mean"]) ** 2 + sd * sd
+    if rule == "identity":
+        d = s.dims
+        if len(d) == 2:
+            nz = min(d)
+        else:
+            g = a["groups"]
+            nz = g * min(d[0] // g, d[1])
+        frac = nz / max(s.numel, 1)
+        return a["gain"] * frac, a["gain"] ** 2 * frac
+    sd = RULES[rule].std(a, s)
+    return 0.0, (sd or 0.0) ** 2
+
+
 # what the generated module does: a few primitives, each one torch.nn.init call (or a fill) with the
 # numbers the compiler computed from the rule, the parameter's fans and its shape
 PRIMITIVES = ("fill", "normal", "uniform", "trunc_normal", "orthogonal", "identity")

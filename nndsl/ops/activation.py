@@ -5,6 +5,7 @@ import math
 
 from ..dims import Dim
 from ..recipe import Out
+from .. import signal as S
 from .registry import pyval, Attr, Lowered, OpDef, OpError, need_float, prod, register
 
 
@@ -110,7 +111,45 @@ def _clamp(c):
 
 
 _act("clamp", _clamp, attrs=(Attr("min", "float", None), Attr("max", "float", None)), flops_per=2,
-     doc="x limited to [min, max]; either bound may be left out", check=_clamp_check)
+     doc="x limited to [min, max]; either bound may be left out", check=_clamp_check,
+     scalar=lambda x, a: min(max(x, a["min"] if a["min"] is not None else -math.inf),
+                             a["max"] if a["max"] is not None else math.inf))
+
+
+def _sparse_check(a):
+    if a["tau"] < 0:
+        raise OpError("E0111", f"`tau` must be at least 0, got {a['tau']}")
+    if a["clip"] is not None and a["clip"] <= 0:
+        raise OpError("E0111", f"`clip` must be positive, got {a['clip']}")
+
+
+def _shifted_relu(x: float, a: dict) -> float:
+    y = max(x - a["tau"], 0.0)
+    return y if a["clip"] is None else min(y, a["clip"])
+
+
+def _soft_threshold(x: float, a: dict) -> float:
+    y = math.copysign(max(abs(x) - a["tau"], 0.0), x)
+    return y if a["clip"] is None else max(min(y, a["clip"]), -a["clip"])
+
+
+def _shifted_relu_lower(c):
+    x, t, m = c.args[0], pyval(c.a["tau"]), c.a["clip"]
+    return f"F.relu({x} - {t})" if m is None else f"torch.clamp({x} - {t}, 0.0, {pyval(m)})"
+
+
+def _soft_threshold_lower(c):
+    x, t, m = c.args[0], pyval(c.a["tau"]), c.a["clip"]
+    return f"F.softshrink({x}, {t})" if m is None else f"torch.clamp(F.softshrink({x}, {t}), -{pyval(m)}, {pyval(m)})"
+
+
+_SPARSE_ATTRS = (Attr("tau", "float", doc="threshold", lo=0), Attr("clip", "float", None, doc="magnitude cap"))
+_act("shifted_relu", _shifted_relu_lower, attrs=_SPARSE_ATTRS, flops_per=2, check=_sparse_check,
+     doc="max(0, x − tau), capped at `clip`: a sparsity-inducing activation (unstable at init without the cap)",
+     scalar=_shifted_relu)
+_act("soft_threshold", _soft_threshold_lower, attrs=_SPARSE_ATTRS, flops_per=2, check=_sparse_check,
+     aliases=("softshrink",), doc="sign(x)·max(|x| − tau, 0), capped at ±`clip` (soft thresholding)",
+     scalar=_soft_threshold)
 
 
 def _identity_infer(ins, a, facts):
@@ -121,6 +160,7 @@ register(OpDef(
     name="identity", inputs=("x",), infer=_identity_infer, flops=lambda ins, outs, a: Dim.const(0),
     lower=lambda c: Lowered(None, c.args[0]),
     traits=frozenset({"pointwise", "parameter_free", "shape_preserving"}), glyph="id", draw="alias", doc="y = x",
+    signal=S.same,
 ))
 
 
@@ -137,7 +177,7 @@ def _softmax(name, fn):
         flops=lambda ins, outs, a: 5 * prod(ins[0].shape),
         lower=lambda c: Lowered(None, f"{fn}({c.args[0]}, dim={c.a['axis']})"),
         traits=frozenset({"activation", "parameter_free", "shape_preserving"}), glyph=name,
-        draw="softmax", draw_on=lambda a, rank: (a["axis"],),
+        draw="softmax", draw_on=lambda a, rank: (a["axis"],), signal=S.softmax if name == "softmax" else S.log_softmax,
         doc=f"{name} along one axis (default the last).",
     ))
 
@@ -157,6 +197,7 @@ register(OpDef(
     lower=lambda c: Lowered(None, f"F.dropout({c.args[0]}, p={pyval(c.a['p'])}, training=self.training)"
                             if c.a["p"] > 0 else c.args[0]),
     traits=frozenset({"pointwise", "parameter_free", "shape_preserving", "random"}), check_attrs=_dropout_check,
+    signal=S.dropout,
     glyph="drop", doc="Zero elements with probability p during training.",
 ))
 
@@ -186,6 +227,7 @@ register(OpDef(
     name="drop_path", inputs=("x",), attrs=(Attr("p", "float", 0.0, lo=0, hi=1),), infer=_drop_path_infer,
     flops=lambda ins, outs, a: prod(ins[0].shape), lower=_drop_path_lower,
     traits=frozenset({"parameter_free", "shape_preserving", "random"}), check_attrs=_drop_path_check,
+    signal=S.dropout,
     aliases=("stochastic_depth",), glyph="droppath",
     doc="Stochastic depth: in training, zero a whole sample with probability p (scaling the rest by "
         "1/(1-p)); the identity in eval mode (EfficientNet, ConvNeXt, Swin).",
@@ -201,11 +243,28 @@ _BY_NAME = {
     "hardsigmoid": lambda x: f"F.hardsigmoid({x})", "mish": lambda x: f"F.mish({x})",
 }
 
+_FN_OP = {"gelu_tanh": ("gelu", {"approximate": "tanh"})}
+
+
+def _by_name_scalar(fn: str):
+    """The scalar form of `activation(fn=...)`: the named op's own, with its default attributes."""
+    if fn == "identity":
+        return lambda x: x
+    from .registry import get
+
+    op, attrs = _FN_OP.get(fn, (fn, {}))
+    d = get(op)
+    full = {at.name: at.default for at in d.attrs}
+    full.update(attrs)
+    return lambda x: d.scalar(x, full)
+
+
 register(OpDef(
     name="activation", inputs=("x",), attrs=(Attr("fn", "str", "relu", choices=tuple(_BY_NAME)),),
     infer=_same, flops=lambda ins, outs, a: 4 * prod(ins[0].shape),
     lower=lambda c: Lowered(None, _BY_NAME[c.a["fn"]](c.args[0])),
     traits=frozenset({"pointwise", "activation", "parameter_free", "shape_preserving"}),
     aliases=("act",), glyph="φ", check_attrs=_choice("fn", tuple(_BY_NAME)),
+    scalar=lambda x, a: _by_name_scalar(a["fn"])(x),
     doc="An activation chosen by name, for blocks parametrised by their nonlinearity.",
 ))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..recipe import KEEP, Ax, Out, Ref, Signature
 from ..types import TensorType
+from .. import signal as S
 from .registry import pyval, Attr, Lowered, OpDef, OpError, need_float, prod, register
 
 
@@ -51,6 +52,6 @@ register(OpDef(
     name="attention", inputs=("q", "k", "v"),
     attrs=(Attr("causal", "bool", False), Attr("dropout", "float", 0.0, lo=0, hi=1), Attr("scale", "float", None)),
     infer=_infer, flops=_flops, lower=_lower, traits=frozenset({"parameter_free", "attention", "random"}),
-    aliases=("sdpa", "scaled_dot_product_attention"), glyph="attn",
+    aliases=("sdpa", "scaled_dot_product_attention"), glyph="attn", signal=S.attention,
     doc="softmax(q k^T / sqrt(d)) v over [..., T, d] tensors, with an optional causal mask.",
 ))

@@ -4,8 +4,9 @@ from __future__ import annotations
 from ..dims import Dim
 from ..recipe import DERIVE, KEEP, NEW, Ax, Face, Out, Ref, Signature
 from ..types import TensorType
+from .. import signal as S
 from .registry import (P, Attr, Lowered, OpDef, OpError, concrete, need_float, need_rank, prod, pyval,
-                       register, tup)
+                       register, torch_default_init, tup)
 
 
 def conv_signature(nd: int) -> Signature:
@@ -151,6 +152,7 @@ def _make_conv(nd: int):
                Attr("padding_mode", "str", "zeros", choices=("zeros", "reflect", "replicate", "circular"))),
         infer=infer, params=params, flops=flops, lower=lower, check_attrs=_check,
         traits=frozenset({"linear", "weighted", "conv"}), glyph=f"conv{nd}d",
+        signal=S.dense, init_default=torch_default_init,
         doc=f"{nd}-d convolution over a {layout} tensor.",
     ))
 
@@ -213,6 +215,7 @@ register(OpDef(
     infer=_convt_infer, params=_convt_params,
     flops=lambda ins, outs, a: 2 * prod(ins[0].shape) * (a["out"] // a["groups"]) * prod(tup(a["kernel"], 2)),
     lower=_convt_lower, check_attrs=_check, traits=frozenset({"linear", "weighted", "conv"}),
+    signal=S.dense, init_default=torch_default_init,
     aliases=("deconv2d",), glyph="convT",
     doc="Transposed 2-d convolution (learned upsampling).",
 ))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 from ..types import FLOAT_DTYPES, TensorType
+from .. import signal as S
 from .registry import pyval, Attr, Lowered, OpDef, OpError, broadcast, prod, register
 
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%"}
@@ -79,7 +80,7 @@ def _make(name: str):
     register(OpDef(
         name=name, inputs=("x*",), attrs=(Attr("scalar", "any", None), Attr("reverse", "bool", False)),
         infer=infer, flops=lambda ins, outs, a: prod(outs[0].shape), lower=_infix(sym), check_attrs=check,
-        value_bound=_BOUNDS.get(name),
+        value_bound=_BOUNDS.get(name), signal=S.arith(name),
         traits=frozenset({"pointwise", "elementwise", "parameter_free"}), glyph=sym,
         doc=f"Elementwise `{sym}` with broadcasting; one side may be a number.",
     ))

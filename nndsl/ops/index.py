@@ -7,6 +7,7 @@ from ..dims import Dim
 from ..recipe import KEEP, NEW, Ax, Out, Ref, Signature, broadcast_sig
 from ..types import TensorType
 from ..recipe import Face, P
+from .. import signal as S
 from .registry import Attr, Lowered, OpDef, OpError, broadcast, concrete, pyval, register
 from .tensor import _axes_list, resolve_axis
 
@@ -50,6 +51,7 @@ register(OpDef(
     lower=lambda c: Lowered(None, f"{c.args[0]}[{'(slice(None),) * ' + str(c.a['axis']) + ' + ' if c.a['axis'] else ''}"
                                   f"({c.args[1]},)]"),
     traits=frozenset({"parameter_free", "index"}), aliases=("gather_rows",), glyph="take", draw="index",
+    signal=S.same,
     doc="Entries of x along `axis` at an integer tensor of indices: the axis is replaced by the index's "
         "axes (x[..., index, ...]), e.g. a relative-position bias table looked up by an index tensor.",
 ))
@@ -94,7 +96,7 @@ def _where_infer(ins, a, facts):
 register(OpDef(
     name="where", inputs=("cond", "x", "y"), infer=_where_infer, flops=lambda ins, outs, a: Dim.const(0),
     lower=lambda c: Lowered(None, f"torch.where({c.args[0]}, {c.args[1]}, {c.args[2]})"),
-    traits=frozenset({"parameter_free"}), glyph="where",
+    traits=frozenset({"parameter_free"}), glyph="where", signal=S.mix,
     doc="x where cond holds, y elsewhere (with broadcasting).",
 ))
 
@@ -114,7 +116,7 @@ register(OpDef(
     name="masked_fill", inputs=("x", "mask"), attrs=(Attr("value", "float"),), infer=_masked_fill_infer,
     flops=lambda ins, outs, a: Dim.const(0),
     lower=lambda c: Lowered(None, f"{c.args[0]}.masked_fill({c.args[1]}, {pyval(c.a['value'])})"),
-    traits=frozenset({"parameter_free"}), glyph="fill",
+    traits=frozenset({"parameter_free"}), glyph="fill", signal=S.same,
     doc="x with `value` where the mask holds (attention masks: masked_fill(scores, mask, -100.0)).",
 ))
 

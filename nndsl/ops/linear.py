@@ -4,7 +4,8 @@ from __future__ import annotations
 from ..dims import Dim
 from ..recipe import KEEP, NEW, Ax, Face, Out, Ref, Signature, keep_all
 from ..types import TensorType
-from .registry import P, Attr, Lowered, OpDef, OpError, concrete, need_float, prod, register
+from .. import signal as S
+from .registry import P, Attr, Lowered, OpDef, OpError, concrete, need_float, prod, register, torch_default_init
 
 
 def _linear_infer(ins, a, facts):
@@ -39,6 +40,7 @@ register(OpDef(
     infer=_linear_infer, params=_linear_params,
     flops=lambda ins, outs, a: 2 * prod(ins[0].shape) * a["out"],
     lower=_linear_lower, traits=frozenset({"linear", "weighted"}), aliases=("dense",),
+    signal=S.dense, init_default=torch_default_init,
     check_attrs=lambda a: _positive(a, "out"), glyph="linear",
     doc="y = x W^T + b over the last axis.",
 ))
@@ -89,6 +91,7 @@ register(OpDef(
         + (f", padding_idx={c.a['padding_idx']})" if c.a["padding_idx"] is not None else ")"),
         f"{c.m}({c.args[0]})"),
     traits=frozenset({"weighted"}), check_attrs=lambda a: _emb_check(a), glyph="E",
+    signal=S.lookup, init_default=lambda p, ps: (0.0, 1.0),         # nn.Embedding: N(0, 1)
     doc="Lookup table: integer indices -> vectors.",
 ))
 
@@ -121,7 +124,7 @@ register(OpDef(
     params=lambda ins, a: [P("", tuple(d.value for d in a["shape"]), _param_faces(a["shape"]))],
     flops=lambda ins, outs, a: Dim.const(0),
     lower=None,  # lowered by the codegen itself: a parameter is an attribute, not a module
-    traits=frozenset({"weighted", "source"}), glyph="θ",
+    traits=frozenset({"weighted", "source"}), glyph="θ", signal=S.free_param,
     doc="A free learned tensor, e.g. position embeddings: `pos = param([1, T, D])`. Bound in a block to "
         "`weight`, it is the block's own `.weight` (ConvNeXt's LayerNorm2d).",
 ))

@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 from ..recipe import Face, Out
+from .. import signal as S
 from .registry import P, pyval, Attr, Lowered, OpDef, OpError, concrete, need_float, need_rank, prod, register
 
+
+
+def _ones_zeros(p, params):
+    """A norm's affine scale starts at ones, its shift at zeros."""
+    return (1.0, 1.0) if p.name == "weight" else (0.0, 0.0)
 
 def _channel(name: str, shape, axes, kind: str = "param", dtype: str = "float32"):
     """A per-channel parameter or statistic: each of its axes faces the same axis of the output."""
@@ -48,6 +54,7 @@ def _bn(nd: int, ranks):
                Attr("affine", "bool", True)),
         infer=infer, params=params, flops=lambda ins, outs, a: 2 * prod(ins[0].shape), lower=lower,
         traits=frozenset({"norm", "weighted", "shape_preserving"}), aliases=(f"bn{nd}d",), glyph="BN",
+        signal=S.normalize(center=True, across_batch=True), init_default=_ones_zeros,
         draw_on=lambda a, rank: (0, 1),
         doc=f"Batch normalisation over axis 1 of a {' or '.join(str(r) for r in ranks)}-d tensor.",
     ))
@@ -123,6 +130,7 @@ register(OpDef(
            Attr("axis", "axes", None, doc="normalise this one axis instead (channels-first: axis=1)")),
     infer=_ln_infer, params=_ln_params, flops=lambda ins, outs, a: 5 * prod(ins[0].shape), lower=_ln_lower,
     traits=frozenset({"norm", "weighted", "shape_preserving"}), aliases=("ln",), glyph="LN",
+    signal=S.normalize(center=True), init_default=_ones_zeros,
     draw_on=lambda a, rank: (a["axis"],) if a.get("axis") is not None else tuple(range(rank - a["dims"], rank)),
     doc="Layer normalisation over the trailing `dims` axes, or over one `axis` (channels-first, as "
         "ConvNeXt's LayerNorm2d); the parameters are nn.LayerNorm's either way.",
@@ -152,6 +160,7 @@ register(OpDef(
     name="rmsnorm", inputs=("x",), attrs=(Attr("eps", "float", None, lo=0, lo_open=True), Attr("affine", "bool", True)),
     infer=_rms_infer, params=_rms_params, flops=lambda ins, outs, a: 4 * prod(ins[0].shape), lower=_rms_lower,
     traits=frozenset({"norm", "weighted", "shape_preserving"}), glyph="RMS", draw_on=lambda a, rank: (rank - 1,),
+    signal=S.normalize(center=False), init_default=_ones_zeros,
     doc="Root-mean-square normalisation over the last axis.",
 ))
 
@@ -184,6 +193,7 @@ register(OpDef(
         + (f", eps={pyval(c.a['eps'])}" if c.a["eps"] != 1e-5 else "")
         + (", affine=False" if not c.a["affine"] else "") + ")", f"{c.m}({c.args[0]})"),
     traits=frozenset({"norm", "weighted", "shape_preserving"}), glyph="GN", draw_on=lambda a, rank: (1,),
+    signal=S.normalize(center=True), init_default=_ones_zeros,
     check_attrs=lambda a: None if a["groups"] > 0 else (_ for _ in ()).throw(
         OpError("E0111", f"`groups` must be positive, got {a['groups']}")),
     doc="Group normalisation over channel groups.",

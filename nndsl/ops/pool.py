@@ -5,6 +5,7 @@ from ..dims import Dim
 from ..recipe import DERIVE, KEEP, MERGE, Ax, Out, Ref, Signature
 from ..types import TensorType
 from .conv import conv_out
+from .. import signal as S
 from .registry import Attr, Lowered, OpDef, OpError, need_float, need_rank, prod, pyval, register, tup
 
 
@@ -76,7 +77,7 @@ def _make_pool(kind: str, nd: int):
         attrs=(Attr("kernel", "ints"), Attr("stride", "ints", None), Attr("padding", "ints", 0),
                Attr("ceil_mode", "bool", False)),
         infer=infer, flops=lambda ins, outs, a: prod(outs[0].shape) * prod(tup(a["kernel"], nd)),
-        lower=lower, traits=frozenset({"pool", "parameter_free"}),
+        lower=lower, traits=frozenset({"pool", "parameter_free"}), signal=S.pool(kind, nd),
         check_attrs=lambda a: _pos(a, "kernel", "stride"), glyph=f"{kind}pool",
         doc=f"{kind.capitalize()} pooling over the last {nd} axes.",
     ))
@@ -110,6 +111,7 @@ register(OpDef(
     infer=_adaptive_infer, flops=lambda ins, outs, a: prod(ins[0].shape),
     lower=lambda c: Lowered(f"nn.AdaptiveAvgPool2d({pyval(c.a['size'])})", f"{c.m}({c.args[0]})"),
     traits=frozenset({"pool", "parameter_free"}), check_attrs=lambda a: _pos(a, "size"), glyph="avgpool",
+    signal=S.pool("adaptive", 2),
     doc="Average pooling to a fixed output size.",
 ))
 
@@ -157,7 +159,7 @@ register(OpDef(
            Attr("mode", "str", "nearest", choices=("nearest", "linear", "bilinear", "bicubic", "trilinear")),
            Attr("align_corners", "bool", False)),
     infer=_up_infer, flops=lambda ins, outs, a: prod(outs[0].shape), lower=_up_lower,
-    traits=frozenset({"parameter_free"}), aliases=("interpolate",), glyph="up", check_attrs=lambda a: _up_check(a),
+    traits=frozenset({"parameter_free"}), aliases=("interpolate",), glyph="up", signal=S.same, check_attrs=lambda a: _up_check(a),
     doc="Resize the spatial axes by an integer scale or to a fixed size.",
 ))
 

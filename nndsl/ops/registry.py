@@ -104,6 +104,13 @@ class OpDef:
     # pointwise activations: the function on one real number, given the resolved attrs (init rules and
     # signal analysis integrate it against a Gaussian); None for everything else
     scalar: Callable[[float, dict], float] | None = None
+    # signal analysis (nndsl/signal.py): Ctx -> Result, the op's effect on the statistics of entries at
+    # init; None derives it from the traits (a pointwise activation from `scalar`, a layout op keeps them)
+    signal: Callable[..., Any] | None = None
+    # PyTorch's own initialisation of each parameter, as (mean, second moment) of its entries:
+    # (ParamSpec, the node's ParamSpecs) -> (mean, m2); what signal analysis assumes for a parameter with
+    # no rule
+    init_default: Callable[..., tuple[float, float]] | None = None
 
     @property
     def variadic(self) -> bool:
@@ -173,6 +180,17 @@ def _load() -> None:
     if not _loaded:
         _loaded = True
         from . import activation, attention, conv, elementwise, index, linear, norm, pool, tensor  # noqa: F401
+
+
+def torch_default_init(p: ParamSpec, params: list[ParamSpec]) -> tuple[float, float]:
+    """nn.Linear / nn.ConvNd: weight kaiming_uniform(a=√5), i.e. U(±1/√fan) with PyTorch's fan read from
+    the weight's shape (dim 1 times the window: in·k² for a convolution, out/groups·k² for a transposed
+    one); the bias U(±1/√fan) with the weight's fan."""
+    w = next((x for x in params if x.name == "weight"), p)
+    fan = 1
+    for d in w.shape[1:]:
+        fan *= d
+    return 0.0, 1.0 / (3.0 * max(fan, 1))
 
 
 # -- helpers shared by op families --------------------------------------------------------------

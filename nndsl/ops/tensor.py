@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ..dims import Dim, sym_name
 from ..recipe import DERIVE, KEEP, MERGE, NEW, Ax, Out, Ref, Signature, broadcast_sig
 from ..types import TensorType
+from .. import signal as S
 from .registry import Attr, Lowered, OpDef, OpError, broadcast, prod, pyval, register
 
 
@@ -359,7 +360,7 @@ register(OpDef(
     name="concat", inputs=("xs*",), attrs=(Attr("axis", "axes", 1),), infer=_concat_infer,
     flops=lambda ins, outs, a: Dim.const(0),
     lower=lambda c: Lowered(None, f"torch.cat([{', '.join(c.args)}], dim={c.a['axis']})"),
-    traits=frozenset({"parameter_free", "layout"}), aliases=("cat",), glyph="concat",
+    traits=frozenset({"parameter_free", "layout"}), aliases=("cat",), glyph="concat", signal=S.concat,
     doc="Join tensors along an axis.",
 ))
 
@@ -460,6 +461,7 @@ def _make_reduce(name: str, fn: str):
         name=name, inputs=("x",), attrs=(Attr("axes", "axes", None), Attr("keepdim", "bool", False)),
         infer=infer, flops=lambda ins, outs, a: prod(ins[0].shape), lower=lower,
         traits=frozenset({"parameter_free", "reduce"}), glyph=name, value_bound=_REDUCE_BOUNDS.get(name),
+        signal=S.reduce(name),
         doc=f"{name} over the given axes (names or indices; all axes by default).",
     ))
 
@@ -619,7 +621,7 @@ register(OpDef(
     name="matmul", inputs=("a", "b"), infer=_matmul_infer,
     flops=lambda ins, outs, a: 2 * prod(outs[0].shape) * ins[0].shape[-1],
     lower=lambda c: Lowered(None, f"torch.matmul({c.args[0]}, {c.args[1]})"),
-    traits=frozenset({"parameter_free", "contraction"}), glyph="@", doc="Batched matrix product (also `a @ b`).",
+    traits=frozenset({"parameter_free", "contraction"}), glyph="@", signal=S.contraction, doc="Batched matrix product (also `a @ b`).",
 ))
 
 
@@ -675,6 +677,6 @@ register(OpDef(
     name="einsum", inputs=("xs*",), attrs=(Attr("equation", "str"),), infer=_einsum_infer,
     flops=lambda ins, outs, a: 2 * prod(a["sizes"].values()),
     lower=lambda c: Lowered(None, f"torch.einsum({pyval(c.a['equation'])}, {', '.join(c.args)})"),
-    traits=frozenset({"parameter_free", "contraction"}), glyph="einsum",
+    traits=frozenset({"parameter_free", "contraction"}), glyph="einsum", signal=S.contraction,
     doc='Einstein summation: einsum("bhqd,bhkd->bhqk", q, k).',
 ))

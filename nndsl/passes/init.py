@@ -20,7 +20,7 @@ from ..evaluate import REQUIRED as SLOT_REQUIRED
 from ..evaluate import Binding, Evaluator, Reported, Scope, Slot, Undecidable, bind_call
 from ..facets import attach
 from ..facets.init import Init
-from ..init import INIT_NAMES, REQUIRED, RULES, Shape, lower
+from ..init import INIT_NAMES, REQUIRED, RULES, Shape, lower, moments
 from ..ir import IR, InitDecl
 from ..syntax import ast as A
 from ..values import decode
@@ -146,10 +146,11 @@ def resolve_inits(ir: IR, sink: Sink) -> None:
                 except Reported:
                     failed.add(d.order)
                     continue
-            rule, args, std, prim = got
+            rule, args, std, prim, mom = got
             path = param_path(node.id, p.name)
             attach(p, Init(rule=rule, args=args, declared_at=f"{d.span.file}:{d.span.line}", key=_key_text(d),
-                           std=std, seed=salt(path), path=path, prim=prim[0] if prim else "",
+                           std=std, mean=mom[0] if mom else None, m2=mom[1] if mom else None,
+                           seed=salt(path), path=path, prim=prim[0] if prim else "",
                            prim_args=prim[1] if prim else {}))
     from .. import ops as O
 
@@ -244,5 +245,5 @@ def _evaluate(d: InitDecl, shape: Shape, host: _Host, node, p):
         raise Abort(Diagnostic(code="E0503", message=f"`{fname}` gives `{pl}` non-finite values", span=e.span,
                                label="overflows", help="use smaller arguments"))
     args_out = {k: v for k, v in bound.items()}
-    return fname, args_out, (float(std) if std is not None else None), prim
+    return fname, args_out, (float(std) if std is not None else None), prim, moments(fname, bound, shape)
 
