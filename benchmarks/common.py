@@ -24,3 +24,13 @@ def interleaved_both(fns: dict, repeat: int, warmup: int = 1) -> tuple[dict, dic
 def interleaved(fns: dict, repeat: int, warmup: int = 1) -> dict[str, float]:
     """Median seconds per function of interleaved runs."""
     return interleaved_both(fns, repeat, warmup)[0]
+
+
+def best(fn, n: int = 3) -> float:
+    """The fastest of n runs, in seconds."""
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return min(ts)

@@ -4,10 +4,10 @@ Targets: GPT-2 small under 3 s, 5,000 ops under 10 s, layout time 10x the ops at
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import best  # noqa: E402
 from gen_spec import big_spec  # noqa: E402
 
 import nndsl  # noqa: E402
@@ -16,14 +16,6 @@ from nndsl.backends.ncd_dot import Drawing  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def best(fn, n=3) -> float:
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
 
 
 def main() -> dict:

@@ -10,6 +10,7 @@ import build  # noqa: E402
 import coldstart  # noqa: E402
 import draw  # noqa: E402
 import frontend  # noqa: E402
+import init  # noqa: E402
 import runtime  # noqa: E402
 
 if __name__ == "__main__":
@@ -20,5 +21,7 @@ if __name__ == "__main__":
     build.main()
     print()
     draw.main()
+    print()
+    init.main()
     print()
     runtime.main()

@@ -52,8 +52,16 @@ PIPELINE: tuple[tuple[str, Callable], ...] = (
     ("validate", lambda ir, st, sink: validate(ir, sink, st["limits"])),
     ("layout", lambda ir, st, sink: fill_layouts(ir)),
     ("init", lambda ir, st, sink: _resolve_inits(ir, sink)),
+    ("parametrize", lambda ir, st, sink: _parametrize(ir, st, sink)),
     ("signal", lambda ir, st, sink: _signal(ir, st, sink)),
 )
+
+
+def _parametrize(ir: IR, st: dict, sink: Sink) -> None:
+    if ir.meta.parametrization is not None and not sink.has_errors:
+        from .passes.parametrize import parametrize
+
+        parametrize(ir, sink, st["at"])
 
 
 def _signal(ir: IR, st: dict, sink: Sink) -> None:
@@ -214,7 +222,18 @@ def _elaborate_and_run(prog: Program, bd: A.BlockDef, dims: dict[str, Any], sink
             sink.error("E0305", f"a dim must be an integer from 1 to 2**40, got `{k}={v}`", file_span(bd.span.file))
     free = {k: v for k, v in free.items() if k not in bad and isinstance(v, int) and 0 < v <= 2 ** 40}
     if passes:
-        state: dict[str, Any] = {"dims": free, "limits": limits, "signal": signal}
+        def at(extra: dict) -> IR | None:
+            """The model elaborated again with some parameters changed, through shape inference (None if
+            it does not check): the parametrization pass compares shapes at two widths."""
+            s2 = Sink(limits)
+            try:
+                ir2 = Elaborator(prog, s2, limits).build(bd, {**overrides, **extra})
+                infer_shapes(ir2, s2, free)
+            except (Abort, Reported):
+                return None
+            return None if s2.has_errors else ir2
+
+        state: dict[str, Any] = {"dims": free, "limits": limits, "signal": signal, "at": at}
         for _name, fn in PIPELINE:
             fn(ir, state, sink)
     return ir

@@ -238,6 +238,8 @@ class Elaborator:
                 self._init_decls(st.init.entries, ctx, self.ir.order[start:])
         elif isinstance(st, A.InitStmt):
             self._init_decls(st.entries, ctx, None)
+        elif isinstance(st, A.Parametrization):
+            self._parametrization(st, ctx)
         elif isinstance(st, A.Output):
             for i, item in enumerate(st.items):
                 start = len(self.ir.order)
@@ -251,6 +253,36 @@ class Elaborator:
             branch = st.then if c else (st.orelse or [])
             for s in branch:
                 self._stmt(s, ctx)
+
+    def _parametrization(self, st: A.Parametrization, ctx: "_Ctx") -> None:
+        """Record the model's parametrization with its arguments evaluated; checked by its pass."""
+        from .ir import ParametrizationDecl
+
+        if ctx.scope.path:
+            self.fail("E0504", "a parametrization is for a whole model: declare it in the model's body, not in "
+                      "a block", st.span, label="inside a block")
+        if self.ir.meta.parametrization is not None:
+            self.fail("E0504", "a model has one parametrization", st.span, label="a second one",
+                      secondary=[Label(span=self.ir.meta.parametrization.span, message="the first")])
+        e = st.rule
+        if isinstance(e, A.Name):
+            name, args = e.id, []
+        elif isinstance(e, A.Call) and isinstance(e.func, A.Name):
+            name, args = e.func.id, e.args
+        else:
+            self.fail("E0504", "a parametrization is a name or a call: `mup(base_width=128)`", e.span)
+        vals = {}
+        for a in args:
+            if a.name is None:
+                self.fail("E0504", "parametrization arguments are named: `mup(base_width=128, width=\"D\")`",
+                          a.span)
+            v = self.ev(a.value, ctx.scope, None, const=True)
+            if isinstance(v, Dim) and v.is_const:
+                v = v.value
+            if not isinstance(v, (int, float, str)) or isinstance(v, bool):
+                self.fail("E0504", f"`{a.name}` must be a number or a string", a.value.span)
+            vals[a.name] = v
+        self.ir.meta.parametrization = ParametrizationDecl(name=name, args=vals, span=st.span)
 
     def _init_decls(self, entries: list, ctx: "_Ctx", nodes: list[str] | None) -> None:
         """Record init rules where they are declared; the init pass evaluates them per parameter, where

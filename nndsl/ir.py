@@ -87,6 +87,14 @@ class InitDecl(BaseModel):
     order: int = 0
 
 
+class ParametrizationDecl(BaseModel):
+    """`parametrization NAME(args)` of the model (resolved by passes/parametrize.py)."""
+
+    name: str                          # sp, ntk, mf, mup
+    args: dict[str, Any] = {}
+    span: Span
+
+
 class ModelInput(BaseModel):
     name: str
     node: str
@@ -110,6 +118,7 @@ class GraphMeta(BaseModel):
     free_dims: list[str] = []
     constants: list[str] = []          # nodes known when the module is built (what buffers are made of)
     inits: list[InitDecl] = []         # init rules as declared (resolved per parameter by passes/init.py)
+    parametrization: Optional[ParametrizationDecl] = None
 
 
 class IR:

@@ -249,3 +249,99 @@ def test_signal_pass_covers_every_example():
         assert rows, path
         for nid, op, q, chi, g in rows:
             assert math.isfinite(q) and q >= 0, (path, nid, q)
+
+
+# -- parametrizations ------------------------------------------------------------------------------
+def _mup_mlp(width: int, kind: str = "mup") -> str:
+    pz = f"parametrization {kind}(base_width=64)" if kind == "mup" else f"parametrization {kind}"
+    return f"""
+model M(D: int = {width}) {{
+  input x: [B, 32]
+  {pz}
+  h = linear(x, D) |> relu |> linear(D) |> relu |> linear(D) |> relu
+  output y = linear(h, 1)
+}}
+"""
+
+
+def test_mup_hidden_adam_lr_is_divided_by_the_width_ratio():
+    import nndsl
+    import nndsl.optim
+
+    src = _mup_mlp(1024).replace("base_width=64", "base_width=128")
+    res = check(source=src)
+    assert res.ok, res.diagnostics
+    sc = {f"{n.id}.{p.name}": p.facets["scaling"] for n in res.ir.nodes() for p in n.params}
+    assert sc["h.0.weight"].cls == "input" and sc["h.2.weight"].cls == "hidden" and sc["y.weight"].cls == "output"
+    assert sc["h.2.weight"].lr_adam == 1 / 8 and sc["h.0.weight"].lr_adam == 1.0
+    assert sc["h.2.weight"].lr_sgd == 1.0 and sc["y.weight"].lr_sgd == 8.0
+    assert res.ir.node("y").facets["multiplier"].input == 1 / 8
+    model = nndsl.load(source=src, seed=0)
+    groups = nndsl.optim.param_groups(model, lr=1e-3)
+    by = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert by[id(model.get_parameter("h.2.weight"))] == pytest.approx(1e-3 / 8)
+    assert by[id(model.get_parameter("h.0.weight"))] == pytest.approx(1e-3)
+    # the generated source carries the same groups, with torch only
+    src_py = nndsl.compile_source(source=src)
+    assert "def param_groups(" in src_py and "'h.2.weight': (0.125, 1.0)" in src_py
+    ns: dict = {}
+    exec(compile(src_py, "<generated>", "exec"), ns)
+    m2 = ns["build"](0)
+    g2 = ns["param_groups"](m2, 1e-3, "sgd", momentum=0.9)
+    assert {g["lr"] for g in g2} == {1e-3, 8e-3} and all(g["momentum"] == 0.9 for g in g2)
+
+
+def _coord_check(kind: str, widths=(64, 256, 1024, 2048)) -> list[float]:
+    """Mean |h| of the hidden layers' outputs after one Adam step, per width."""
+    import nndsl
+    import nndsl.optim
+
+    out = []
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 32, generator=g)
+    t = torch.randn(64, 1, generator=g)
+    for w in widths:
+        model = nndsl.load(source=_mup_mlp(w, kind), seed=1)
+        opt = torch.optim.Adam(nndsl.optim.param_groups(model, lr=1e-2), lr=1e-2)
+        loss = ((model(x) - t) ** 2).mean()
+        loss.backward()
+        opt.step()
+        taps = []
+        for name in ("h.2",):
+            model.get_submodule(name).register_forward_hook(lambda mod, i, o: taps.append(o.abs().mean().item()))
+        with torch.no_grad():
+            model(x)
+        out.append(taps[0])
+    return out
+
+
+def test_mup_coordinate_check_is_flat_across_widths():
+    """After one Adam step the hidden activations keep their scale from width 64 to 2048 under μP
+    (within 2x); under the standard parametrization they grow with width."""
+    mup = _coord_check("mup")
+    assert max(mup) / min(mup) < 2, mup
+    sp = _coord_check("sp")
+    assert sp[-1] / sp[0] > 4, sp
+
+
+def test_ntk_and_mf_scale_layer_inputs():
+    res = check(source=_mup_mlp(256, "ntk"))
+    assert res.ok
+    n = res.ir.node("h.2")
+    assert n.facets["multiplier"].input == pytest.approx(1 / 16)
+    assert n.params[0].facets["init"].std == 1.0
+    res = check(source=_mup_mlp(256, "mf"))
+    assert res.ir.node("y").facets["multiplier"].input == pytest.approx(1 / 256)
+    # NTK: N(0,1) weights with the input scaled by 1/√fan_in carry q through (plus the default bias's 1/(3·fan))
+    res = check(source=_mup_mlp(256, "ntk"), signal=True)
+    q = {n: res.ir.node(n).facets["signal"].q for n in ("h.1", "h.2")}
+    assert q["h.2"] == pytest.approx(q["h.1"] + 1 / (3 * 256), rel=1e-9)
+
+
+def test_w0604_mup_readout():
+    tied = open("tests/ui/W0604.nn").read()
+    assert [d.code for d in check(source=tied).diagnostics] == ["W0604"]
+    untied = tied.replace(", tie=e", "")
+    assert [d.code for d in check(source=untied).diagnostics] == []      # the pass scales its input by 1/m
+    zero = untied.replace("bias=false)", "bias=false) init { weight: zeros }")
+    assert [d.code for d in check(source=zero).diagnostics] == []

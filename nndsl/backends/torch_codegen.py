@@ -80,8 +80,25 @@ class Codegen:
         src = HEADER.format(file=comment(self.ir.meta.file), model=comment(self.ir.meta.model)) + "\n"
         for _name, body in self.classes:
             src += "\n\n" + body + "\n"
-        src += self._init_table() + _BUILD.format(cls=model_cls)
+        src += self._init_table() + self._lr_table(model_cls) + _BUILD.format(cls=model_cls)
         return src, model_cls
+
+    def _lr_table(self, cls: str) -> str:
+        """The parametrization's learning-rate multipliers per parameter (Adam, SGD), and
+        `param_groups(model, lr, optimizer)` that turns them into torch optimizer groups."""
+        rows = []
+        for n in self.ir.nodes():
+            for p in n.params:
+                f = p.facets.get("scaling")
+                if f is None or (f.lr_adam == 1.0 and f.lr_sgd == 1.0):
+                    continue
+                rows.append(f"    {lit(f'{n.id}.{p.name}' if p.name else n.id)}: ({lit(f.lr_adam)}, {lit(f.lr_sgd)}),"
+                            f"  # {f.cls}")
+        pz = self.ir.meta.parametrization
+        head = f"# parametrization: {comment(pz.name)}({', '.join(f'{k}={v}' for k, v in pz.args.items())})" \
+            if pz is not None else "# parametrization: standard (every learning rate as given)"
+        return (f"\n\n{head}\n# learning-rate multipliers: parameter -> (Adam, SGD); the others x1\n_LR = {{\n"
+                + "\n".join(rows) + ("\n" if rows else "") + "}\n" + _LR_FN + f"\n\n{cls}.lr_multipliers = _LR\n")
 
     def _init_table(self) -> str:
         """The spec's init rules as data the generated `init_parameters` applies: per parameter its
@@ -246,6 +263,10 @@ class Codegen:
         return "\n".join(lines)
 
     def _lower(self, n: Node, od, args: list[str], lname: str, inplace: bool = False):
+        mult = n.facets.get("multiplier")
+        if mult is not None and args:            # the parametrization scales this layer's input
+            args = [f"({args[0]} * {lit(float(mult.input))})"] + list(args[1:])
+            inplace = False
         ctx = O.LowerCtx(node=n, a=n.recipe.attrs if n.recipe is not None else n.attrs, ins=self.ir.in_types(n.id),
                          outs=n.outputs, args=args, m=module_ref("self", lname), inplace=inplace)
         try:
@@ -386,6 +407,22 @@ def init_parameters(model: nn.Module, seed: int | None = None) -> None:
             p.mul_(args["gain"])
         else:
             raise ValueError(f"unknown init primitive {prim!r}")
+'''
+
+_LR_FN = '''
+
+def param_groups(model: nn.Module, lr: float, optimizer: str = "adam", **options) -> list[dict]:
+    """Optimizer parameter groups that implement the spec's parametrization: one group per learning-rate
+    multiplier (`optimizer` is "adam" for Adam-like optimizers, AdamW included, or "sgd"); `options`
+    (weight_decay, ...) go into every group. Pass the result to torch.optim.Adam(...)."""
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    col = 0 if optimizer == "adam" else 1
+    groups: dict[float, list] = {}
+    for name, p in model.named_parameters():
+        mult = _LR.get(name, (1.0, 1.0))[col]
+        groups.setdefault(mult, []).append(p)
+    return [{"params": ps, "lr": lr * mult, **options} for mult, ps in sorted(groups.items())]
 '''
 
 _BUILD = '''

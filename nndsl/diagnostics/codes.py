@@ -170,6 +170,14 @@ The rule cannot initialise a parameter of this shape: `orthogonal` needs at leas
 `identity` a matrix or a convolution kernel (with the output channels divisible by `groups`), and
 distribution arguments must make sense (`std` at least 0, `a` below `b`). The message names the
 parameter and its shape."""),
+    "E0504": Code("invalid parametrization", """\
+A `parametrization` statement is wrong: an unknown kind (sp, ntk, mf, mup), an argument the kind does not
+take, `mup` without a positive integer `base_width`, a `width` that names no int parameter of the model,
+a model that does not check at its base width, a second parametrization, or one inside a block (it is for
+a whole model).
+
+    parametrization mup(base_width=128, width="D")   # ok
+"""),
     "W0501": Code("init key matches nothing", """\
 An init entry names no parameter it could apply to: the statement's layers (or the block's) have no
 parameter of that name or op kind. Parameters are called as in the state dict (`weight`, `bias`,
@@ -191,6 +199,11 @@ layer. Use `kaiming_normal(nonlinearity="relu")`, `variance_preserving(act="relu
 the variance map at init: the gradient factor E[φ'²]/E[φ²] exceeds 1 for any weight scale that keeps
 the variance, so deep stacks turn chaotic. Capping the output fixes it; the hint gives the largest clip
 for which the factor is at most 1 at the predicted variance of that layer."""),
+    "W0604": Code("μP readout not scaled", """\
+Under `parametrization mup(...)` the readout (a dense layer whose output reaches a model output through
+no other dense layer) must start at zero or have its input scaled by 1/width; the pass scales it itself,
+unless it cannot: a readout tied to an embedding (`tie=`) shares that table's init. Its output then grows
+with width. Initialise it with `zeros`, or untie it."""),
     # -- internal --------------------------------------------------------------------------------
     "E9999": Code("internal compiler error", """\
 nndsl failed on this input: that is a bug in nndsl, not in the spec. Please report it with the

@@ -146,6 +146,9 @@ def analyse(ir: IR, sink: Optional[Sink] = None, dims: Optional[dict] = None, as
             continue
         ins = ir.inputs_of(nid)
         in_stats = [stats.get(e) for e in ins]
+        mult = node.facets.get("multiplier")
+        if mult is not None and in_stats and in_stats[0] is not None:     # the parametrization's input scale
+            in_stats[0] = in_stats[0].scaled(mult.input)
         floats = [t.dtype.startswith("float") or t.dtype in ("bfloat16",) for t in node.outputs]
         if node.op in ("input", "block_input"):
             if ins:

@@ -194,7 +194,14 @@ class InitStmt(Node):
     entries: list[InitEntry]
 
 
-Stmt = Annotated[Union[Input, Bind, Output, Ensure, If, InitStmt], Field(discriminator="kind")]
+class Parametrization(Node):
+    """`parametrization mup(base_width=128)`: how init, multipliers and learning rates scale with width."""
+
+    kind: Literal["parametrization"] = "parametrization"
+    rule: Expr
+
+
+Stmt = Annotated[Union[Input, Bind, Output, Ensure, If, InitStmt, Parametrization], Field(discriminator="kind")]
 
 
 # -- top level --------------------------------------------------------------------------------

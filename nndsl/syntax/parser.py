@@ -47,7 +47,7 @@ _LEX = _LexState()
 # Keywords that only ever begin a statement or an item. Elsewhere, or followed by `=` or `,` (a binding's
 # targets), they are names,
 # so that any PyTorch attribute name can be a binding (`output = linear(h, D)`, `block = ...`).
-SOFT_KEYWORDS = {"INPUT", "OUTPUT", "BLOCK", "MODEL", "IMPORT", "ENSURE"}
+SOFT_KEYWORDS = {"INPUT", "OUTPUT", "BLOCK", "MODEL", "IMPORT", "ENSURE", "PARAMETRIZATION"}
 _STATEMENT_START = {None, "_NL", "LBRACE"}
 
 
@@ -293,7 +293,7 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str, in_bracket: str = ""
         d.help = "separate arguments with `,`"
     elif tok.type == "_NL" and ("RPAR" in expected or "RSQB" in expected):
         d.help = "a bracket is still open here"
-    elif tok.type in {"INPUT", "OUTPUT", "BLOCK", "MODEL", "ENSURE", "REPEAT", "IMPORT"} and "NAME" in expected:
+    elif tok.type in {"INPUT", "OUTPUT", "BLOCK", "MODEL", "ENSURE", "REPEAT", "IMPORT", "PARAMETRIZATION"} and "NAME" in expected:
         d.help = f"`{tok.value}` is a keyword and cannot be used as a name"
     return d
 
@@ -481,6 +481,9 @@ class _ToAST(Transformer):
         if len(v) == 2:
             return A.make(A.OutputItem, span=self._s(ch), name=str(v[0]), value=v[1], init=init)
         return A.make(A.OutputItem, span=self._s(ch), name=None, value=v[0], init=init)
+
+    def parametrization_stmt(self, ch):
+        return A.make(A.Parametrization, span=self._s(ch), rule=_vals(ch)[0])
 
     def ensure_stmt(self, ch):
         return A.make(A.Ensure, span=self._s(ch), expr=_vals(ch)[0])

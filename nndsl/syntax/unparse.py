@@ -88,6 +88,8 @@ def stmt(s, ind: str) -> list[str]:
                                             for i in s.items)]
     if k == "init":
         return [f"{ind}init {{ {_entries(s.entries)} }}"]
+    if k == "parametrization":
+        return [f"{ind}parametrization {expr(s.rule)}"]
     if k == "ensure":
         return [f"{ind}ensure {expr(s.expr)}"]
     if k == "if":
