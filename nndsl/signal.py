@@ -16,7 +16,7 @@ nndsl/passes/signal.py; docs/init.md gives the formulas.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 
@@ -44,7 +44,6 @@ class Ctx:
     feature: Callable[[int, int], bool]                       # (input, axis) -> a feature axis (not a
                                                               # batch, sequence or spatial one)
     weighted_in: Callable[[int], bool]                        # input i is a parameter (a weight)
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass

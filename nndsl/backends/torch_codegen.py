@@ -95,7 +95,7 @@ class Codegen:
                 rows.append(f"    {lit(f'{n.id}.{p.name}' if p.name else n.id)}: ({lit(f.lr_adam)}, {lit(f.lr_sgd)}),"
                             f"  # {f.cls}")
         pz = self.ir.meta.parametrization
-        head = f"# parametrization: {comment(pz.name)}({', '.join(f'{k}={v}' for k, v in pz.args.items())})" \
+        head = "# parametrization: " + comment(f"{pz.name}({', '.join(f'{k}={v!r}' for k, v in pz.args.items())})") \
             if pz is not None else "# parametrization: standard (every learning rate as given)"
         return (f"\n\n{head}\n# learning-rate multipliers: parameter -> (Adam, SGD); the others x1\n_LR = {{\n"
                 + "\n".join(rows) + ("\n" if rows else "") + "}\n" + _LR_FN + f"\n\n{cls}.lr_multipliers = _LR\n")

@@ -135,7 +135,7 @@ def _run(ir: IR, decl, at_width) -> None:
             lr_adam = 1.0 / m if cls == "hidden" else 1.0
             lr_sgd = m if cls in ("input", "output", "vector") else 1.0
             attach(p, Scaling(cls=cls, lr_adam=lr_adam, lr_sgd=lr_sgd))
-            if cls == "output" and n.id not in {x.id for x in ir.nodes() if "multiplier" in x.facets}:
+            if cls == "output" and "multiplier" not in n.facets:
                 attach(n, Multiplier(input=1.0 / m))
     base_nodes = {n.id: n for n in base.nodes()}
     for n in ir.nodes():
