@@ -130,6 +130,7 @@ class IR:
         self.axes: dict = {}            # axis identity -> passes.axes.AxisInfo, filled by the axes pass
         self.order: list[str] = []      # node ids in the order elaboration created them
         self.signal = None              # passes.signal.Report, when the signal pass ran
+        self.topology = None            # passes.topology.Topology, when a pass needed it
 
     # -- construction
     def add_node(self, node: Node) -> Node:

@@ -21,5 +21,7 @@ def param_groups(model: Any, lr: float, optimizer: str = "adam", **options: Any)
     col = 0 if optimizer == "adam" else 1
     groups: dict[float, list] = {}
     for name, p in model.named_parameters():
+        if not p.requires_grad:          # `frozen(...)` parameters are not trained
+            continue
         groups.setdefault(table.get(name, (1.0, 1.0))[col], []).append(p)
     return [{"params": ps, "lr": lr * mult, **options} for mult, ps in sorted(groups.items())]

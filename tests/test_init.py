@@ -74,13 +74,50 @@ def test_rules_give_the_std_they_promise(rule, args):
 
 
 def test_no_rule_keeps_pytorch_default():
-    """PyTorch's default Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)); fan_in = 100 -> bound 0.1."""
+    """PyTorch's default Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)); fan_in = 100 -> bound 0.1. The
+    draws are PyTorch's own construction's, under a seed made of the build seed and the layer's name."""
+    from nndsl.passes.init import salt
+
     m = nndsl.load(source="model M {\n  input x: [B, 100]\n  output y = linear(x, 2000)\n}\n", seed=0)
     w = m.state_dict()["y.weight"]
     assert w.abs().max().item() <= 0.1 and w.abs().max().item() > 0.0995
-    torch.manual_seed(0)
+    gen = sys.modules[type(m).__module__]
+    torch.manual_seed(gen._mix(0, salt("y")))
     ref = torch.nn.Linear(100, 2000)
-    assert torch.equal(ref.weight, w)             # the same draws as PyTorch's own construction
+    assert torch.equal(ref.weight, w) and torch.equal(ref.bias, m.state_dict()["y.bias"])
+
+
+def test_every_parameter_is_seeded_by_its_name():
+    """Adding, removing or reordering layers leaves every other parameter bit-identical, ruled or not
+    (resnet18: convolutions, batch norms with their running statistics, a classifier)."""
+    from pathlib import Path
+
+    src = (Path(__file__).parent.parent / "examples" / "mlp.nn").read_text()
+    a = nndsl.load(source=MLP, seed=4).state_dict()
+    plain = MLP.replace("  init {\n    linear.weight: xavier_uniform()\n    *.bias: zeros\n  }\n", "")
+    grown = plain.replace("  a = relu(h)\n", "  extra = linear(x, 32)\n  b = layernorm(extra)\n  a = relu(h)\n")
+    p, g = nndsl.load(source=plain, seed=4).state_dict(), nndsl.load(source=grown, seed=4).state_dict()
+    assert all(torch.equal(p[k], g[k]) for k in p)                   # default-initialised layers too
+    assert torch.equal(a["h.weight"], p["h.weight"])                 # the statement's rule in both
+    assert not torch.equal(p["y.weight"], nndsl.load(source=plain, seed=5).state_dict()["y.weight"])
+    r1, r2 = nndsl.load(source=src, seed=9), nndsl.load(source=src, seed=9)
+    assert all(torch.equal(x, y) for x, y in zip(r1.state_dict().values(), r2.state_dict().values()))
+
+
+def test_build_matches_construction_statistics_and_a_bare_class_is_initialised():
+    """`build` constructs without PyTorch's draws and draws each parameter once; the class alone still
+    initialises as PyTorch does. Norm layers get ones and zeros, running statistics their defaults."""
+    from pathlib import Path
+
+    m = nndsl.load(Path(__file__).parent.parent / "examples" / "resnet18.nn", seed=1)
+    sd = m.state_dict()
+    assert torch.all(sd["bn1.weight"] == 1) and torch.all(sd["bn1.bias"] == 0)
+    assert torch.all(sd["bn1.running_var"] == 1) and torch.all(sd["bn1.running_mean"] == 0)
+    w = sd["conv1.weight"]                                          # kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in))
+    assert w.abs().max().item() <= 1 / math.sqrt(3 * 49) and w.std().item() == pytest.approx(
+        1 / math.sqrt(3 * 3 * 49), rel=0.05)
+    bare = type(m)()
+    assert bare.state_dict()["conv1.weight"].std().item() == pytest.approx(w.std().item(), rel=0.05)
 
 
 def test_statement_and_block_rules_and_what_the_module_gets():
@@ -326,3 +363,158 @@ def test_variance_preserving_matches_the_mean_field_prediction(act):
     worst = max(range(20), key=lambda i: abs(measured[i] / predicted[i] - 1))
     assert abs(measured[worst] / predicted[worst] - 1) < 0.1, (worst, measured[worst], predicted[worst])
     assert abs(predicted[0] - 1) < 0.01 and abs(predicted[-1] - 1) < 0.05     # the fixed point q* = 1
+
+
+# -- structural rules: ZerO, convolution-aware, Fixup, LoRA, frozen, IDInit --------------------------
+
+def test_zero_one_is_deterministic_and_matches_the_paper():
+    """ZerO: identity for square and shrinking layers, c·Hadamard for growing ones (c = 2^-(k-1)/2); the
+    same weights for every seed; a kernel gets the matrix at its centre tap."""
+    src = """model M {
+  input x: [B, 8]
+  init { weight: ZerO }
+  a = linear(x, 8)
+  b = linear(a, 4)
+  c = linear(b, 12)
+  output y = conv1d(c |> reshape([B, 12, 1]), 12, kernel=3, padding=1)
+}
+"""
+    sds = [nndsl.load(source=src, seed=s).state_dict() for s in (0, 1, 2)]
+    for k in ("a.weight", "b.weight", "c.weight", "y.weight"):
+        assert all(torch.equal(sds[0][k], sd[k]) for sd in sds[1:]), k
+    sd = sds[0]
+    assert torch.equal(sd["a.weight"], torch.eye(8)) and torch.equal(sd["b.weight"], torch.eye(4, 8))
+    c = sd["c.weight"]                                   # 12 out of 4: k = 4, c = 2^-1.5
+    h = torch.tensor([[(-1) ** bin(i & j).count("1") for j in range(4)] for i in range(12)], dtype=torch.float32)
+    assert torch.allclose(c, h * 2 ** -1.5)
+    y = sd["y.weight"]
+    assert torch.equal(y[:, :, 1], torch.eye(12)) and torch.all(y[:, :, [0, 2]] == 0)
+    res = nndsl.check(source=src)
+    f = facet(res, "c.weight")                           # the moments the signal pass reads are the real ones
+    assert f.m2 == pytest.approx((c ** 2).mean().item()) and f.mean == pytest.approx(c.mean().item(), abs=1e-7)
+
+
+def test_conv_orthogonal_has_he_variance_and_orthogonal_fourier_filters():
+    src = """model M {
+  input x: [B, 16, 8, 8]
+  output y = conv2d(x, 8, kernel=3, padding=1) init { weight: conv_orthogonal(eps_std=0) }
+}"""
+    w = nndsl.load(source=src, seed=3).state_dict()["y.weight"].double()
+    assert w.std(correction=0).item() == pytest.approx(math.sqrt(2 / (16 * 9)), rel=1e-6)
+
+    def coherence(w):          # mean |cosine| between a filter's input channels in Fourier space, per block
+        F = torch.fft.rfftn(w, dim=(2, 3)).reshape(w.shape[0], w.shape[1], -1)
+        F = F / F.norm(dim=-1, keepdim=True)
+        G = (F @ F.conj().transpose(-1, -2)).abs()
+        b = F.shape[-1]
+        mask = torch.zeros(w.shape[1], w.shape[1], dtype=torch.bool)
+        for s in range(0, w.shape[1], b):
+            mask[s:s + b, s:s + b] = True
+        return G[:, mask & ~torch.eye(w.shape[1], dtype=torch.bool)].mean().item()
+
+    g = torch.Generator().manual_seed(0)
+    assert coherence(w) < 0.6 * coherence(torch.randn(w.shape, generator=g, dtype=torch.float64))
+    assert codes("model M {\n  input x: [B, 4]\n  output y = linear(x, 4) init { weight: conv_orthogonal }\n}\n") \
+        == ["E0503"]
+
+
+def test_fixup_resnet110_branch_scale_and_zero_logits():
+    """Fixup on ResNet-110 (54 branches of 2 convolutions): first convolutions He-scaled by
+    54^(-1/2) = 0.1361, second ones and the classifier zero, so the logits are exactly 0 at init."""
+    from pathlib import Path
+
+    from nndsl.init import fixup_scale
+
+    assert fixup_scale(54, 2) == pytest.approx(0.1361, abs=5e-5)
+    ex = Path(__file__).parent.parent / "examples" / "fixup_resnet110.nn"
+    res = nndsl.check(ex, signal=True)
+    assert res.ok and not [d for d in res.diagnostics if d.code == "W0601"]
+    assert res.ir.topology.branches == 54
+    f = facet(res, "stage2.3.conv1.weight")
+    assert f.std == pytest.approx(math.sqrt(2 / (32 * 9)) * 0.13608, rel=1e-4)
+    assert facet(res, "stage2.3.conv2.weight").std == 0 and facet(res, "logits.weight").std == 0
+    assert facet(res, "stage2.0.downsample.weight").std == pytest.approx(math.sqrt(2 / 16))   # shortcut: He
+    m = nndsl.load(ex, seed=0)
+    w = m.state_dict()["stage3.5.conv1.weight"]
+    assert w.std().item() == pytest.approx(math.sqrt(2 / (64 * 9)) * 0.13608, rel=0.05)
+    with torch.no_grad():
+        out = m(torch.randn(2, 3, 32, 32))
+    assert torch.equal(out, torch.zeros(2, 10))
+
+
+def test_depth_branches_width_in_rule_arguments():
+    """GPT-2's residual projections, N(0, 0.02/sqrt(2·n_layer)), written with `branches` (24 in GPT-2
+    small); `depth` counts weight layers on the longest path (ResNet-18: 18); `width` the model's width."""
+    src = """import transformer
+model G(D: int = 64) {
+  input tokens: [B, T] int64
+  init {
+    proj.weight: normal(0, 0.02 / sqrt(branches))
+    fc.weight: normal(0, 1 / sqrt(width))
+    lm_head.weight: constant(depth)
+  }
+  output logits = GPT2(tokens, 100, 16, D, 3, 4)
+}
+"""
+    res = nndsl.check(source=src)
+    assert res.ok, res.diagnostics
+    stds = {f.path: f.std for n in res.ir.nodes() for p in n.params if (f := p.facets.get("init"))}
+    projs = [v for k, v in stds.items() if k.endswith("proj.weight")]
+    assert projs and all(v == pytest.approx(0.02 / math.sqrt(6)) for v in projs)
+    assert all(v == pytest.approx(1 / 8) for k, v in stds.items() if k.endswith("fc.weight"))
+    r18 = nndsl.check(__import__("pathlib").Path(__file__).parent.parent / "examples" / "resnet18.nn").ir
+    from nndsl.passes.topology import topology
+
+    assert topology(r18).depth == 18 and topology(r18).branches == 8
+    assert codes("model M(n: int = 3) {\n  input x: [B, 4]\n  output y = linear(x, 4) init { weight: "
+                 "normal(0, 1 / width) }\n}\n") == ["E0101"]
+
+
+def test_lora_adapter_starts_as_the_frozen_base():
+    src = """model M(D: int = 32, r: int = 4) {
+  input x: [B, D]
+  base = linear(x, D) init { weight: frozen, bias: frozen(zeros) }
+  down = linear(x, r, bias=false) init { weight: lora("A") }
+  up = linear(down, D, bias=false) init { weight: lora("B") }
+  output y = base + up * 2.0
+}
+"""
+    m = nndsl.load(source=src, seed=0)
+    sd = m.state_dict()
+    assert torch.all(sd["up.weight"] == 0) and sd["down.weight"].abs().max().item() <= 1 / math.sqrt(32)
+    assert sd["down.weight"].std().item() == pytest.approx(1 / math.sqrt(3 * 32), rel=0.1)
+    frozen = {n for n, p in m.named_parameters() if not p.requires_grad}
+    assert frozen == {"base.weight", "base.bias"}
+    x = torch.randn(3, 32)
+    with torch.no_grad():
+        assert torch.equal(m(x), m.base(x))
+    from nndsl.optim import param_groups
+
+    groups = param_groups(m, lr=1e-3)
+    assert sum(len(g["params"]) for g in groups) == 2
+    gen = sys.modules[type(m).__module__]
+    assert sum(len(g["params"]) for g in gen.param_groups(m, 1e-3)) == 2
+    assert codes(src.replace('lora("B")', 'lora("C")')) == ["E0503"]
+    assert codes(src.replace("frozen(zeros)", "frozen(zeros, ones)")) == ["E0502"]
+
+
+def test_idinit_residual_block_is_the_identity_at_init():
+    """IDInit: the stem's layers start as (padded) identities and its last layer at zero, so a residual
+    block computes its input exactly; a widening-then-narrowing stem of padded identities passes a
+    non-negative input through unchanged."""
+    src = """model M(D: int = 16) {
+  input x: [B, D]
+  init { *.bias: zeros }
+  h = linear(x, 2 * D) |> relu |> linear(D) init { weight: identity }
+  u = linear(x, 2 * D) init { weight: identity }
+  v = linear(relu(u), D) init { weight: zeros }
+  r = x + v
+  output y = h + r
+}
+"""
+    res = nndsl.check(source=src)
+    assert res.ok, res.diagnostics
+    m = nndsl.load(source=src, seed=0)
+    x = torch.rand(5, 16)
+    with torch.no_grad():
+        assert torch.equal(m(x), 2 * x)

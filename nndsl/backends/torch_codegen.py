@@ -70,6 +70,7 @@ class Codegen:
         self.classes: list[tuple[str, str]] = []   # (name, source)
         self._by_body: dict[str, str] = {}
         self._class_names: set[str] = set()
+        self._modules: set[str] = set()            # nodes whose lowering constructs a module
 
     def generate(self) -> tuple[str, str]:
         """Returns (source, name of the model class)."""
@@ -101,19 +102,46 @@ class Codegen:
                 + "\n".join(rows) + ("\n" if rows else "") + "}\n" + _LR_FN + f"\n\n{cls}.lr_multipliers = _LR\n")
 
     def _init_table(self) -> str:
-        """The spec's init rules as data the generated `init_parameters` applies: per parameter its
-        state-dict name, the primitive with the numbers the init pass computed, and its seed salt."""
-        rows = []
+        """How `build` initialises every parameter, as data: per parameter with a rule its state-dict
+        name, the primitive with the numbers the init pass computed, and its seed salt; per layer with a
+        parameter no rule names, `reset` (PyTorch's own `reset_parameters`, under a seed from its name);
+        per free parameter without a rule, its declared default. Resets come first (layers sharing a tied
+        parameter before the layer that owns it), then the rules."""
+        from ..passes.init import param_path, salt
+
+        shared, resets, rows = [], [], []
         for n in self.ir.nodes():
+            if not any(p.kind == "param" for p in n.params):
+                continue
+            unruled = False
             for p in n.params:
-                f = p.facets.get("init")
-                if f is None or not f.prim:
+                if p.kind != "param" or p.tied_to is not None:
                     continue
-                args = ", ".join(f"{lit(k)}: {lit(v)}" for k, v in f.prim_args.items())
-                rows.append(f"    ({lit(f.path)}, {lit(f.prim)}, {{{args}}}, {f.seed}),  # {comment(f.describe())}"
-                            f" [{comment(f.key)}]")
-        return "\n\n# init rules: (parameter, primitive, arguments, seed salt)\n_INIT = (\n" + "\n".join(rows) + \
-            ("\n" if rows else "") + ")\n" + _INIT_FN
+                f = p.facets.get("init")
+                if f is not None and f.prim:
+                    args = ", ".join(f"{lit(k)}: {lit(v)}" for k, v in f.prim_args.items())
+                    rows.append(f"    ({lit(f.path)}, {lit(f.prim)}, {{{args}}}, {f.seed}),  # "
+                                f"{comment(f.describe())} [{comment(f.key)}]")
+                elif n.op == "param":
+                    path = param_path(n.id, p.name)
+                    fill, std = n.attrs.get("fill"), n.attrs["std"]
+                    prim = f'"fill", {{"value": {lit(float(fill or 0.0))}}}' if fill is not None or not std else \
+                        f'"normal", {{"mean": 0.0, "std": {lit(float(std))}}}'
+                    rows.append(f"    ({lit(path)}, {prim}, {salt(path)}),  # default")
+                else:
+                    unruled = True
+            if not unruled:
+                continue
+            if n.id not in self._modules:
+                raise Abort(Diagnostic(code="E0304", message=f"`{n.op}` has parameters but no module to "
+                                       f"initialise them", span=n.span))
+            row = f"    ({lit(n.id)}, \"reset\", {{}}, {salt(n.id)}),  # PyTorch's default"
+            (shared if any(p.tied_to for p in n.params) else resets).append(row)
+        rows = shared + resets + rows
+        frozen = "".join(f"    {lit(x)},\n" for x in self._frozen())
+        return "\n\n# how build() initialises the parameters: (name, primitive, arguments, seed salt)\n_INIT = (\n" + \
+            "\n".join(rows) + ("\n" if rows else "") + ")\n\n# parameters that are not trained\n_FROZEN = (\n" + \
+            frozen + ")\n" + _INIT_FN
 
     def _postorder(self, path: str) -> list[Instance]:
         out = []
@@ -204,6 +232,7 @@ class Codegen:
                 low = self._lower(n, od, [cvar[s] for s in self.ir.inputs_of(n.id)], lname)
                 if low.init is not None:
                     tree.put(lname.split("."), low.init, n.id)
+                    self._modules.add(n.id)
                 vs = [new_var(f"{lname}_init" if len(n.outputs) == 1 else f"{lname}_init_{i}")
                       for i in range(len(n.outputs))]
                 for i, v in enumerate(vs):
@@ -232,6 +261,7 @@ class Codegen:
             low = self._lower(n, od, ins, lname, inplace="inplace" in od.traits and self._can_overwrite(n))
             if low.init is not None:
                 tree.put(lname.split("."), low.init, n.id)
+                self._modules.add(n.id)
             if len(n.outputs) == 1 and od.n_outputs is None:
                 v = new_var(lname)
                 var[(n.id, 0)] = v
@@ -252,6 +282,9 @@ class Codegen:
             rets = [var[(o.node, o.port)] for o in self.ir.meta.outputs]
         if not P:
             init_extra += self._ties()
+            if self._frozen():
+                init_extra.append("for name in _FROZEN:  # `frozen(...)` in the spec: not trained")
+                init_extra.append("    self.get_parameter(name).requires_grad_(False)")
         lines = ["    def __init__(self) -> None:", "        super().__init__()"]
         lines += ["        " + l for l in _render_tree(tree)]
         lines += ["        " + l for l in init_extra]
@@ -317,6 +350,10 @@ class Codegen:
             self._outs = outs
         return self._outs
 
+    def _frozen(self) -> list[str]:
+        return [f.path for n in self.ir.nodes() for p in n.params
+                if (f := p.facets.get("init")) is not None and f.frozen]
+
     def _ties(self) -> list[str]:
         out = []
         for n in self.ir.nodes():
@@ -377,36 +414,101 @@ def _mix(seed: int, salt: int) -> int:
     return ((seed * 0x9E3779B97F4A7C15) ^ salt) % (2 ** 63 - 1)
 
 
+def _reset(module: nn.Module) -> None:
+    """PyTorch's default initialisation of a layer and its sublayers (innermost first, as constructed)."""
+    for m in reversed(list(module.modules())):
+        reset = getattr(m, "reset_parameters", None) or getattr(m, "_reset_parameters", None)
+        if reset is not None:
+            reset()
+
+
 @torch.no_grad()
 def init_parameters(model: nn.Module, seed: int | None = None) -> None:
-    """Apply the spec's init rules. Each parameter draws from its own generator, seeded from `seed` and
-    its name, so a change elsewhere in the spec leaves it as it was; without a seed, from torch's RNG."""
-    if not _INIT:
-        return
+    """Initialise every parameter as the spec says: by its rule, else PyTorch's default for its layer.
+    Each draws from a seed made of `seed` and its name, so a change elsewhere in the spec leaves it as
+    it was; without a seed, one is drawn from torch's RNG."""
     if seed is None:
         seed = int(torch.randint(0, 2 ** 62, (1,)).item())
-    for name, prim, args, salt in _INIT:
-        p = model.get_parameter(name)
-        g = torch.Generator(device=p.device)
-        g.manual_seed(_mix(seed, salt))
-        if prim == "fill":
-            p.fill_(args["value"])
-        elif prim == "normal":
-            nn.init.normal_(p, args["mean"], args["std"], generator=g)
-        elif prim == "uniform":
-            nn.init.uniform_(p, args["a"], args["b"], generator=g)
-        elif prim == "trunc_normal":
-            nn.init.trunc_normal_(p, args["mean"], args["std"], args["a"], args["b"], generator=g)
-        elif prim == "orthogonal":
-            nn.init.orthogonal_(p, args["gain"], generator=g)
-        elif prim == "identity":
-            if p.dim() == 2:
-                nn.init.eye_(p)
+    cuda = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=cuda):
+        for name, prim, args, salt in _INIT:
+            if prim == "reset":
+                torch.manual_seed(_mix(seed, salt))
+                _reset(model.get_submodule(name))
+                continue
+            p = model.get_parameter(name)
+            g = torch.Generator(device=p.device)
+            g.manual_seed(_mix(seed, salt))
+            if prim == "fill":
+                p.fill_(args["value"])
+            elif prim == "normal":
+                nn.init.normal_(p, args["mean"], args["std"], generator=g)
+            elif prim == "uniform":
+                nn.init.uniform_(p, args["a"], args["b"], generator=g)
+            elif prim == "trunc_normal":
+                nn.init.trunc_normal_(p, args["mean"], args["std"], args["a"], args["b"], generator=g)
+            elif prim == "orthogonal":
+                nn.init.orthogonal_(p, args["gain"], generator=g)
+            elif prim == "identity":
+                if p.dim() == 2:
+                    nn.init.eye_(p)
+                else:
+                    nn.init.dirac_(p, args["groups"])
+                p.mul_(args["gain"])
+            elif prim == "zero_one":
+                _zero_one(p, args["groups"])
+            elif prim == "conv_orthogonal":
+                _conv_orthogonal(p, args["std"], args["eps"], g)
             else:
-                nn.init.dirac_(p, args["groups"])
-            p.mul_(args["gain"])
-        else:
-            raise ValueError(f"unknown init primitive {prim!r}")
+                raise ValueError(f"unknown init primitive {prim!r}")
+
+
+def _zero_one(p: torch.Tensor, groups: int) -> None:
+    """ZerO: the identity when a group maps to no more outputs than inputs, else a scaled Hadamard
+    matrix c·H[:out, :in] (entry (-1)^popcount(i & j)); a kernel gets it at its centre tap."""
+    out, inp = p.shape[0] // groups, p.shape[1]
+    if out <= inp:
+        m = torch.eye(out, inp, dtype=p.dtype, device=p.device)
+    else:
+        k = (out - 1).bit_length()
+        ij = torch.arange(out, device=p.device)[:, None] & torch.arange(inp, device=p.device)[None, :]
+        parity = torch.zeros_like(ij)
+        for b in range(k):
+            parity ^= (ij >> b) & 1
+        m = (1 - 2 * parity).to(p.dtype) * 2.0 ** (-(k - 1) / 2)
+    p.zero_()
+    p[(slice(None), slice(None)) + tuple(s // 2 for s in p.shape[2:])] = m.repeat(groups, 1)
+
+
+def _conv_orthogonal(p: torch.Tensor, std: float, eps: float, g: torch.Generator) -> None:
+    """Convolution-aware init: per filter, the real Fourier coefficients of its input channels are rows of
+    random orthogonal matrices (QR of a Gaussian), transformed back to the kernel, plus noise (eps
+    relative), scaled to standard deviation `std`."""
+    out, cin, *k = p.shape
+    fshape = [*k[:-1], k[-1] // 2 + 1]
+    b = 1
+    for s in fshape:
+        b *= s
+    blocks = -(-cin // b)
+    q, r = torch.linalg.qr(torch.randn(out * blocks, b, b, generator=g, dtype=torch.float64, device=p.device))
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    basis = q.transpose(-1, -2).reshape(out, blocks * b, b)[:, :cin].reshape(out, cin, *fshape)
+    w = torch.fft.irfftn(basis.to(torch.complex128), s=k, dim=tuple(range(2, p.dim())))
+    w = w + eps * w.std() * torch.randn(w.shape, generator=g, dtype=torch.float64, device=p.device)
+    p.copy_(w * (std / w.std(correction=0)))
+
+
+_SKIPPED = {f for n, f in vars(nn.init).items() if n.endswith("_") and not n.startswith("_") and callable(f)}
+
+
+class _Deferred(torch.overrides.TorchFunctionMode):
+    """Construction without PyTorch's default draws (torch.nn.init calls return their tensor
+    untouched): init_parameters then draws every parameter once."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _SKIPPED:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **(kwargs or {}))
 '''
 
 _LR_FN = '''
@@ -420,6 +522,8 @@ def param_groups(model: nn.Module, lr: float, optimizer: str = "adam", **options
     col = 0 if optimizer == "adam" else 1
     groups: dict[float, list] = {}
     for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
         mult = _LR.get(name, (1.0, 1.0))[col]
         groups.setdefault(mult, []).append(p)
     return [{"params": ps, "lr": lr * mult, **options} for mult, ps in sorted(groups.items())]
@@ -428,12 +532,13 @@ def param_groups(model: nn.Module, lr: float, optimizer: str = "adam", **options
 _BUILD = '''
 
 def build(seed: int | None = None) -> {cls}:
-    """Construct the model; the same seed gives bit-identical weights."""
+    """Construct the model and initialise it; the same seed gives bit-identical weights, and each
+    parameter's draws depend only on the seed and its name. Without a seed, one is drawn from torch's RNG."""
     if seed is None:
-        model = {cls}()
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        seed = int(torch.randint(0, 2 ** 62, (1,)).item())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        with _Deferred():
             model = {cls}()
     init_parameters(model, seed)
     return model

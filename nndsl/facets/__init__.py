@@ -76,4 +76,4 @@ def load(data: dict) -> dict:
 
 
 def _load_all() -> None:
-    from . import init, layout, scaling, signal  # noqa: F401
+    from . import init, layout, scaling, signal, topology  # noqa: F401

@@ -18,7 +18,8 @@ class Init(Facet, slot="init", on=("param",)):
     path: str = ""                              # the parameter's name in the module's state dict
     prim: str = ""                              # what the module does (nndsl.init.PRIMITIVES); "" keeps
     prim_args: dict[str, Union[float, int]] = {}  # PyTorch's default
+    frozen: bool = False                        # `frozen(...)`: not trained (requires_grad off)
 
     def describe(self) -> str:
         args = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.args.items())
-        return f"{self.rule}({args})"
+        return f"frozen({self.rule}({args}))" if self.frozen else f"{self.rule}({args})"

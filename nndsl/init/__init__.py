@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 # names a rule's arguments may use besides the block's parameters, bound per parameter
-INIT_NAMES = ("fan_in", "fan_out", "numel")
+INIT_NAMES = ("fan_in", "fan_out", "numel", "depth", "branches", "branch_depth", "width")
+# those that need the residual structure of the whole graph (nndsl/passes/topology.py)
+TOPOLOGY_NAMES = ("depth", "branches", "branch_depth")
 
 REQUIRED = object()
 
@@ -44,6 +46,12 @@ class Shape:
     dims: tuple[int, ...]
     fan_in: Optional[int]
     fan_out: Optional[int]
+    # where its layer sits (nndsl/passes/topology.py), for Fixup: the weight layers of its residual branch
+    # (m, 0 outside one), whether it is the branch's last or the network's readout, residual branches (L)
+    branch_depth: int = 0
+    last: bool = False
+    readout: bool = False
+    branches: int = 0
 
     @property
     def numel(self) -> int:
@@ -202,6 +210,101 @@ def _vp_check(a: dict, s: Shape) -> Optional[str]:
     return None
 
 
+def fixup_scale(branches: int, branch_depth: int) -> float:
+    """Fixup's factor for the weight layers of a residual branch other than its last: L^(−1/(2m−2)) for
+    L branches of m layers ("Fixup Initialization", Zhang et al. 2019); 54 branches of 2 -> 0.1361."""
+    if branch_depth < 2 or branches < 1:
+        return 1.0
+    return branches ** (-1.0 / (2 * branch_depth - 2))
+
+
+def _fixup_std(a: dict, s: Shape) -> float:
+    if len(s.dims) < 2 or s.readout or s.last:
+        return 0.0                      # scalar biases, the classifier and each branch's last layer
+    fi, _ = s.fans()
+    return calculate_gain(a["nonlinearity"]) / math.sqrt(max(fi, 1)) * fixup_scale(s.branches, s.branch_depth)
+
+
+def _fixup_check(a: dict, s: Shape) -> Optional[str]:
+    if a["nonlinearity"] not in NONLINEARITIES:
+        return f"unknown nonlinearity `{a['nonlinearity']}` (one of {', '.join(NONLINEARITIES)})"
+    return None
+
+
+def _hadamard_sum(rows: int, cols: int, n: int) -> int:
+    """Σ of the top-left rows x cols block of the Sylvester Hadamard matrix of size n = 2^k, entry
+    (−1)^popcount(i & j), from H_2n = [[H, H], [H, −H]] (O(k) distinct sub-blocks)."""
+    memo: dict = {}
+
+    def go(r: int, c: int, n: int) -> int:
+        if r <= 0 or c <= 0:
+            return 0
+        if n == 1:
+            return 1
+        key = (r, c, n)
+        if key not in memo:
+            h = n // 2
+            memo[key] = go(min(r, h), min(c, h), h) + go(min(r, h), c - h, h) + go(r - h, min(c, h), h) \
+                - go(r - h, c - h, h)
+        return memo[key]
+    return go(rows, cols, n)
+
+
+def zero_one_matrix(rows: int, cols: int) -> tuple[float, float, float]:
+    """ZerO's matrix ("ZerO Initialization", Zhao et al. 2022) for a [rows, cols] weight: the identity,
+    truncated when rows <= cols; else c·H_k[:rows, :cols] with k = ⌈log2 rows⌉, c = 2^(−(k−1)/2) and H the
+    Sylvester Hadamard matrix. Returns (c, Σ entries, Σ squares)."""
+    if rows <= cols:
+        return 1.0, float(rows), float(rows)
+    k = (rows - 1).bit_length()
+    c = 2.0 ** (-(k - 1) / 2)
+    return c, c * _hadamard_sum(rows, cols, 2 ** k), c * c * rows * cols
+
+
+def _zero_one_moments(a: dict, s: Shape) -> tuple[float, float]:
+    g = a["groups"]
+    _, total, sq = zero_one_matrix(s.dims[0] // g, s.dims[1])
+    return total * g / max(s.numel, 1), sq * g / max(s.numel, 1)
+
+
+def _zero_one_std(a: dict, s: Shape) -> float:
+    m, m2 = _zero_one_moments(a, s)
+    return math.sqrt(max(m2 - m * m, 0.0))
+
+
+def _zero_one_check(a: dict, s: Shape) -> Optional[str]:
+    r = len(s.dims)
+    if a["groups"] < 1:
+        return f"`groups` must be at least 1, got {a['groups']}"
+    if not 2 <= r <= 5:
+        return f"`ZerO` needs a 2-d weight (a matrix) or a 3-d to 5-d convolution kernel, this one is {r}-d"
+    if s.dims[0] % a["groups"]:
+        return f"`ZerO` with groups={a['groups']} needs the first axis ({s.dims[0]}) divisible by it"
+    return None
+
+
+def _conv_orth_check(a: dict, s: Shape) -> Optional[str]:
+    r = len(s.dims)
+    if not 3 <= r <= 5:
+        return f"`conv_orthogonal` needs a 3-d to 5-d convolution kernel, this one is {r}-d (use `orthogonal` " \
+               f"for a matrix)"
+    if a["eps_std"] < 0:
+        return f"`eps_std` must be at least 0, got {a['eps_std']}"
+    return None
+
+
+def _lora_std(a: dict, s: Shape) -> float:
+    fi, _ = s.fans()
+    return 0.0 if a["factor"] == "B" else 1.0 / math.sqrt(3.0 * max(fi, 1))
+
+
+def _lora_check(a: dict, s: Shape) -> Optional[str]:
+    if a["factor"] not in ("A", "B"):
+        return f"`factor` is \"A\" (the down-projection, random) or \"B\" (the up-projection, zero), not " \
+               f"`{a['factor']}`"
+    return None
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
@@ -244,11 +347,30 @@ RULES: dict[str, Rule] = {r.name: r for r in [
     _r("identity", [("gain", 1.0), ("groups", 1)],
        "a matrix: gain·I (padded with zeros when not square); a kernel: gain·Dirac delta per channel",
        lambda a, s: None, _identity, {"groups": "int"}),
+    _r("ZerO", [("groups", 1)],
+       "deterministic: the identity (truncated) when fan_out <= fan_in, else c·H[:out, :in] (Hadamard, "
+       "c = 2^(−(k−1)/2), k = ⌈log2 out⌉); a kernel gets it at its centre tap", _zero_one_std, _zero_one_check,
+       {"groups": "int"}),
+    _r("conv_orthogonal", [("gain", math.sqrt(2.0)), ("eps_std", 0.05)],
+       "per filter, orthonormal real Fourier coefficients (QR of a Gaussian) transformed back to the kernel, "
+       "plus noise of eps_std relative, scaled to variance gain² / fan_in",
+       lambda a, s: a["gain"] / math.sqrt(max(s.fans()[0], 1)), _conv_orth_check),
+    _r("fixup", [("nonlinearity", "relu")],
+       "0 for biases, the classifier and the last layer of each residual branch; N(0, gain²/fan_in)·"
+       "L^(−1/(2m−2)) for the other layers of a branch (L branches, m layers); N(0, gain²/fan_in) elsewhere",
+       _fixup_std, _fixup_check, {"nonlinearity": "str"}),
+    _r("lora", [("factor", REQUIRED)],
+       "factor \"A\": U(−1/√fan_in, 1/√fan_in) (PyTorch's Linear default, as peft); factor \"B\": 0",
+       _lora_std, _lora_check, {"factor": "str"}),
 ]}
+
+# `frozen(rule)`: any rule, and the parameter is not trained (requires_grad off); `frozen` alone keeps the
+# layer's default initialisation
+FROZEN = "frozen"
 
 
 def rule_names() -> list[str]:
-    return sorted(RULES)
+    return sorted([*RULES, FROZEN])
 
 
 def moments(rule: str, a: dict, s: Shape) -> Optional[tuple[float, float]]:
@@ -268,6 +390,8 @@ def moments(rule: str, a: dict, s: Shape) -> Optional[tuple[float, float]]:
     if rule in ("normal", "truncated_normal"):
         sd = RULES[rule].std(a, s)
         return float(a["mean"]), float(a["mean"]) ** 2 + sd * sd
+    if rule == "ZerO":
+        return _zero_one_moments(a, s)
     if rule == "identity":
         d = s.dims
         if len(d) == 2:
@@ -283,7 +407,7 @@ def moments(rule: str, a: dict, s: Shape) -> Optional[tuple[float, float]]:
 
 # what the generated module does: a few primitives, each one torch.nn.init call (or a fill) with the
 # numbers the compiler computed from the rule, the parameter's fans and its shape
-PRIMITIVES = ("fill", "normal", "uniform", "trunc_normal", "orthogonal", "identity")
+PRIMITIVES = ("fill", "normal", "uniform", "trunc_normal", "orthogonal", "identity", "zero_one", "conv_orthogonal")
 
 
 def lower(rule: str, a: dict, s: Shape) -> Optional[tuple[str, dict]]:
@@ -311,4 +435,16 @@ def lower(rule: str, a: dict, s: Shape) -> Optional[tuple[str, dict]]:
         return "orthogonal", {"gain": float(a["gain"])}
     if rule == "identity":
         return "identity", {"gain": float(a["gain"]), "groups": int(a["groups"])}
+    if rule == "ZerO":
+        return "zero_one", {"groups": int(a["groups"])}
+    if rule == "conv_orthogonal":
+        return "conv_orthogonal", {"std": RULES[rule].std(a, s), "eps": float(a["eps_std"])}
+    if rule in ("fixup", "lora"):
+        std = RULES[rule].std(a, s)
+        if std == 0.0:
+            return "fill", {"value": 0.0}
+        if rule == "lora":
+            b = math.sqrt(3.0) * std
+            return "uniform", {"a": -b, "b": b}
+        return "normal", {"mean": 0.0, "std": std}
     raise KeyError(rule)

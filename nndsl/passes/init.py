@@ -20,7 +20,7 @@ from ..evaluate import REQUIRED as SLOT_REQUIRED
 from ..evaluate import Binding, Evaluator, Reported, Scope, Slot, Undecidable, bind_call
 from ..facets import attach
 from ..facets.init import Init
-from ..init import INIT_NAMES, REQUIRED, RULES, Shape, lower, moments
+from ..init import FROZEN, INIT_NAMES, REQUIRED, RULES, TOPOLOGY_NAMES, Shape, lower, moments
 from ..ir import IR, InitDecl
 from ..syntax import ast as A
 from ..values import decode
@@ -45,8 +45,10 @@ class _Host:
         self.ev = Evaluator(self)
 
     def missing(self, e: A.Name, scope: Scope, ensure: bool):
+        extra = " (`width` needs a model parameter named width, D, d_model, hidden, dim or n_embd)" \
+            if e.id == "width" else ""
         self.ev.fail("E0101", f"unknown name `{e.id}` in an init rule", e.span, label="not found",
-                     help=f"rules may use {', '.join(INIT_NAMES)}, the block's parameters and numbers")
+                     help=f"rules may use {', '.join(INIT_NAMES)}, the block's parameters and numbers{extra}")
 
     def call(self, e: A.Call, scope: Scope, name, ensure: bool):
         if self.ev.is_builtin(e):
@@ -104,6 +106,7 @@ def resolve_inits(ir: IR, sink: Sink) -> None:
     failed: set[int] = set()
     cache: dict = {}
     host = _Host()
+    model = _model_names(ir, decls)
     for node in ir.nodes():
         places = [("clause", g) for g in groups.get(node.id, ())] + \
                  [("block", s) for s in ir.ancestors(node.scope)] + [("block", "")]
@@ -133,12 +136,15 @@ def resolve_inits(ir: IR, sink: Sink) -> None:
             d = best[1]
             if d.order in failed:
                 continue
-            shape = Shape(tuple(p.shape), p.fan_in, p.fan_out)
+            pos = node.facets.get("residual")
+            shape = Shape(tuple(p.shape), p.fan_in, p.fan_out) if pos is None else \
+                Shape(tuple(p.shape), p.fan_in, p.fan_out, pos.branch_depth, pos.last, pos.readout,
+                      model.get("branches", 0))
             key = (d.order, shape)
             got = cache.get(key)
             if got is None:
                 try:
-                    got = cache[key] = _evaluate(d, shape, host, node, p)
+                    got = cache[key] = _evaluate(d, d.rule, shape, host, node, p, model)
                 except Abort as a:
                     sink.add(a.diagnostic, d.scope)          # with the call chain of the declaring block
                     failed.add(d.order)
@@ -146,12 +152,12 @@ def resolve_inits(ir: IR, sink: Sink) -> None:
                 except Reported:
                     failed.add(d.order)
                     continue
-            rule, args, std, prim, mom = got
+            rule, args, std, prim, mom, frozen = got
             path = param_path(node.id, p.name)
             attach(p, Init(rule=rule, args=args, declared_at=f"{d.span.file}:{d.span.line}", key=_key_text(d),
                            std=std, mean=mom[0] if mom else None, m2=mom[1] if mom else None,
                            seed=salt(path), path=path, prim=prim[0] if prim else "",
-                           prim_args=prim[1] if prim else {}))
+                           prim_args=prim[1] if prim else {}, frozen=frozen))
     from .. import ops as O
 
     for d in decls:
@@ -165,8 +171,55 @@ def resolve_inits(ir: IR, sink: Sink) -> None:
                          "parameter's own value is `value`")
 
 
-def _evaluate(d: InitDecl, shape: Shape, host: _Host, node, p):
-    e = d.rule
+def _names(e) -> set[str]:
+    """Every name and called name in a rule's expression."""
+    out: set[str] = set()
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, A.Name):
+            out.add(x.id)
+        elif isinstance(x, A.Node):
+            for k in type(x).model_fields:
+                if k != "span":
+                    stack.append(getattr(x, k))
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+    return out
+
+
+def _model_names(ir: IR, decls) -> dict:
+    """`depth`, `branches` (from the residual structure, computed only when a rule needs it) and
+    `width` (the model's width parameter, as the parametrization reads it)."""
+    from .parametrize import model_width
+
+    names: set[str] = set()
+    for d in decls:
+        names |= _names(d.rule)
+    out: dict = {}
+    if names & {*TOPOLOGY_NAMES, "fixup"}:
+        from .topology import topology
+
+        t = topology(ir)
+        out.update(depth=t.depth, branches=t.branches)
+    if "width" in names:
+        w = model_width(ir)
+        if w is not None:
+            out["width"] = w
+    return out
+
+
+def _evaluate(d: InitDecl, e, shape: Shape, host: _Host, node, p, model: dict):
+    if isinstance(e, A.Call) and isinstance(e.func, A.Name) and e.func.id == FROZEN or \
+            isinstance(e, A.Name) and e.id == FROZEN:
+        args = e.args if isinstance(e, A.Call) else []
+        if len(args) > 1 or args and args[0].name is not None:
+            raise Abort(Diagnostic(code="E0502", message="`frozen` takes one rule: `frozen(normal(0, 1))`, or none "
+                                   "(the layer's default)", span=e.span))
+        if not args:
+            return ("default", {}, None, None, None, True)
+        got = _evaluate(d, args[0].value, shape, host, node, p, model)
+        return got[:5] + (True,)
     if isinstance(e, A.Name):
         fname, fspan, args = e.id, e.span, []
     elif isinstance(e, A.Call) and isinstance(e.func, A.Name):
@@ -187,6 +240,10 @@ def _evaluate(d: InitDecl, shape: Shape, host: _Host, node, p):
             val = val.value
         scope.names[k] = Binding(val, d.span, "param", True)
     fi, fo = shape.fans()
+    for k, v in model.items():                          # the block's own parameters shadow these
+        scope.names.setdefault(k, Binding(v, d.span, "param", True))
+    if "depth" in model:
+        scope.names.setdefault("branch_depth", Binding(shape.branch_depth, d.span, "param", True))
     for k, v in (("fan_in", fi), ("fan_out", fo), ("numel", shape.numel)):
         scope.names[k] = Binding(v, d.span, "param", True)
     ev = host.ev
@@ -245,5 +302,5 @@ def _evaluate(d: InitDecl, shape: Shape, host: _Host, node, p):
         raise Abort(Diagnostic(code="E0503", message=f"`{fname}` gives `{pl}` non-finite values", span=e.span,
                                label="overflows", help="use smaller arguments"))
     args_out = {k: v for k, v in bound.items()}
-    return fname, args_out, (float(std) if std is not None else None), prim, moments(fname, bound, shape)
+    return fname, args_out, (float(std) if std is not None else None), prim, moments(fname, bound, shape), False
 

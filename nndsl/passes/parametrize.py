@@ -34,6 +34,18 @@ ARGS = {"sp": (), "ntk": (), "mf": (), "mup": ("base_width", "width")}
 WIDTH_NAMES = ("width", "D", "d_model", "hidden", "dim", "n_embd")
 
 
+def model_width(ir: IR) -> Optional[int]:
+    """The model's width: the parameter the parametrization names (`width=`), else the first int parameter
+    called width, D, d_model, hidden, dim or n_embd."""
+    params = {k: decode(v) for k, v in ir.meta.instances[""].params.items()}
+    decl = ir.meta.parametrization
+    name = decl.args.get("width") if decl is not None else None
+    if name is None:
+        name = next((n for n in WIDTH_NAMES if isinstance(params.get(n), int)), None)
+    v = params.get(name) if name is not None else None
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
 def _fail(msg: str, span, **kw):
     raise Abort(Diagnostic(code="E0504", message=msg, span=span, **kw))
 

@@ -247,7 +247,8 @@ def analyse(ir: IR, sink: Optional[Sink] = None, dims: Optional[dict] = None, as
         layer = bool(node.params) or nid in dphi
         if layer:
             rep.rows.append((nid, node.op, s.q, chi, node_grad.get(nid)))
-        if sink is not None and nid in watch and not flagged and not (LOW <= s.q <= HIGH):
+        if sink is not None and nid in watch and not flagged and not (LOW <= s.q <= HIGH) and \
+                not _zero_by_rule(node, s.q):
             flagged = True
             what = "explodes" if s.q > HIGH else "vanishes"
             where = "the pre-activation" if nid not in {o.node for o in ir.meta.outputs} else "the output"
@@ -371,3 +372,13 @@ def suggest_clip(op: str, tau: float, q: float) -> Optional[float]:
         if (up - dn) / (0.02 * q) / d2 <= 0.9:
             best = m
     return best
+
+
+def _zero_by_rule(node, q: float) -> bool:
+    """A layer whose weight a rule starts at exactly zero (Fixup's classifier, a LoRA B, `zeros`) outputs
+    0 on purpose: not a vanishing signal."""
+    if q != 0.0:
+        return False
+    w = next((p for p in node.params if p.name == "weight"), None)
+    f = w.facets.get("init") if w is not None else None
+    return f is not None and f.m2 == 0.0
