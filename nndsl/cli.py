@@ -227,6 +227,92 @@ def compile(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]
 
 
 @app.command()
+def lsuv(file: Path, batch: Path = typer.Option(..., "--batch", "-b", help="Calibration batch: .npy, or .pt "
+                                                 "(a tensor, or a list of tensors for several inputs)."),
+         output: Path = typer.Option(..., "--output", "-o", help="Write the state dict here (.pt)."),
+         model: Optional[str] = ModelOpt, dim: Optional[List[str]] = DimOpt,
+         seed: int = typer.Option(0, "--seed", help="Seed of the spec's init and of the orthonormal pre-init."),
+         tol: float = typer.Option(0.1, "--tol", help="Stop when |Var(output) - 1| < tol."),
+         max_iter: int = typer.Option(10, "--max-iter", min=1, help="Rescalings per layer at most."),
+         max_nodes: Optional[int] = MaxNodesOpt, max_file_size: Optional[int] = MaxFileOpt,
+         max_params: Optional[int] = MaxParamsOpt, import_root: Optional[Path] = ImportRootOpt):
+    """Initialise the model with LSUV on a calibration batch and save its state dict: orthonormal
+    weights, then each layer rescaled until its output variance is within --tol of 1."""
+    import io
+
+    import torch
+
+    from .backends.torch_module import build_module
+    from .init.lsuv import lsuv as run
+
+    if not tol > 0:
+        _usage("--tol must be positive")
+    res = _load(file, model, dim, _limits(max_nodes, max_file_size, max_params), import_root)
+    args = _read_batch(batch, res)
+    net = build_module(res.ir, seed)
+    bar = typer.progressbar(length=1, label="LSUV", file=sys.stderr)
+    fits = []
+
+    def progress(i, n, fit):
+        if bar.length != n:
+            bar.length = n
+        bar.update(1)
+        fits.append(fit)
+
+    with bar:
+        try:
+            run(net, args, tol=tol, max_iter=max_iter, seed=seed, progress=progress)
+        except (RuntimeError, ValueError, TypeError, IndexError) as e:
+            _fail("E0404", f"the batch does not run through the model: {str(e).splitlines()[0][:300]}",
+                  help="its shape and dtype must fit the model's inputs")
+    if not sys.stderr.isatty():
+        typer.echo("", err=True)
+    buf = io.BytesIO()
+    torch.save(net.state_dict(), buf)
+    write_output(output, buf.getvalue())
+    width = max((len(f.name) for f in fits), default=5)
+    typer.echo(f"{'layer':<{width}}  {'before':>8}  {'after':>8}  rounds", err=True)
+    for f in fits:
+        typer.echo(f"{visible(f.name):<{width}}  {f.before:8.4f}  {f.after:8.4f}  {f.rounds:>6}"
+                   + (f"  ({f.skipped})" if f.skipped else ""), err=True)
+    typer.echo(f"wrote {visible(str(output))}", err=True)
+
+
+def _read_batch(path: Path, res: CheckResult):
+    """The calibration batch as a tuple of tensors, one per model input; never unpickles anything."""
+    import torch
+
+    n_in = len(res.ir.meta.inputs)
+    if path.suffix not in (".npy", ".pt"):
+        _fail("E0404", f"cannot read `{visible(str(path))}`: the batch is a .npy or .pt file")
+    try:
+        if path.suffix == ".npy":
+            import numpy as np
+
+            arr = np.load(path, allow_pickle=False)
+            got = [torch.from_numpy(np.ascontiguousarray(arr))]
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            got = list(data) if isinstance(data, (list, tuple)) else [data]
+    except (OSError, ValueError, RuntimeError, EOFError, ImportError) as e:
+        _fail("E0404", f"cannot read `{visible(str(path))}`: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}")
+    except Exception as e:  # unpickling refused by weights_only, a corrupt archive
+        _fail("E0404", f"cannot read `{visible(str(path))}`: {type(e).__name__}")
+    if not all(isinstance(t, torch.Tensor) for t in got):
+        _fail("E0404", "the batch must hold tensors only")
+    if len(got) != n_in:
+        _fail("E0404", f"the model has {n_in} input{'s' if n_in != 1 else ''}, the batch holds {len(got)} tensor"
+              f"{'s' if len(got) != 1 else ''}")
+    for t, mi in zip(got, res.ir.meta.inputs):
+        if t.dim() != len(mi.type.shape):
+            _fail("E0404", f"input `{mi.name}` has rank {len(mi.type.shape)}, the batch's tensor has "
+                  f"{t.dim()} axes {list(t.shape)}")
+        if t.is_floating_point() != mi.type.is_float:
+            _fail("E0404", f"input `{mi.name}` is {mi.type.dtype}, the batch's tensor is {t.dtype}")
+    return tuple(t.float() if t.is_floating_point() else t for t in got)
+
+
+@app.command()
 def draw(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]] = DimOpt,
          output: Path = typer.Option(None, "--output", "-o", help="OUT.svg, .png, .pdf or .dot"),
          style: str = typer.Option("circuit", "--style", help="circuit (one wire per axis) or graph (dataflow)."),

@@ -85,7 +85,7 @@ def _pick_model(prog: Program, model: str | None, sink: Sink) -> A.BlockDef | No
             if m.name == model:
                 return m
         bd = prog.blocks.get(model)
-        if bd is not None:
+        if isinstance(bd, A.BlockDef):
             return bd
         names = [m.name for m in models] + [n for n in prog.blocks if n not in {m.name for m in models}]
         sug = difflib.get_close_matches(model, names, n=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from .fastmodel import make
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -84,7 +85,98 @@ class Elaborator:
         self.stack.append(model.name)
         self._body(model, scope, params, inputs=None, inst=inst)
         self.ir.meta.facts = [(str(a), str(b)) for a, b in self.facts.pairs]
+        for name, ad in scope.blocks.items():        # the acts init rules may name, at their defaults
+            if isinstance(ad, A.ActDef) and "." not in name and all(p.default is not None for p in ad.params):
+                try:
+                    self.ir.meta.acts[name] = self._act_tree(ad, ad.span, [], {}, ["x"], [])
+                except Abort as a:
+                    self.sink.add(a.diagnostic)
         return self.ir
+
+    # -- acts -------------------------------------------------------------------------------------
+    def _act_tree(self, ad: A.ActDef, span: Span, pos: list, kw: dict, arg_tree: list, stack: list[str]) -> list:
+        """An `act` definition as the expression tree of nndsl/ops/userfn.py, its parameters bound from
+        the call's numbers (pos/kw: (value, span)) or their defaults, the acts it calls inlined."""
+        from .ops.userfn import FUNCS, MAX_NODES, size
+
+        if ad.name in stack:
+            self.fail("E0116", f"act `{ad.name}` calls itself", span, help="an act may call only earlier acts")
+        if not stack:
+            self._act_budget = [MAX_NODES]
+        if len(pos) > len(ad.params):
+            self.fail("E0104", f"`{ad.name}` takes {len(ad.params)} number{'s' if len(ad.params) != 1 else ''} after "
+                      f"its tensor, got {len(pos)}", span)
+        values: dict[str, float] = {}
+        for i, p in enumerate(ad.params):
+            if i < len(pos):
+                v, sp = pos[i]
+            elif p.name in kw:
+                v, sp = kw.pop(p.name)
+            elif p.default is not None:
+                v, sp = self._act_const(p.default, ad), p.default.span
+            else:
+                self.fail("E0107", f"`{ad.name}` needs `{p.name}`", span)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                self.fail("E0119", f"`{p.name}` of `{ad.name}` must be a finite number, got {describe(v)}", sp)
+            values[p.name] = float(v)
+        for k, (_v, sp) in kw.items():
+            self.fail("E0103", f"`{ad.name}` has no parameter `{k}`", sp,
+                      help=f"its parameters: {', '.join(p.name for p in ad.params) or 'none'}")
+        blocks = self.prog.scopes.get(ad.span.file, {})
+
+        def c(e) -> list:
+            self._act_budget[0] -= 1
+            if self._act_budget[0] < 0:
+                self.fail("E0112", f"act `{ad.name}` expands to more than {MAX_NODES} terms", span)
+            if isinstance(e, A.Name):
+                if e.id == ad.arg:
+                    return arg_tree
+                if e.id in values:
+                    return ["n", values[e.id]]
+                self.fail("E0101", f"unknown name `{e.id}` in act `{ad.name}`", e.span, label="not found",
+                          help=f"an act uses its argument `{ad.arg}`, its parameters and numbers")
+            if isinstance(e, A.Num):
+                if not math.isfinite(e.value):
+                    self.fail("E0119", "a number in an act must be finite", e.span)
+                return ["n", float(e.value)]
+            if isinstance(e, A.Neg):
+                return ["neg", c(e.value)]
+            if isinstance(e, A.BinOp) and e.op in ("+", "-", "*", "/"):
+                return ["b", e.op, c(e.left), c(e.right)]
+            if isinstance(e, A.Call) and isinstance(e.func, A.Name):
+                f = e.func.id
+                tensor = [a for a in e.args if a.name is None]
+                if f in FUNCS:
+                    if len(e.args) != 1 or tensor != e.args:
+                        self.fail("E0119", f"`{f}` in an act takes one argument", e.span)
+                    return ["f", f, c(e.args[0].value)]
+                other = blocks.get(f)
+                if isinstance(other, A.ActDef):
+                    if not tensor:
+                        self.fail("E0119", f"`{f}` needs its tensor argument first", e.span)
+                    cpos = [(self._act_const(a.value, ad, values), a.value.span) for a in tensor[1:]]
+                    ckw = {a.name: (self._act_const(a.value, ad, values), a.value.span) for a in e.args if a.name}
+                    return self._act_tree(other, e.span, cpos, ckw, c(tensor[0].value), stack + [ad.name])
+                self.fail("E0119", f"`{f}` cannot be used in an act", e.func.span, label="not a function of one number",
+                          help="an act may call exp, log, sqrt, abs, sin, cos, erf, the activations "
+                               "(relu, gelu, tanh, sigmoid, silu, ...) and earlier acts")
+            self.fail("E0119", f"this cannot be part of act `{ad.name}`", e.span, label="not elementwise arithmetic",
+                      help="an act is built from its argument, numbers, + - * / and functions of one argument")
+
+        tree = c(ad.body)
+        if size(tree) > MAX_NODES:
+            self.fail("E0112", f"act `{ad.name}` expands to more than {MAX_NODES} terms", span)
+        return tree
+
+    def _act_const(self, e, ad: A.ActDef, values: dict | None = None) -> float:
+        """A parameter's default, or a number an act passes to another: a constant expression."""
+        if isinstance(e, A.Num):
+            return e.value
+        if isinstance(e, A.Neg) and isinstance(e.value, A.Num):
+            return -e.value.value
+        if isinstance(e, A.Name) and values and e.id in values:
+            return values[e.id]
+        self.fail("E0119", f"a parameter of act `{ad.name}` is a number here", e.span)
 
     def _check_expansion(self, model: A.BlockDef, scope: Scope) -> None:
         """Refuse, before unrolling anything, a model whose expansion is known to exceed the node limit."""
@@ -507,6 +599,14 @@ class Elaborator:
                 sp = a.span
                 self._kw_spans[a.name] = Span(file=sp.file, line=sp.line, col=sp.col, end_line=sp.line,
                                               end_col=sp.col + len(a.name))
+        if isinstance(target, A.ActDef):
+            if tie is not None:
+                self.fail("E0114", "`tie=` applies to operations with parameters, not to an act", tie[1])
+            if not pos or not isinstance(pos[0][0], TensorVal):
+                self.fail("E0106", f"`{fname}` takes a tensor first", e.span)
+            tree = self._act_tree(target, e.span, pos[1:], dict(kw), ["x"], [])
+            return self._op_call(O.get("fn"), pos[:1], {"name": (fname, e.span), "expr": (tree, e.span)}, scope,
+                                 name, e.span, None)
         if isinstance(target, A.BlockDef):
             if tie is not None:
                 self.fail("E0114", "`tie=` applies to operations, not blocks", tie[1])

@@ -21,6 +21,8 @@ class Estimator:
         self._active: set[int] = set()
 
     def block(self, bd: A.BlockDef) -> int:
+        if isinstance(bd, A.ActDef):         # one node
+            return 1
         key = id(bd)
         if key in self._memo:
             return self._memo[key]

@@ -119,6 +119,7 @@ class GraphMeta(BaseModel):
     constants: list[str] = []          # nodes known when the module is built (what buffers are made of)
     inits: list[InitDecl] = []         # init rules as declared (resolved per parameter by passes/init.py)
     parametrization: Optional[ParametrizationDecl] = None
+    acts: dict[str, Any] = {}          # `act` definitions visible in the model's file: name -> expression tree
 
 
 class IR:

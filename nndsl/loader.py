@@ -179,7 +179,7 @@ class Loader:
                     qual = f"{item.alias}.{name}" if item.alias else name
                     self._define(visible, qual, bd, item.span)
         for item in mod.items:
-            if isinstance(item, A.BlockDef):
+            if isinstance(item, (A.BlockDef, A.ActDef)):      # acts share the blocks' names
                 if item.name in own:
                     prev = own[item.name]
                     self.sink.error("E0105", f"`{item.name}` is defined twice", item.name_span,
@@ -188,7 +188,7 @@ class Loader:
                     continue
                 own[item.name] = item
                 self._define(visible, item.name, item, item.name_span)
-                if is_root and item.is_model:
+                if is_root and isinstance(item, A.BlockDef) and item.is_model:
                     self.prog.local_models.append(item)
         self._ns_cache[key] = own
         if is_root:

@@ -518,3 +518,131 @@ def test_idinit_residual_block_is_the_identity_at_init():
     x = torch.rand(5, 16)
     with torch.no_grad():
         assert torch.equal(m(x), 2 * x)
+
+
+# -- `act` definitions ---------------------------------------------------------------------------------
+
+ACTS = '''act swishy(x) = x * sigmoid(1.702 * x)
+act swish(x, beta: float = 1.0) = x * sigmoid(beta * x)
+act mixed(x) = swish(x, beta=2) + swishy(x) - 0.5 * x
+
+model M(D: int = 64) {
+  input x: [B, D]
+  h = linear(x, D) init { weight: normal(0, 1 / sqrt(fan_in)), bias: zeros }
+  a = swishy(h)
+  b = linear(a, D) |> swish(beta=3.0) init { weight: variance_preserving(act="swishy"), bias: zeros }
+  output y = mixed(b)
+}
+'''
+
+
+def test_act_definitions_compile_to_the_torch_expression():
+    m = nndsl.load(source=ACTS, seed=0)
+    sd = m.state_dict()
+    x = torch.randn(4, 64)
+    h = x @ sd["h.weight"].T + sd["h.bias"]
+    b = (h * torch.sigmoid(1.702 * h)) @ sd["b.0.weight"].T + sd["b.0.bias"]
+    b = b * torch.sigmoid(3 * b)
+    ref = b * torch.sigmoid(2 * b) + b * torch.sigmoid(1.702 * b) - 0.5 * b
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), ref)
+    src = nndsl.compile_source(source=ACTS)
+    assert "(h * torch.sigmoid((1.702 * h)))" in src
+
+
+def test_variance_preserving_integrates_a_user_act():
+    """The gain comes from the act's own scalar form: 1 / E[swishy(z)²] by quadrature, against a
+    Monte Carlo estimate with torch."""
+    res = nndsl.check(source=ACTS, signal=True)
+    assert res.ok, res.diagnostics
+    z = torch.randn(4_000_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    m2 = (z * torch.sigmoid(1.702 * z)).pow(2).mean().item()
+    assert facet(res, "b.0.weight").std == pytest.approx(1 / math.sqrt(64 * m2), rel=2e-3)
+    q = {r[0]: r[2] for r in res.ir.signal.rows}
+    assert q["h"] == pytest.approx(1.0) and q["b.0"] == pytest.approx(1.0, rel=1e-3)   # unit in, unit out
+
+
+@pytest.mark.parametrize("body,code", [
+    ("x * softmax(x)", "E0119"),
+    ("x[0]", "E0119"),
+    ("x * y", "E0101"),
+    ("loop(x)", "E0116"),
+    ("x * 1e999", "E0119"),
+])
+def test_act_errors(body, code):
+    src = f"act loop(x) = {body}\nmodel M {{\n  input x: [B, 4]\n  output y = loop(x)\n}}\n"
+    assert code in codes(src)
+
+
+def test_fn_refuses_a_hand_written_expression():
+    """`fn` is what a call of an act becomes; its tree is checked, so nothing from a spec reaches the
+    generated source except numbers, four operators and known function names."""
+    bad = '["b", "); import os; (", ["x"], ["x"]]'
+    assert codes(f"model M {{\n  input x: [B, 4]\n  output y = fn(x, expr={bad})\n}}\n") == ["E0119"]
+
+
+# -- LSUV ---------------------------------------------------------------------------------------------
+
+def test_lsuv_brings_every_layer_to_unit_variance():
+    from pathlib import Path
+
+    from nndsl.init import lsuv
+
+    ex = Path(__file__).parent.parent / "examples"
+    m = nndsl.load(ex / "resnet18.nn", seed=0)
+    x = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    seen = []
+    fits = lsuv(m, x, tol=0.05, progress=lambda i, n, f: seen.append((i, n)))
+    assert len(fits) == 21 and seen[-1] == (21, 21)              # 20 convolutions and the classifier
+    assert all(abs(f.after - 1) < 0.05 for f in fits), [(f.name, f.after) for f in fits]
+    assert any(abs(f.before - 1) > 0.3 for f in fits)            # it had work to do
+    w = m.state_dict()["layer1.0.conv1.weight"].flatten(1)       # orthonormal rows, then one scale
+    gram = w @ w.T
+    assert torch.allclose(gram, gram[0, 0] * torch.eye(64), atol=1e-4 * gram[0, 0].item())
+    # zero-initialised layers keep their zero (Fixup's second convolutions and classifier)
+    f = nndsl.load(ex / "fixup_resnet110.nn", seed=0)
+    fits = {x.name: x for x in lsuv(f, torch.randn(2, 3, 32, 32))}
+    assert fits["logits"].skipped and torch.all(f.state_dict()["logits.weight"] == 0)
+    assert all(abs(x.after - 1) < 0.1 for x in fits.values() if not x.skipped)
+
+
+def test_lsuv_command_with_npy_and_pt_batches(tmp_path):
+    import numpy as np
+
+    from pathlib import Path
+
+    ex = Path(__file__).parent.parent / "examples" / "mlp.nn"
+    np.save(tmp_path / "b.npy", np.random.default_rng(0).standard_normal((32, 784)).astype("float32"))
+    torch.save(torch.randn(32, 784), tmp_path / "b.pt")
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "nndsl", "lsuv", str(ex), *map(str, args)],
+                              capture_output=True, text=True, timeout=120)
+
+    for b in ("b.npy", "b.pt"):
+        r = run("--batch", tmp_path / b, "-o", tmp_path / "w.pt", "--tol", "0.02")
+        assert r.returncode == 0, r.stderr
+        assert "LSUV" in r.stderr and "net.head" in r.stderr
+        sd = torch.load(tmp_path / "w.pt", weights_only=True)
+        m = nndsl.load(ex)
+        m.load_state_dict(sd)
+        assert "net.layers.0.0.weight" in sd
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "rank.npy", np.zeros((2, 3, 784), dtype="float32"))
+    for bad in ("obj.npy", "rank.npy", "missing.pt"):
+        r = run("--batch", tmp_path / bad, "-o", tmp_path / "x.pt")
+        assert r.returncode == 1 and "E0404" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_an_act_that_expands_exponentially_is_refused_early():
+    """Inlining is bounded before the work: a chain of acts each doubling its body, and one nesting
+    itself, are E0112 in well under a second each, not 2^39 terms."""
+    import time
+
+    doubling = "act a0(x) = x + x\n" + "".join(f"act a{i}(x) = a{i - 1}(x) * a{i - 1}(x)\n" for i in range(1, 40))
+    nesting = "act b0(x) = x * x * x * x\n" + "".join(f"act b{i}(x) = b{i - 1}(b{i - 1}(x))\n" for i in range(1, 40))
+    for defs, call in ((doubling, "a39(h)"), (nesting, "b39(h)")):
+        t = time.perf_counter()
+        got = codes(f"{defs}model M {{\n  input h: [B, 4]\n  output y = {call}\n}}\n")
+        assert "E0112" in got and time.perf_counter() - t < 10

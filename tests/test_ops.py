@@ -42,6 +42,7 @@ CASES = {
     "sin": ("sin(x)", {"x": [2, 5]}),
     "sigmoid": ("sigmoid(x)", {"x": [2, 5]}),
     "softplus": ("softplus(x)", {"x": [2, 5]}),
+    "fn": ('fn(x, expr=["b", "*", ["x"], ["f", "sigmoid", ["x"]]])', {"x": [2, 5]}),
     "elu": ("elu(x)", {"x": [2, 5]}),
     "softmax": ("softmax(x, axis=1)", {"x": [2, 5]}),
     "log_softmax": ("log_softmax(x)", {"x": [2, 5]}),

@@ -95,6 +95,15 @@ input, a parameter, `positions` of an input, or a random op (dropout).
     index = arange(M * M) // M                   # ok: known when the module is built
     relative_position_index = buffer(index)
     bad = buffer(x * 2)                          # error: x is an input"""),
+    "E0119": Code("invalid activation definition", """\
+`act name(x, p: float = 1.0) = expr` defines an elementwise activation. Its body may use its argument,
+its parameters, numbers, `+ - * /`, and functions of one argument: exp, log, sqrt, abs, sin, cos, erf,
+the built-in activations (relu, gelu, tanh, sigmoid, silu, softplus, mish, ...) and earlier acts. Its
+parameters are numbers, given when it is called (`swish(h, beta=2)`).
+
+    act swishy(x) = x * sigmoid(1.702 * x)         # ok
+    act bad(x) = x[0]                              # error: not elementwise
+    h = linear(x, D) |> swishy                     # used like any activation"""),
     # -- shapes ----------------------------------------------------------------------------------
     "E0201": Code("shape mismatch", """\
 Two tensors that must agree in shape do not: the operands of an elementwise operation that cannot
@@ -151,6 +160,10 @@ place, so a failed write leaves nothing behind."""),
     "E0403": Code("renderer unavailable", """\
 Rendering a diagram to SVG, PNG or PDF needs Graphviz's `dot` (`apt-get install graphviz`). A `.dot`
 output still works without it."""),
+    "E0404": Code("cannot use the calibration batch", """\
+`nndsl lsuv --batch FILE` reads a `.npy` array (without pickles) or a `.pt` file holding a tensor, or a
+list or tuple of tensors for a model with several inputs (loaded with `weights_only=True`: a checkpoint
+cannot run code). The batch must fit the model's inputs: their number, rank and dtype."""),
     # -- initialization ---------------------------------------------------------------------------
     "E0501": Code("unknown init rule", """\
 An init entry (`key: rule`) names no rule, or its value is not a rule name or a call. Rules are

@@ -8,6 +8,7 @@ emitted into the generated source. docs/init.md gives every formula.
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -174,8 +175,18 @@ def gaussian_mean(f: Callable[[float], float]) -> float:
     return sum(wi * f(r2 * xi) for xi, wi in gauss_hermite()) / math.sqrt(math.pi)
 
 
+# the spec's own `act` definitions (name -> expression tree), visible while the init pass runs
+USER_ACTS: ContextVar[dict] = ContextVar("user_acts", default={})
+
+
 def activation(name: str):
-    """The scalar function of an activation op (with its default attributes), or None."""
+    """The scalar function of an activation: an `act` of the spec (at its parameters' defaults), else an
+    activation op with its default attributes; None when there is none of that name."""
+    tree = USER_ACTS.get().get(name)
+    if tree is not None:
+        from ..ops.userfn import evaluate
+
+        return lambda x: evaluate(tree, x)
     from .. import ops as O
 
     od = O.get(name)
@@ -188,7 +199,8 @@ def activation(name: str):
 def activations() -> list[str]:
     from .. import ops as O
 
-    return sorted(n for n in O.all_names() if O.get(n).scalar is not None)
+    return sorted({*USER_ACTS.get(), *(n for n in O.all_names() if O.get(n).scalar is not None
+                                       and O.get(n).name not in ("fn", "activation"))})
 
 
 def _vp_std(a: dict, s: Shape) -> float:
@@ -205,7 +217,10 @@ def _vp_check(a: dict, s: Shape) -> Optional[str]:
     phi = activation(a["act"])
     if phi is None:
         return f"`{a['act']}` is not an activation (one of {', '.join(activations())})"
-    if gaussian_mean(lambda z: phi(z) ** 2) <= 1e-12:
+    m2 = gaussian_mean(lambda z: phi(z) ** 2)
+    if not math.isfinite(m2):
+        return f"E[{a['act']}(z)²] is not finite for z ~ N(0, 1) (an overflow, or a log or sqrt of a negative)"
+    if m2 <= 1e-12:
         return f"`{a['act']}` is zero almost everywhere on a unit Gaussian"
     return None
 
@@ -448,3 +463,11 @@ def lower(rule: str, a: dict, s: Shape) -> Optional[tuple[str, dict]]:
             return "uniform", {"a": -b, "b": b}
         return "normal", {"mean": 0.0, "std": std}
     raise KeyError(rule)
+
+
+def lsuv(model, batch, tol: float = 0.1, max_iter: int = 10, seed: int = 0, progress=None):
+    """LSUV on a compiled model (in place): orthonormal pre-init, then each dense and convolution layer
+    rescaled until its output variance on `batch` is within `tol` of 1. See nndsl/init/lsuv.py."""
+    from .lsuv import lsuv as run
+
+    return run(model, batch, tol=tol, max_iter=max_iter, seed=seed, progress=progress)

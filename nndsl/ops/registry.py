@@ -179,7 +179,7 @@ def _load() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from . import activation, attention, conv, elementwise, index, linear, norm, pool, tensor  # noqa: F401
+        from . import activation, attention, conv, elementwise, index, linear, norm, pool, tensor, userfn  # noqa: F401
 
 
 def torch_default_init(p: ParamSpec, params: list[ParamSpec]) -> tuple[float, float]:

@@ -85,9 +85,19 @@ def _key_text(d: InitDecl) -> str:
 
 
 def resolve_inits(ir: IR, sink: Sink) -> None:
-    decls = ir.meta.inits
-    if not decls:
+    if not ir.meta.inits:
         return
+    from ..init import USER_ACTS
+
+    token = USER_ACTS.set(ir.meta.acts)
+    try:
+        _resolve(ir, sink)
+    finally:
+        USER_ACTS.reset(token)
+
+
+def _resolve(ir: IR, sink: Sink) -> None:
+    decls = ir.meta.inits
     # index: (clause or block scope) -> (op or layer, parameter) -> the latest declaration with that key
     # (among equal keys in one place the later wins) and every declaration sharing it; a parameter then
     # looks up a handful of keys in the clauses that made its layer and in the blocks around it

@@ -228,7 +228,18 @@ class BlockDef(Node):
     body: list[Stmt]
 
 
-Item = Annotated[Union[Import, BlockDef], Field(discriminator="kind")]
+class ActDef(Node):
+    """`act swishy(x) = x * sigmoid(1.702 * x)`: an elementwise function of one tensor and numbers."""
+
+    kind: Literal["act"] = "act"
+    name: str
+    name_span: Span
+    arg: str
+    params: list[Param] = []
+    body: Expr
+
+
+Item = Annotated[Union[Import, BlockDef, ActDef], Field(discriminator="kind")]
 
 
 class Module(BaseModel):

@@ -47,7 +47,7 @@ _LEX = _LexState()
 # Keywords that only ever begin a statement or an item. Elsewhere, or followed by `=` or `,` (a binding's
 # targets), they are names,
 # so that any PyTorch attribute name can be a binding (`output = linear(h, D)`, `block = ...`).
-SOFT_KEYWORDS = {"INPUT", "OUTPUT", "BLOCK", "MODEL", "IMPORT", "ENSURE", "PARAMETRIZATION"}
+SOFT_KEYWORDS = {"INPUT", "OUTPUT", "BLOCK", "MODEL", "IMPORT", "ENSURE", "PARAMETRIZATION", "ACT"}
 _STATEMENT_START = {None, "_NL", "LBRACE"}
 
 
@@ -293,7 +293,7 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str, in_bracket: str = ""
         d.help = "separate arguments with `,`"
     elif tok.type == "_NL" and ("RPAR" in expected or "RSQB" in expected):
         d.help = "a bracket is still open here"
-    elif tok.type in {"INPUT", "OUTPUT", "BLOCK", "MODEL", "ENSURE", "REPEAT", "IMPORT", "PARAMETRIZATION"} and "NAME" in expected:
+    elif tok.type in {"INPUT", "OUTPUT", "BLOCK", "MODEL", "ENSURE", "REPEAT", "IMPORT", "PARAMETRIZATION", "ACT"} and "NAME" in expected:
         d.help = f"`{tok.value}` is a keyword and cannot be used as a name"
     return d
 
@@ -423,6 +423,12 @@ class _ToAST(Transformer):
 
     def model_def(self, ch):
         return self._blockdef(ch, True)
+
+    def act_def(self, ch):
+        v = _vals(ch)
+        name, arg = v[0], v[1]
+        return A.make(A.ActDef, span=self._s(ch), name=str(name), name_span=_tspan(self.file, name), arg=str(arg),
+                      params=[x for x in v[2:-1] if isinstance(x, A.Param)], body=v[-1])
 
     def param_list(self, ch):
         return self._seq(ch, _vals(ch))

@@ -112,6 +112,10 @@ def unparse(m: A.Module) -> str:
             tgt = _q(it.path) if it.path is not None else it.module
             out.append(f"import {tgt}" + (f" as {it.alias}" if it.alias else ""))
             continue
+        if it.kind == "act":
+            ps = "".join(f", {p.name}: {p.type}" + (f" = {expr(p.default)}" if p.default else "") for p in it.params)
+            out.append(f"act {it.name}({it.arg}{ps}) = {expr(it.body)}")
+            continue
         params = ""
         if it.params:
             params = "(" + ", ".join(f"{p.name}: {p.type}" + (f" = {expr(p.default)}" if p.default else "")
