@@ -124,10 +124,9 @@ class Codegen:
                                 f"{comment(f.describe())} [{comment(f.key)}]")
                 elif n.op == "param":
                     path = param_path(n.id, p.name)
-                    fill, std = n.attrs.get("fill"), n.attrs["std"]
-                    prim = f'"fill", {{"value": {lit(float(fill or 0.0))}}}' if fill is not None or not std else \
-                        f'"normal", {{"mean": 0.0, "std": {lit(float(std))}}}'
-                    rows.append(f"    ({lit(path)}, {prim}, {salt(path)}),  # default")
+                    prim, pa = _free_default(n)
+                    args = ", ".join(f"{lit(k)}: {lit(v)}" for k, v in pa.items())
+                    rows.append(f"    ({lit(path)}, {lit(prim)}, {{{args}}}, {salt(path)}),  # default")
                 else:
                     unruled = True
             if not unruled:
@@ -248,10 +247,10 @@ class Codegen:
                                            f"not `{lname}`", span=n.span))
                 shape = ", ".join(lit(s) for s in n.params[0].shape)
                 init_extra.append(setattr_stmt("self", lname, f"nn.Parameter(torch.empty({shape}))"))
-                std, fill = n.attrs["std"], n.attrs.get("fill")
                 ref = getattr_expr("self", lname)
-                init_extra.append(f"nn.init.constant_({ref}, {lit(float(fill))})" if fill is not None else
-                                  f"nn.init.normal_({ref}, std={lit(float(std))})" if std else f"nn.init.zeros_({ref})")
+                prim, pa = _free_default(n)
+                init_extra.append(f"nn.init.normal_({ref}, std={lit(pa['std'])})" if prim == "normal" else
+                                  f"nn.init.constant_({ref}, {lit(pa['value'])})")
                 v = new_var(lname)
                 fwd.append(f"{v} = {ref}")
                 var[(n.id, 0)] = v
@@ -396,6 +395,14 @@ def _render_dict(t: _Tree) -> list[str]:
         else:
             lines.append(f"{lit(seg)}: {v},")
     return lines
+
+
+def _free_default(n: Node) -> tuple[str, dict]:
+    """A free parameter's declared default (`param(shape, std=, fill=)`) as an init primitive."""
+    fill, std = n.attrs.get("fill"), n.attrs["std"]
+    if fill is not None or not std:
+        return "fill", {"value": float(fill or 0.0)}
+    return "normal", {"mean": 0.0, "std": float(std)}
 
 
 def _relfile(f: str) -> str:
