@@ -185,7 +185,7 @@ def summary(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]
             max_params: Optional[int] = MaxParamsOpt, import_root: Optional[Path] = ImportRootOpt):
     """Per-layer table: name, op, output shape, parameters, FLOPs, the predicted signal at init (q, chi);
     with totals."""
-    from .backends.summary import fmt_count, init_lines, table_lines, to_dict, totals
+    from .backends.summary import fmt_count, init_lines, sparsity_lines, table_lines, to_dict, totals
 
     res = _load(file, model, dim, _limits(max_nodes, max_file_size, max_params), import_root, signal=True)
     ir = res.ir
@@ -197,10 +197,12 @@ def summary(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]
     t = totals(ir)
     typer.echo(f"total_params:     {fmt_count(t['total_params'])}")
     typer.echo(f"trainable_params: {fmt_count(t['trainable_params'])}")
+    if t["nonzero_params"] != t["total_params"]:
+        typer.echo(f"nonzero_params:   {fmt_count(t['nonzero_params'])}")
     typer.echo(f"buffers:          {fmt_count(t['buffers'])}")
     typer.echo(f"flops:            {fmt_count(t['flops'])}"
                + ("" if isinstance(t["flops"], int) else "   (bind free dims with --dim to get a number)"))
-    for line in init_lines(ir):
+    for line in sparsity_lines(ir) + init_lines(ir):
         typer.echo(line)
 
 
@@ -275,6 +277,51 @@ def lsuv(file: Path, batch: Path = typer.Option(..., "--batch", "-b", help="Cali
     for f in fits:
         typer.echo(f"{visible(f.name):<{width}}  {f.before:8.4f}  {f.after:8.4f}  {f.rounds:>6}"
                    + (f"  ({f.skipped})" if f.skipped else ""), err=True)
+    typer.echo(f"wrote {visible(str(output))}", err=True)
+
+
+@app.command()
+def project(file: Path, weights: Path = typer.Option(..., "--weights", "-w", help="The dense checkpoint: a "
+                                                     "state dict (.pt) of the same network without structure."),
+            output: Path = typer.Option(..., "--output", "-o", help="Write the structured state dict here (.pt)."),
+            model: Optional[str] = ModelOpt, dim: Optional[List[str]] = DimOpt,
+            seed: int = typer.Option(0, "--seed", help="Build seed (masks drawn at random and files are kept)."),
+            max_nodes: Optional[int] = MaxNodesOpt, max_file_size: Optional[int] = MaxFileOpt,
+            max_params: Optional[int] = MaxParamsOpt, import_root: Optional[Path] = ImportRootOpt):
+    """Load a dense checkpoint into the spec's sparse and structured layers: each weight is projected onto
+    its structure (Monarch, block, N:M, low rank, masks: the closest in Frobenius norm), the rest copied."""
+    import io
+
+    import torch
+
+    from .backends.torch_module import build_module
+    from .sparsity.project import load_dense
+
+    res = _load(file, model, dim, _limits(max_nodes, max_file_size, max_params), import_root)
+    if weights.suffix != ".pt":
+        _fail("E0405", f"cannot read `{visible(str(weights))}`: the dense checkpoint is a .pt state dict")
+    try:
+        sd = torch.load(weights, map_location="cpu", weights_only=True)
+    except (OSError, ValueError, RuntimeError, EOFError, ImportError) as e:
+        _fail("E0405", f"cannot read `{visible(str(weights))}`: "
+              f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}")
+    except Exception as e:  # unpickling refused by weights_only, a corrupt archive
+        _fail("E0405", f"cannot read `{visible(str(weights))}`: {type(e).__name__}")
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        _fail("E0405", "the dense checkpoint must be a state dict: names -> tensors")
+    net = build_module(res.ir, seed)
+    try:
+        errors = load_dense(net, sd)
+    except (KeyError, ValueError, RuntimeError) as e:
+        _fail("E0405", f"the checkpoint does not fit `{res.ir.meta.model}`: {str(e).splitlines()[0][:300]}",
+              help="it must be the state dict of the same network with dense weights")
+    buf = io.BytesIO()
+    torch.save(net.state_dict(), buf)
+    write_output(output, buf.getvalue())
+    width = max((len(n) for n in errors), default=5)
+    typer.echo(f"{'layer':<{width}}  relative error of the projection", err=True)
+    for name, err in errors.items():
+        typer.echo(f"{visible(name):<{width}}  {err:.4g}", err=True)
     typer.echo(f"wrote {visible(str(output))}", err=True)
 
 

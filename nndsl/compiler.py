@@ -50,6 +50,7 @@ PIPELINE: tuple[tuple[str, Callable], ...] = (
     ("axes", lambda ir, st, sink: setattr(ir, "axes", assign_axes(ir))),
     ("ensures", lambda ir, st, sink: check_ensures(ir, st["shapes"], sink)),
     ("validate", lambda ir, st, sink: validate(ir, sink, st["limits"])),
+    ("sparsity", lambda ir, st, sink: _resolve_sparsity(ir, sink)),
     ("layout", lambda ir, st, sink: fill_layouts(ir)),
     ("init", lambda ir, st, sink: _resolve_inits(ir, sink)),
     ("parametrize", lambda ir, st, sink: _parametrize(ir, st, sink)),
@@ -69,6 +70,13 @@ def _signal(ir: IR, st: dict, sink: Sink) -> None:
         from .passes.signal import analyse
 
         st["signal_report"] = ir.signal = analyse(ir, sink, st["dims"])
+
+
+def _resolve_sparsity(ir: IR, sink: Sink) -> None:
+    if ir.meta.sparsity and not sink.has_errors:
+        from .passes.sparsity import resolve_sparsity
+
+        resolve_sparsity(ir, sink)
 
 
 def _resolve_inits(ir: IR, sink: Sink) -> None:

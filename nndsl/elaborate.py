@@ -328,8 +328,12 @@ class Elaborator:
             self._bind(st, ctx)
             if st.init is not None:
                 self._init_decls(st.init.entries, ctx, self.ir.order[start:])
+            if st.sparsity is not None:
+                self._sparsity_clause(st.sparsity, ctx, self.ir.order[start:])
         elif isinstance(st, A.InitStmt):
             self._init_decls(st.entries, ctx, None)
+        elif isinstance(st, A.SparsityStmt):
+            self._init_decls(st.entries, ctx, None, self.ir.meta.sparsity)
         elif isinstance(st, A.Parametrization):
             self._parametrization(st, ctx)
         elif isinstance(st, A.Output):
@@ -338,6 +342,8 @@ class Elaborator:
                 self._output_item(item, i, st, ctx)
                 if item.init is not None:
                     self._init_decls(item.init.entries, ctx, self.ir.order[start:])
+                if item.sparsity is not None:
+                    self._sparsity_clause(item.sparsity, ctx, self.ir.order[start:])
         elif isinstance(st, A.Ensure):
             self._ensure(st, ctx)
         elif isinstance(st, A.If):
@@ -376,13 +382,20 @@ class Elaborator:
             vals[a.name] = v
         self.ir.meta.parametrization = ParametrizationDecl(name=name, args=vals, span=st.span)
 
-    def _init_decls(self, entries: list, ctx: "_Ctx", nodes: list[str] | None) -> None:
-        """Record init rules where they are declared; the init pass evaluates them per parameter, where
-        `fan_in` and `fan_out` are known. A statement's clause keys a parameter (`weight`) or an op kind
-        and a parameter; a block's keys an op kind (`linear.weight`, `conv2d.*`) or any (`*.bias`)."""
+    def _sparsity_clause(self, clause, ctx: "_Ctx", nodes: list[str]) -> None:
+        """`sparsity rule` after a binding: a rule for the `weight` of every layer the binding creates."""
+        entry = A.make(A.InitEntry, span=clause.span, key=["weight"], key_span=clause.span, rule=clause.rule)
+        self._init_decls([entry], ctx, nodes, self.ir.meta.sparsity)
+
+    def _init_decls(self, entries: list, ctx: "_Ctx", nodes: list[str] | None, into: list | None = None) -> None:
+        """Record init rules (or storage rules: `into` is `ir.meta.sparsity`) where they are declared; the
+        init and sparsity passes evaluate them per parameter, where the shape and fans are known. A
+        statement's clause keys a parameter (`weight`) or an op kind and a parameter; a block's keys an op
+        kind (`linear.weight`, `conv2d.*`) or any (`*.bias`)."""
         from .init import INIT_NAMES
 
-        group = len(self.ir.meta.inits) if nodes is not None else -1
+        decls = self.ir.meta.inits if into is None else into
+        group = len(decls) if nodes is not None else -1
         for e in entries:
             parts = e.key
             if len(parts) == 1:
@@ -400,9 +413,8 @@ class Elaborator:
                     b.used = True
                     env[n] = encode(b.value)
             # built without validation: the parts are checked, and a clause's entries share one node list
-            self.ir.meta.inits.append(make(InitDecl, op=op, param=param, rule=e.rule, env=env,
-                                           scope=ctx.scope.path, span=e.span, key_span=e.key_span, nodes=nodes,
-                                           group=group, order=len(self.ir.meta.inits)))
+            decls.append(make(InitDecl, op=op, param=param, rule=e.rule, env=env, scope=ctx.scope.path,
+                              span=e.span, key_span=e.key_span, nodes=nodes, group=group, order=len(decls)))
 
     def _output_item(self, item, i: int, st, ctx: "_Ctx") -> None:
         """One item of an `output` statement; an unnamed output takes the binding's name (`output y`), else

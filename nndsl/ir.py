@@ -118,6 +118,7 @@ class GraphMeta(BaseModel):
     free_dims: list[str] = []
     constants: list[str] = []          # nodes known when the module is built (what buffers are made of)
     inits: list[InitDecl] = []         # init rules as declared (resolved per parameter by passes/init.py)
+    sparsity: list[InitDecl] = []      # storage rules as declared (resolved by passes/sparsity.py)
     parametrization: Optional[ParametrizationDecl] = None
     acts: dict[str, Any] = {}          # `act` definitions visible in the model's file: name -> expression tree
 

@@ -89,7 +89,8 @@ def test_summary_json_shows_parameter_facets_and_axis_names():
     fc = layers["logits.h.0.mlp.fc"]
     w = next(p for p in fc["parameters"] if p["name"] == "weight")
     assert w["shape"] == [3072, 768] and (w["fan_in"], w["fan_out"]) == (768, 3072)
-    assert w["facets"]["layout"] == {"kind": "dense", "stored": 3072 * 768, "bytes": 4 * 3072 * 768, "density": 1.0}
+    assert w["facets"]["layout"] == {"kind": "dense", "stored": 3072 * 768, "bytes": 4 * 3072 * 768, "density": 1.0,
+                                     "of": "", "dense_shape": []}
     assert fc["axes"] == [["B", "T", "fc"]]
     (head,) = layers["logits.lm_head"]["parameters"]
     assert head["tied_to"] == "logits.wte.weight" and layers["logits.lm_head"]["params"] == 0

@@ -35,8 +35,54 @@ def totals(ir: IR) -> dict:
             flops = flops + n.flops
     total = param_count(ir)
     return {"total_params": total, "trainable_params": param_count(ir, trainable_only=True),
+            "nonzero_params": nonzero_count(ir),
             "buffers": param_count(ir, kinds=("buffer",)),
             "flops": flops.value if flops.is_const else str(flops)}
+
+
+def nonzero_count(ir: IR) -> int:
+    """Parameters that may be non-zero: a masked weight counts its kept entries, everything else what it
+    stores."""
+    total = 0
+    for n in ir.nodes():
+        st = n.facets.get("structure")
+        for p in n.params:
+            if p.kind != "param" or p.tied_to is not None:
+                continue
+            total += st.nonzero if st is not None and p.name == "weight" else p.numel
+    return total
+
+
+def sparsity_lines(ir: IR) -> list[str]:
+    """Per sparse or structured layer: its rule, the weights it stores against the dense layer's, those
+    that may be non-zero, its FLOPs against dense, and the path it takes on the CPU and on a GPU."""
+    import math
+
+    rows = []
+    for n in ir.nodes():
+        st = n.facets.get("structure")
+        if st is None:
+            continue
+        from ..sparsity import describe_rule
+
+        dense = math.prod(st.dense_shape)
+        fl = n.flops.value if n.flops is not None and n.flops.is_const else None
+        ratio = f"{fl / st.dense_flops:.3g}x" if fl is not None and st.dense_flops else \
+            f"{st.stored / dense:.3g}x" if st.kernel != "dense+mask" else "1x"
+        rows.append((cut_name(n.id), ("frozen " if st.frozen else "") + describe_rule(st.rule, st.args),
+                     f"{st.stored:,}", f"{st.nonzero:,}", f"{dense:,}", ratio, st.kernel, st.gpu))
+    if not rows:
+        return []
+    head = ("layer", "structure", "stored", "non-zero", "dense", "FLOPs", "CPU path", "GPU path (Triton)")
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
+    fmt = lambda r: "  ".join(c.rjust(w) if 2 <= i <= 5 else c.ljust(w)  # noqa: E731
+                              for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+    out = ["", "sparse and structured weights:", fmt(head), "  ".join("-" * w for w in widths)]
+    out += [fmt(r) for r in rows]
+    if any(n.facets["structure"].kernel == "dense+mask" for n in ir.nodes() if "structure" in n.facets):
+        out.append("dense+mask: the weight is stored dense with its zeros kept through training; on the CPU it "
+                   "runs as fast as dense, not faster")
+    return out
 
 
 def param_rows(n) -> list[dict]:
@@ -59,7 +105,9 @@ def to_dict(ir: IR) -> dict:
         "layers": [{"name": r.name, "op": r.op, "output_shape": r.shape, "params": r.params,
                     "flops": r.flops.value if r.flops.is_const else str(r.flops),
                     "axes": [[ir.axes[i].name for i in ids] for ids in nodes[r.name].axes if all(i in ir.axes for i in ids)],
-                    **({"parameters": param_rows(nodes[r.name])} if nodes[r.name].params else {})}
+                    **({"parameters": param_rows(nodes[r.name])} if nodes[r.name].params else {}),
+                    **({"structure": nodes[r.name].facets["structure"].model_dump(mode="json")}
+                       if "structure" in nodes[r.name].facets else {})}
                    for r in rows(ir)],
         **totals(ir),
     }

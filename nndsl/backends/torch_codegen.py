@@ -79,10 +79,36 @@ class Codegen:
             self._class_for(inst)
         model_cls = self.class_of[""]
         src = HEADER.format(file=comment(self.ir.meta.file), model=comment(self.ir.meta.model)) + "\n"
+        if self._structured():
+            from ..sparsity.emit import prelude
+
+            src += prelude()
         for _name, body in self.classes:
             src += "\n\n" + body + "\n"
-        src += self._init_table() + self._lr_table(model_cls) + _BUILD.format(cls=model_cls)
+        src += self._init_table() + self._structure_table() + self._lr_table(model_cls) + \
+            _BUILD.format(cls=model_cls, **(_BUILD_STRUCTURED if self._structured() else _BUILD_PLAIN))
         return src, model_cls
+
+    def _structured(self) -> list:
+        if not hasattr(self, "_structs"):
+            self._structs = [n for n in self.ir.nodes() if "structure" in n.facets]
+        return self._structs
+
+    def _structure_table(self) -> str:
+        """Layers whose mask or block layout build() draws (after the weights), with the seed salt of
+        each, and the file a mask comes from."""
+        from ..passes.init import salt
+
+        rows = []
+        for n in self._structured():
+            st = n.facets["structure"]
+            if st.kind in ("masked", "nm") or st.kind == "block":
+                file = st.mask_file and _relfile(st.mask_file)
+                rows.append(f"    ({lit(n.id)}, {salt(n.id + '#structure')}, {lit(file)}),  # {comment(st.rule)}")
+        if not self._structured():
+            return ""
+        return "\n\n# masks and block layouts build() draws: (layer, seed salt, mask file)\n_STRUCTURE = (\n" + \
+            "\n".join(rows) + ("\n" if rows else "") + ")\n"
 
     def _lr_table(self, cls: str) -> str:
         """The parametrization's learning-rate multipliers per parameter (Adam, SGD), and
@@ -302,9 +328,15 @@ class Codegen:
         ctx = O.LowerCtx(node=n, a=n.recipe.attrs if n.recipe is not None else n.attrs, ins=self.ir.in_types(n.id),
                          outs=n.outputs, args=args, m=module_ref("self", lname), inplace=inplace)
         try:
-            return od.lower(ctx)
+            low = od.lower(ctx)
         except O.OpError as err:
             raise Abort(Diagnostic(code=err.code, message=err.message, span=n.span)) from None
+        st = n.facets.get("structure")
+        if st is not None:
+            from ..sparsity.emit import lower
+
+            low = lower(st, low)
+        return low
 
     def _constants(self, P: str) -> tuple[set[str], set[str]]:
         """Nodes of this instance that buffers are made of (computed in __init__), and those of them a
@@ -350,8 +382,11 @@ class Codegen:
         return self._outs
 
     def _frozen(self) -> list[str]:
-        return [f.path for n in self.ir.nodes() for p in n.params
-                if (f := p.facets.get("init")) is not None and f.frozen]
+        from ..passes.init import param_path
+
+        return [param_path(n.id, p.name) for n in self.ir.nodes() for p in n.params
+                if p.kind == "param" and p.tied_to is None and
+                (not p.trainable or (f := p.facets.get("init")) is not None and f.frozen)]
 
     def _ties(self) -> list[str]:
         out = []
@@ -538,18 +573,24 @@ def param_groups(model: nn.Module, lr: float, optimizer: str = "adam", **options
 
 _BUILD = '''
 
-def build(seed: int | None = None) -> {cls}:
+def build(seed: int | None = None{masks_arg}) -> {cls}:
     """Construct the model and initialise it; the same seed gives bit-identical weights, and each
-    parameter's draws depend only on the seed and its name. Without a seed, one is drawn from torch's RNG."""
+    parameter's draws depend only on the seed and its name. Without a seed, one is drawn from torch's RNG.{masks_doc}"""
     if seed is None:
         seed = int(torch.randint(0, 2 ** 62, (1,)).item())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         with _Deferred():
             model = {cls}()
-    init_parameters(model, seed)
-    return model
+{defer}    init_parameters(model, seed)
+{apply}    return model
 '''
+_BUILD_PLAIN = dict(masks_arg="", masks_doc="", defer="", apply="")
+_BUILD_STRUCTURED = dict(
+    masks_arg=", masks: dict | None = None",
+    masks_doc="\n    Masks and block layouts are drawn after the weights (from the seed and the layer's name) unless\n"
+              "    `masks` gives them (layer -> the weight's mask, or a block layout's grid of blocks).",
+    defer="    defer_structures(model)\n", apply="    apply_structures(model, seed, _STRUCTURE, masks, _mix)\n")
 
 
 def generate(ir: IR) -> tuple[str, str]:

@@ -30,7 +30,21 @@ def module_from_source(source: str, cls_name: str, tag: str):
 def build_module(ir: IR, seed: int | None = None):
     source, cls = generate(ir)
     mod = module_from_source(source, cls, ir.meta.model)
-    return mod.build(seed)
+    masks = mask_files(ir)
+    return mod.build(seed, masks=masks) if masks else mod.build(seed)
+
+
+def mask_files(ir: IR) -> dict:
+    """The masks and block layouts the spec reads from files (checked by the sparsity pass), by layer."""
+    import numpy as np
+    import torch
+
+    out = {}
+    for n in ir.nodes():
+        st = n.facets.get("structure")
+        if st is not None and st.mask_file:
+            out[n.id] = torch.from_numpy(np.load(st.mask_file, allow_pickle=False) != 0)
+    return out
 
 
 def _ident(s: str) -> str:

@@ -164,6 +164,10 @@ output still works without it."""),
 `nndsl lsuv --batch FILE` reads a `.npy` array (without pickles) or a `.pt` file holding a tensor, or a
 list or tuple of tensors for a model with several inputs (loaded with `weights_only=True`: a checkpoint
 cannot run code). The batch must fit the model's inputs: their number, rank and dtype."""),
+    "E0405": Code("cannot load a dense checkpoint", """\
+`nndsl project --weights` could not use the file: it must be a `.pt` state dict (names -> tensors, read
+without unpickling code) of the same network with dense weights: every structured layer's `weight`
+present with its dense shape, every other entry matching the model."""),
     # -- initialization ---------------------------------------------------------------------------
     "E0501": Code("unknown init rule", """\
 An init entry (`key: rule`) names no rule, or its value is not a rule name or a call. Rules are
@@ -195,6 +199,31 @@ a whole model).
 An init entry names no parameter it could apply to: the statement's layers (or the block's) have no
 parameter of that name or op kind. Parameters are called as in the state dict (`weight`, `bias`,
 `in_proj_weight`, ...); a free `param(...)`'s own value is keyed `value`."""),
+    # -- sparsity and structured weights (docs/sparsity.md) ---------------------------------------
+    "E0701": Code("invalid sparsity rule", """\
+A `sparsity` (or `structure`) rule is not one nndsl knows, or its arguments are wrong: an unknown rule
+name, a missing or unknown argument, a string where a number belongs, or an argument that depends on a
+free dim. Rules: random, erk, magnitude, mask, nm, block, monarch, lowrank, frozen.
+
+    h = linear(x, 1024) sparsity monarch(blocks=4)     # ok
+    h = linear(x, 1024) sparsity monarch(block=4)      # error: no argument `block`"""),
+    "E0702": Code("structure does not fit the weight", """\
+The rule cannot structure this weight: `nm(n, m)` where the input size is not a multiple of m, blocks
+that do not divide the weight, a Monarch block count whose blocks do not divide the sizes (or whose
+inner block size is not a multiple of the count), a rank no smaller than dense, a density above 1, a
+linear-only rule (block, monarch) on a conv, a tied weight, or a parameter that is not the weight of a
+linear or conv layer."""),
+    "E0703": Code("a layer pruned to nothing", """\
+The declared density keeps no weight of the layer (density 0, or too small a density for the layer's
+size, or a mask file of zeros). Its output would not depend on its input: the signal dies there and no
+gradient reaches the layers before it. Raise the density."""),
+    "E0704": Code("unreadable mask file", """\
+A mask or block-layout file named by `mask(file)` or `block(size, layout=file)` cannot be used: it must
+be a relative `.npy` path under the spec's directory (no `..`), readable without pickles, of the
+weight's shape (the block grid's for a layout), holding only 0 and 1, and within the size limit."""),
+    "W0701": Code("sparsity key matches nothing", """\
+A sparsity entry names no weight it could apply to: the statement's layers (or the block's) have no
+linear or conv layer of that name or op kind."""),
     # -- signal propagation (`nndsl check --signal`, `nndsl summary`) ------------------------------
     "W0601": Code("signal explodes or vanishes", """\
 The predicted second moment of a pre-activation (the input of an activation) or of a model output,

@@ -152,7 +152,7 @@ def _make_conv(nd: int):
                Attr("padding_mode", "str", "zeros", choices=("zeros", "reflect", "replicate", "circular"))),
         infer=infer, params=params, flops=flops, lower=lower, check_attrs=_check,
         traits=frozenset({"linear", "weighted", "conv"}), glyph=f"conv{nd}d",
-        signal=S.dense, init_default=torch_default_init,
+        signal=S.dense, init_default=torch_default_init, sparse="conv",
         doc=f"{nd}-d convolution over a {layout} tensor.",
     ))
 

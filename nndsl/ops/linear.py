@@ -40,7 +40,7 @@ register(OpDef(
     infer=_linear_infer, params=_linear_params,
     flops=lambda ins, outs, a: 2 * prod(ins[0].shape) * a["out"],
     lower=_linear_lower, traits=frozenset({"linear", "weighted"}), aliases=("dense",),
-    signal=S.dense, init_default=torch_default_init,
+    signal=S.dense, init_default=torch_default_init, sparse="linear",
     check_attrs=lambda a: _positive(a, "out"), glyph="linear",
     doc="y = x W^T + b over the last axis.",
 ))

@@ -111,6 +111,9 @@ class OpDef:
     # (ParamSpec, the node's ParamSpecs) -> (mean, m2); what signal analysis assumes for a parameter with
     # no rule
     init_default: Callable[..., tuple[float, float]] | None = None
+    # whose `weight` a `sparsity` declaration may structure (nndsl/sparsity): "linear" (every rule) or
+    # "conv" (masks, nm and lowrank); "" for none
+    sparse: str = ""
 
     @property
     def variadic(self) -> bool:

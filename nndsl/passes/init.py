@@ -96,8 +96,10 @@ def resolve_inits(ir: IR, sink: Sink) -> None:
         USER_ACTS.reset(token)
 
 
-def _resolve(ir: IR, sink: Sink) -> None:
-    decls = ir.meta.inits
+def select(ir: IR, decls: list, accept, used: set[int]):
+    """Per parameter that `accept(node, p)` admits, the most specific declaration naming it (see the
+    module's docstring): yields (node, parameter, declaration). Adds the order of every declaration that
+    matched some parameter to `used`. Init rules and storage rules (passes/sparsity.py) pick alike."""
     # index: (clause or block scope) -> (op or layer, parameter) -> the latest declaration with that key
     # (among equal keys in one place the later wins) and every declaration sharing it; a parameter then
     # looks up a handful of keys in the clauses that made its layer and in the blocks around it
@@ -112,19 +114,17 @@ def _resolve(ir: IR, sink: Sink) -> None:
         if d.order > slot[0].order:
             slot[0] = d
         slot[1].append(d.order)
-    used: set[int] = set()          # declarations that matched some parameter
-    failed: set[int] = set()
-    cache: dict = {}
-    host = _Host()
-    model = _model_names(ir, decls)
     for node in ir.nodes():
+        if not node.params:
+            continue
         places = [("clause", g) for g in groups.get(node.id, ())] + \
                  [("block", s) for s in ir.ancestors(node.scope)] + [("block", "")]
         ops = {node.op, node.local, None}
-        for p in node.params:
-            if p.kind != "param" or p.tied_to is not None:
+        for p in list(node.params):
+            if not accept(node, p):
                 continue
-            pname = p.name or FREE
+            lay = p.facets.get("layout")
+            pname = (lay.of if lay is not None and lay.of else p.name) or FREE
             best = None
             for where in places:
                 t = table.get(where)
@@ -141,33 +141,56 @@ def _resolve(ir: IR, sink: Sink) -> None:
                                 _specificity(d, node), d.order)
                         if best is None or rank > best[0]:
                             best = (rank, d)
-            if best is None:
+            if best is not None:
+                yield node, p, best[1]
+
+
+def _resolve(ir: IR, sink: Sink) -> None:
+    decls = ir.meta.inits
+    used: set[int] = set()          # declarations that matched some parameter
+    failed: set[int] = set()
+    cache: dict = {}
+    host = _Host()
+    model = _model_names(ir, decls)
+    for node, p, d in select(ir, decls, lambda node, p: p.kind == "param" and p.tied_to is None, used):
+        if d.order in failed:
+            continue
+        pos = node.facets.get("residual")
+        st = node.facets.get("structure")
+        dims, fi, fo = tuple(p.shape), p.fan_in, p.fan_out
+        if st is not None:                  # the rule sees the dense weight, its fans times the density
+            dims, fi, fo = st.dense_shape, st.fan_in, st.fan_out
+        shape = Shape(dims, fi, fo) if pos is None else \
+            Shape(dims, fi, fo, pos.branch_depth, pos.last, pos.readout, model.get("branches", 0))
+        key = (d.order, shape)
+        got = cache.get(key)
+        if got is None:
+            try:
+                got = cache[key] = _evaluate(d, d.rule, shape, host, node, p, model)
+            except Abort as a:
+                sink.add(a.diagnostic, d.scope)          # with the call chain of the declaring block
+                failed.add(d.order)
                 continue
-            d = best[1]
-            if d.order in failed:
+            except Reported:
+                failed.add(d.order)
                 continue
-            pos = node.facets.get("residual")
-            shape = Shape(tuple(p.shape), p.fan_in, p.fan_out) if pos is None else \
-                Shape(tuple(p.shape), p.fan_in, p.fan_out, pos.branch_depth, pos.last, pos.readout,
-                      model.get("branches", 0))
-            key = (d.order, shape)
-            got = cache.get(key)
-            if got is None:
-                try:
-                    got = cache[key] = _evaluate(d, d.rule, shape, host, node, p, model)
-                except Abort as a:
-                    sink.add(a.diagnostic, d.scope)          # with the call chain of the declaring block
-                    failed.add(d.order)
-                    continue
-                except Reported:
-                    failed.add(d.order)
-                    continue
-            rule, args, std, prim, mom, frozen = got
-            path = param_path(node.id, p.name)
-            attach(p, Init(rule=rule, args=args, declared_at=f"{d.span.file}:{d.span.line}", key=_key_text(d),
-                           std=std, mean=mom[0] if mom else None, m2=mom[1] if mom else None,
-                           seed=salt(path), path=path, prim=prim[0] if prim else "",
-                           prim_args=prim[1] if prim else {}, frozen=frozen))
+        rule, args, std, prim, mom, frozen = got
+        path = param_path(node.id, p.name)
+        if st is not None and p.name != "weight":
+            try:
+                prim = _structured_prim(rule, std, prim, mom, st, p, node, d)
+            except Abort as a:
+                sink.add(a.diagnostic, d.scope)
+                failed.add(d.order)
+                continue
+            if prim is None:
+                continue                    # this factor keeps the layer's default (the other one is zero)
+        if frozen:
+            p.trainable = False
+        attach(p, Init(rule=rule, args=args, declared_at=f"{d.span.file}:{d.span.line}", key=_key_text(d),
+                       std=std, mean=mom[0] if mom else None, m2=mom[1] if mom else None,
+                       seed=salt(path), path=path, prim=prim[0] if prim else "",
+                       prim_args=prim[1] if prim else {}, frozen=frozen))
     from .. import ops as O
 
     for d in decls:
@@ -179,6 +202,89 @@ def _resolve(ir: IR, sink: Sink) -> None:
                          help=f"did you mean `{near[0]}`?" if near else
                          "keys name a layer or an op kind, then a parameter (`weight`, `bias`); a free "
                          "parameter's own value is `value`")
+
+
+def _structured_prim(rule, std, prim, mom, st, p, node, d):
+    """What a rule declared for a structured weight does to one stored tensor: blocks take the rule's
+    draws (with the fans of the dense weight times the density); each of two factors gets a zero-mean
+    normal whose products have the rule's variance (`factor_std`). A zero rule zeroes the factor applied
+    last (L, U) and leaves the other at its default, so the layer starts at zero but still learns."""
+    from ..sparsity import factor_std
+
+    if st.kind == "block":
+        if prim is not None and prim[0] not in ("normal", "uniform", "trunc_normal", "fill"):
+            raise Abort(Diagnostic(code="E0503", message=f"`{rule}` cannot initialise the blocks of "
+                                   f"`{node.id}` (block-sparse): use a rule with a distribution", span=d.span))
+        return prim
+    if prim is not None and prim[0] == "fill" and prim[1]["value"] == 0.0:
+        return prim if p.name in ("weight_l", "weight_u") else None
+    if std is None or mom is None or abs(mom[0]) > 0.0 or prim is None or prim[0] not in ("normal", "uniform",
+                                                                                          "trunc_normal"):
+        raise Abort(Diagnostic(code="E0503", message=f"`{rule}` cannot initialise the factors of `{node.id}` "
+                               f"({st.kind}): rules with a zero-mean distribution can (each factor gets a normal "
+                               "whose products have its variance), and `zeros`", span=d.span))
+    return "normal", {"mean": 0.0, "std": factor_std(std, st.paths)}
+
+
+def decl_scope(d: InitDecl) -> Scope:
+    """The names a declared rule may use from the block that declared it (its parameters)."""
+    scope = Scope(path=d.scope, file=d.span.file)
+    for k, v in d.env.items():
+        val = decode(v)
+        if isinstance(val, Dim) and val.is_const:
+            val = val.value
+        scope.names[k] = Binding(val, d.span, "param", True)
+    return scope
+
+
+def bind_rule(fname: str, params, types: dict, args, scope: Scope, ev, span, code: str, free_help: str) -> dict:
+    """A rule call's arguments evaluated (constants only) and bound to its parameters `params` ((name,
+    default) pairs; REQUIRED marks a required one) with their `types` (number, int, str; a trailing `?`
+    admits None). Init rules and sparsity rules bind alike; errors are `code` diagnostics."""
+    pos, kw = [], {}
+    for a in args:
+        try:
+            v = ev.ev(a.value, scope, None, const=True, ensure=True)     # ensure: calls reach the host (gain)
+        except Undecidable:
+            raise Abort(Diagnostic(code=code, message="this argument depends on a free dim", span=a.value.span,
+                                   help=free_help)) from None
+        if isinstance(v, Dim):
+            if not v.is_const:
+                raise Abort(Diagnostic(code=code, message="this argument depends on a free dim",
+                                       span=a.value.span, help=free_help))
+            v = v.value
+        if a.name is None:
+            pos.append((v, a.value.span))
+        else:
+            kw[a.name] = (v, a.span)
+
+    def coerce_for(name):
+        want = types.get(name, "number")
+        optional = want.endswith("?")
+        want = want.rstrip("?")
+
+        def coerce(v, sp):
+            if v is None and optional:
+                return v
+            ok = isinstance(v, str) if want == "str" else (isinstance(v, int) and not isinstance(v, bool)) \
+                if want == "int" else (isinstance(v, (int, float)) and not isinstance(v, bool))
+            if not ok or (want == "number" and not math.isfinite(v)):
+                raise Abort(Diagnostic(code=code, message=f"`{name}` of `{fname}` must be a "
+                                       f"{'finite number' if want == 'number' else want}, got {v!r}"[:200], span=sp))
+            return v
+        return coerce
+
+    def fail(_code, msg, sp, label=""):
+        raise Abort(Diagnostic(code=code, message=msg, span=sp, label=label))
+
+    slots = [Slot(n, coerce_for(n), SLOT_REQUIRED if dflt is REQUIRED else dflt) for n, dflt in params]
+    sig = ", ".join(n if dflt is REQUIRED else f"{n}={dflt}" for n, dflt in params)
+    return bind_call(fname, slots, pos, kw, span, fail=fail,
+                     too_many=lambda n: fail(code, f"`{fname}` takes {n} argument{'s' if n != 1 else ''}: "
+                                             f"{fname}({sig})", span),
+                     missing=lambda s: fail(code, f"`{fname}` needs `{s.name}`: {fname}({sig})", span),
+                     unknown=lambda k, sp: fail(code, f"`{fname}` has no argument `{k}`: {fname}({sig})", sp,
+                                                f"not an argument of `{fname}`"))
 
 
 def _names(e) -> set[str]:
@@ -243,12 +349,7 @@ def _evaluate(d: InitDecl, e, shape: Shape, host: _Host, node, p, model: dict):
         raise Abort(Diagnostic(code="E0501", message=f"unknown init rule `{fname}`", span=fspan,
                                label="no rule of this name",
                                help=f"did you mean `{near[0]}`?" if near else f"rules: {', '.join(sorted(RULES))}"))
-    scope = Scope(path=d.scope, file=d.span.file)
-    for k, v in d.env.items():
-        val = decode(v)
-        if isinstance(val, Dim) and val.is_const:
-            val = val.value
-        scope.names[k] = Binding(val, d.span, "param", True)
+    scope = decl_scope(d)
     fi, fo = shape.fans()
     for k, v in model.items():                          # the block's own parameters shadow these
         scope.names.setdefault(k, Binding(v, d.span, "param", True))
@@ -256,47 +357,8 @@ def _evaluate(d: InitDecl, e, shape: Shape, host: _Host, node, p, model: dict):
         scope.names.setdefault("branch_depth", Binding(shape.branch_depth, d.span, "param", True))
     for k, v in (("fan_in", fi), ("fan_out", fo), ("numel", shape.numel)):
         scope.names[k] = Binding(v, d.span, "param", True)
-    ev = host.ev
-    pos, kw = [], {}
-    for a in args:
-        try:
-            v = ev.ev(a.value, scope, None, const=True, ensure=True)     # ensure: calls reach the host (gain)
-        except Undecidable:
-            raise Abort(Diagnostic(code="E0502", message="this argument depends on a free dim", span=a.value.span,
-                                   help="bind the dim with `--dim`, or use `fan_in`/`fan_out`")) from None
-        if isinstance(v, Dim):
-            if not v.is_const:
-                raise Abort(Diagnostic(code="E0502", message="this argument depends on a free dim",
-                                       span=a.value.span, help="bind the dim with `--dim`"))
-            v = v.value
-        if a.name is None:
-            pos.append((v, a.value.span))
-        else:
-            kw[a.name] = (v, a.span)
-
-    def coerce_for(name):
-        want = rule.types.get(name, "number")
-
-        def coerce(v, sp):
-            ok = isinstance(v, str) if want == "str" else (isinstance(v, int) and not isinstance(v, bool)) \
-                if want == "int" else (isinstance(v, (int, float)) and not isinstance(v, bool))
-            if not ok or (want == "number" and not math.isfinite(v)):
-                raise Abort(Diagnostic(code="E0502", message=f"`{name}` of `{fname}` must be a "
-                                       f"{'finite number' if want == 'number' else want}, got {v!r}"[:200], span=sp))
-            return v
-        return coerce
-
-    def fail(code, msg, sp, label=""):
-        raise Abort(Diagnostic(code="E0502", message=msg, span=sp, label=label))
-
-    slots = [Slot(n, coerce_for(n), SLOT_REQUIRED if dflt is REQUIRED else dflt) for n, dflt in rule.args]
-    sig = ", ".join(n if dflt is REQUIRED else f"{n}={dflt}" for n, dflt in rule.args)
-    bound = bind_call(fname, slots, pos, kw, e.span, fail=fail,
-                      too_many=lambda n: fail("E0502", f"`{fname}` takes {n} argument{'s' if n != 1 else ''}: "
-                                              f"{fname}({sig})", e.span),
-                      missing=lambda s: fail("E0502", f"`{fname}` needs `{s.name}`: {fname}({sig})", e.span),
-                      unknown=lambda k, sp: fail("E0502", f"`{fname}` has no argument `{k}`: {fname}({sig})", sp,
-                                                 f"not an argument of `{fname}`"))
+    bound = bind_rule(fname, rule.args, rule.types, args, scope, host.ev, e.span, "E0502",
+                      "bind the dim with `--dim`, or use `fan_in`/`fan_out`")
     if rule.check is not None:
         msg = rule.check(bound, shape)
         if msg:

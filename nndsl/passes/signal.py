@@ -114,8 +114,16 @@ def analyse(ir: IR, sink: Optional[Sink] = None, dims: Optional[dict] = None, as
     chis: dict[str, list] = {}
     dphi: dict[str, float] = {}             # activation node -> E[φ'(z)²]
     params_by: dict[str, dict] = {n.id: {p.name: p for p in n.params} for n in ir.nodes() if n.params}
+    structured = {n.id: n.facets["structure"] for n in ir.nodes() if "structure" in n.facets}
+    for nid, st in structured.items():          # a factored weight: its dense shape gives the fans
+        if "weight" not in params_by[nid]:
+            from ..recipe import P
+
+            params_by[nid]["weight"] = P("weight", st.dense_shape)
 
     def moments(nid: str, name: str, depth: int = 0) -> Optional[tuple[float, float]]:
+        if name == "weight" and nid in structured:
+            return _structured_moments(ir.node(nid), structured[nid])
         p = params_by.get(nid, {}).get(name)
         if p is None:
             return None
@@ -261,6 +269,32 @@ def analyse(ir: IR, sink: Optional[Sink] = None, dims: Optional[dict] = None, as
         _warn_xavier_relu(ir, sink, consumers)
         _warn_unclipped(ir, sink, stats)
     return rep
+
+
+def _structured_moments(node, st) -> tuple[float, float]:
+    """Mean and second moment of the entries of a structured layer's dense weight, zeros included: a
+    mask scales the kept entries' by the density; factors give the moments of their product (the init
+    pass records them on the factor as the rule's dense-equivalent), or of the runtime's default draws."""
+    import math
+
+    ps = {p.name: p for p in node.params}
+    fan_in = max(1, math.prod(st.dense_shape[1:]))
+    if st.kind in ("monarch", "lowrank"):
+        for p in node.params:
+            f = p.facets.get("init")
+            lay = p.facets.get("layout")
+            if f is not None and f.m2 is not None and lay is not None and lay.of == "weight":
+                return f.mean or 0.0, f.m2
+        return 0.0, 1.0 / (9.0 * fan_in)          # each factor U(±1/√fan of its block), products summed
+    w = ps.get("weight") or ps.get("weight_blocks")
+    f = w.facets.get("init") if w is not None else None
+    if f is not None and f.m2 is not None:
+        mean, m2 = f.mean or 0.0, f.m2
+    elif st.kind == "block" and "weight_blocks" in ps:
+        mean, m2 = 0.0, 1.0 / (3.0 * max(1.0, fan_in * st.density))
+    else:
+        mean, m2 = 0.0, 1.0 / (3.0 * fan_in)
+    return mean * st.density, m2 * st.density
 
 
 def _fans(p) -> tuple[int, int]:

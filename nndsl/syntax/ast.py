@@ -156,18 +156,26 @@ class InitClause(Node):
     entries: list[InitEntry]
 
 
+class SparsityClause(Node):
+    """`sparsity rule` after a binding: how the weights of the layers it creates are stored."""
+
+    rule: Expr
+
+
 class Bind(Node):
     kind: Literal["bind"] = "bind"
     targets: list[str]
     target_spans: list[Span]
     value: Expr
     init: Optional[InitClause] = None      # for the layers this binding creates
+    sparsity: Optional[SparsityClause] = None
 
 
 class OutputItem(Node):
     name: Optional[str] = None
     value: Expr
     init: Optional[InitClause] = None
+    sparsity: Optional[SparsityClause] = None
 
 
 class Output(Node):
@@ -194,6 +202,14 @@ class InitStmt(Node):
     entries: list[InitEntry]
 
 
+class SparsityStmt(Node):
+    """`sparsity { ... }` as a statement: storage rules by op kind and parameter for the whole block
+    (and the blocks it calls); keys as in `init { ... }`."""
+
+    kind: Literal["sparsity"] = "sparsity"
+    entries: list[InitEntry]
+
+
 class Parametrization(Node):
     """`parametrization mup(base_width=128)`: how init, multipliers and learning rates scale with width."""
 
@@ -201,7 +217,8 @@ class Parametrization(Node):
     rule: Expr
 
 
-Stmt = Annotated[Union[Input, Bind, Output, Ensure, If, InitStmt, Parametrization], Field(discriminator="kind")]
+Stmt = Annotated[Union[Input, Bind, Output, Ensure, If, InitStmt, SparsityStmt, Parametrization],
+                 Field(discriminator="kind")]
 
 
 # -- top level --------------------------------------------------------------------------------

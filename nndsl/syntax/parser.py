@@ -51,32 +51,51 @@ SOFT_KEYWORDS = {"INPUT", "OUTPUT", "BLOCK", "MODEL", "IMPORT", "ENSURE", "PARAM
 _STATEMENT_START = {None, "_NL", "LBRACE"}
 
 
+_CLAUSE_KEYWORDS = {"SPARSITY", "STRUCTURE"}
+# tokens after which an expression has ended, so that a clause (`sparsity monarch(4)`) may follow
+_ENDS_EXPR = {"RPAR", "RSQB", "NAME", "NUMBER", "STRING", "RBRACE", "TRUE", "FALSE"}
+
+
+def _keyword_or_name(held: Token, prev_type, tok: Token | None) -> Token:
+    """A held keyword token, decided by the token after it (`tok`, None at the end)."""
+    nxt = tok.type if tok is not None else None
+    if held.type == "INIT":
+        keep = nxt == "LBRACE"
+    elif held.type in _CLAUSE_KEYWORDS:
+        keep = nxt == "LBRACE" if prev_type in _STATEMENT_START else \
+            nxt == "NAME" or nxt in SOFT_KEYWORDS or nxt in _CLAUSE_KEYWORDS
+    else:
+        keep = nxt not in ("EQUAL", "COMMA")
+    return held if keep else Token.new_borrow_pos("NAME", held.value, held)
+
+
 def _soft_keywords(stream):
     """Keyword tokens that stand where a name must be become NAME tokens; `init` is a keyword only when
-    `{` follows it."""
+    `{` follows it, `sparsity`/`structure` only as a statement before `{` or after an expression."""
     held = None
+    held_prev = None
     prev_type = None
     for tok in stream:
         if held is not None:
-            if held.type == "INIT":
-                yield held if tok.type == "LBRACE" else Token.new_borrow_pos("NAME", held.value, held)
-            else:
-                yield Token.new_borrow_pos("NAME", held.value, held) if tok.type in ("EQUAL", "COMMA") else held
+            out = _keyword_or_name(held, held_prev, tok)
+            prev_type = out.type
             held = None
-        if tok.type == "INIT":
-            held = tok
-            prev_type = tok.type
+            yield out
+        if tok.type == "INIT" or tok.type in _CLAUSE_KEYWORDS and (prev_type in _STATEMENT_START
+                                                                   or prev_type in _ENDS_EXPR):
+            held, held_prev = tok, prev_type
             continue
         if tok.type in SOFT_KEYWORDS:
             if prev_type in _STATEMENT_START:
-                held = tok           # a statement starts with it: a keyword unless `=` or `,` follows
-                prev_type = tok.type
+                held, held_prev = tok, prev_type  # a statement starts with it: a keyword unless `=` or `,` follows
                 continue
+            tok = Token.new_borrow_pos("NAME", tok.value, tok)
+        elif tok.type in _CLAUSE_KEYWORDS:
             tok = Token.new_borrow_pos("NAME", tok.value, tok)
         prev_type = tok.type
         yield tok
     if held is not None:
-        yield Token.new_borrow_pos("NAME", held.value, held) if held.type == "INIT" else held
+        yield _keyword_or_name(held, held_prev, None)
 
 
 class _PostLex:
@@ -453,10 +472,17 @@ class _ToAST(Transformer):
 
     def bind_stmt(self, ch):
         v = _vals(ch)
+        sp = v.pop() if isinstance(v[-1], A.SparsityClause) else None
         init = v.pop() if isinstance(v[-1], A.InitClause) else None
         names = v[:-1]
         return A.make(A.Bind, span=self._s(ch), targets=[str(n) for n in names],
-                                      target_spans=[_tspan(self.file, n) for n in names], value=v[-1], init=init)
+                      target_spans=[_tspan(self.file, n) for n in names], value=v[-1], init=init, sparsity=sp)
+
+    def sparsity_clause(self, ch):
+        return A.make(A.SparsityClause, span=self._s(ch), rule=_vals(ch)[-1])
+
+    def sparsity_stmt(self, ch):
+        return A.make(A.SparsityStmt, span=self._s(ch), entries=[e for e in _vals(ch) if isinstance(e, A.InitEntry)])
 
     def init_stmt(self, ch):
         c = _vals(ch)[0]
@@ -483,10 +509,11 @@ class _ToAST(Transformer):
 
     def output_item(self, ch):
         v = _vals(ch)
+        sp = v.pop() if isinstance(v[-1], A.SparsityClause) else None
         init = v.pop() if isinstance(v[-1], A.InitClause) else None
         if len(v) == 2:
-            return A.make(A.OutputItem, span=self._s(ch), name=str(v[0]), value=v[1], init=init)
-        return A.make(A.OutputItem, span=self._s(ch), name=None, value=v[0], init=init)
+            return A.make(A.OutputItem, span=self._s(ch), name=str(v[0]), value=v[1], init=init, sparsity=sp)
+        return A.make(A.OutputItem, span=self._s(ch), name=None, value=v[0], init=init, sparsity=sp)
 
     def parametrization_stmt(self, ch):
         return A.make(A.Parametrization, span=self._s(ch), rule=_vals(ch)[0])

@@ -76,18 +76,24 @@ def _init(clause) -> str:
     return f" init {{ {_entries(clause.entries)} }}" if clause is not None else ""
 
 
+def _sparsity(clause) -> str:
+    return f" sparsity {expr(clause.rule)}" if clause is not None else ""
+
+
 def stmt(s, ind: str) -> list[str]:
     k = s.kind
     if k == "input":
         dt = f" {s.dtype}" if s.dtype else ""
         return [f"{ind}input {s.name}: [{', '.join(expr(d) for d in s.shape)}]{dt}"]
     if k == "bind":
-        return [f"{ind}{', '.join(s.targets)} = {expr(s.value)}{_init(s.init)}"]
+        return [f"{ind}{', '.join(s.targets)} = {expr(s.value)}{_init(s.init)}{_sparsity(s.sparsity)}"]
     if k == "output":
-        return [f"{ind}output " + ", ".join((f"{i.name} = " if i.name else "") + expr(i.value) + _init(i.init)
+        return [f"{ind}output " + ", ".join((f"{i.name} = " if i.name else "") + expr(i.value) + _init(i.init) + _sparsity(i.sparsity)
                                             for i in s.items)]
     if k == "init":
         return [f"{ind}init {{ {_entries(s.entries)} }}"]
+    if k == "sparsity":
+        return [f"{ind}sparsity {{ {_entries(s.entries)} }}"]
     if k == "parametrization":
         return [f"{ind}parametrization {expr(s.rule)}"]
     if k == "ensure":

@@ -1,0 +1,554 @@
+# Sparse and structured layers (PyTorch). This module is self-contained on purpose: `nndsl compile`
+# copies it into the generated source of a model that declares sparsity, so that source runs with torch
+# alone. Each op is one autograd.Function over a backend object: the torch backend below on the CPU (or
+# wherever Triton cannot run), nndsl's Triton kernels on a CUDA GPU when they are installed
+# (NNDSL_KERNELS=auto|torch|triton). Gradients come back in storage layout: blocks and factors, never a
+# dense weight.
+import importlib
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _TorchBackend:
+    """The reference primitives, and the CPU path."""
+
+    name = "torch"
+
+    @staticmethod
+    def monarch_fwd(x, r, l):
+        """y = P L P^T R x for x (N, k*p), R (k, q, p), L (k, s, q); returns y (N, k*s) and the stage-1
+        output, permuted (k, N, q), for the backward."""
+        n, (k, q, p), s = x.shape[0], r.shape, l.shape[1]
+        h = torch.bmm(x.view(n, k, p).transpose(0, 1), r.transpose(1, 2))            # (k, N, q)
+        h = h.transpose(0, 1).reshape(n, q, k).permute(2, 0, 1).contiguous()           # P^T: (k, N, q)
+        y = torch.bmm(h, l.transpose(1, 2))                                           # (k, N, s)
+        return y.permute(1, 2, 0).reshape(n, s * k), h
+
+    @staticmethod
+    def monarch_bwd(gy, x, r, l, h, need_x, need_r, need_l):
+        n, (k, q, p), s = x.shape[0], r.shape, l.shape[1]
+        g2 = gy.reshape(n, s, k).permute(2, 0, 1)                                     # (k, N, s)
+        gl = torch.bmm(g2.transpose(1, 2), h) if need_l else None                      # (k, s, q)
+        gh = torch.bmm(g2, l)                                                         # (k, N, q)
+        gh = gh.permute(1, 2, 0).reshape(n, k, q).transpose(0, 1)                     # back through P^T
+        xk = x.view(n, k, p).transpose(0, 1)
+        gr = torch.bmm(gh.transpose(1, 2), xk) if need_r else None                    # (k, q, p)
+        gx = torch.bmm(gh, r).transpose(0, 1).reshape(n, k * p) if need_x else None    # (N, k*p)
+        return gx, gr, gl
+
+    @staticmethod
+    def bsr_fwd(x, blocks, cols, slots, trans=False):
+        """y = x W^T for W block-sparse: block row i holds blocks[slots[i, j]] at block column cols[i, j]
+        (padding: slot = nnz, a zero block, at column n_cols, a zero input block); with `trans` each block
+        is read transposed (the input gradient through the transposed metadata)."""
+        n = x.shape[0]
+        rows, width = cols.shape
+        b = blocks.shape[-1]
+        xb = x.view(n, -1, b)
+        xz = torch.cat([xb, xb.new_zeros(n, 1, b)], 1)
+        xg = xz[:, cols].permute(1, 0, 2, 3).reshape(rows, n, width * b)
+        wz = torch.cat([blocks, blocks.new_zeros(1, b, b)], 0)
+        wg = wz[slots]
+        wg = (wg if trans else wg.transpose(2, 3)).reshape(rows, width * b, b)
+        return torch.bmm(xg, wg).transpose(0, 1).reshape(n, rows * b)
+
+    @staticmethod
+    def bsr_wgrad(gy, x, index, b):
+        """The gradient of each stored block: gy's block row against x's block column."""
+        n = x.shape[0]
+        gyb = gy.reshape(n, -1, b)[:, index[:, 0]]
+        xb = x.reshape(n, -1, b)[:, index[:, 1]]
+        return torch.bmm(gyb.permute(1, 2, 0), xb.transpose(0, 1))
+
+    @staticmethod
+    def linear_act_fwd(x, w, b, act, save):
+        pre = F.linear(x, w, b)
+        return _ACTS[act](pre), (pre if save else None)
+
+
+_ACTS = {"identity": lambda t: t, "relu": F.relu, "gelu": F.gelu, "silu": F.silu}
+
+
+def _act_grad(act, pre, gy):
+    if act == "identity":
+        return gy
+    if act == "relu":
+        return gy * (pre > 0)
+    if act == "silu":
+        sg = torch.sigmoid(pre)
+        return gy * (sg * (1 + pre * (1 - sg)))
+    if act == "gelu":
+        cdf = 0.5 * (1 + torch.erf(pre * 0.7071067811865476))
+        pdf = torch.exp(-0.5 * pre * pre) * 0.3989422804014327
+        return gy * (cdf + pre * pdf)
+    raise ValueError(act)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "") == "1"
+
+
+_TRITON = []          # [module] once imported, [None] when it cannot be
+
+
+def _triton_backend():
+    if not _TRITON:
+        try:
+            _TRITON.append(importlib.import_module("nndsl.kernels.triton_backend").BACKEND)
+        except Exception as e:       # not installed, no triton, no driver: the torch path
+            _TRITON.append(None)
+            _TRITON.append(f"{type(e).__name__}: {e}")
+    return _TRITON[0]
+
+
+def triton_reason(x=None) -> str:
+    """Why Triton cannot run for tensor `x` ("" when it can)."""
+    be = _triton_backend()
+    if be is None:
+        return "nndsl's Triton kernels are unavailable (" + (_TRITON[1] if len(_TRITON) > 1 else "not installed") + ")"
+    return be.cannot_run(x)
+
+
+def backend_for(x, op: str = "", **info):
+    """The backend for an op on tensor `x`, from NNDSL_KERNELS (auto: Triton where it can run, else torch,
+    silently; triton: Triton or an error saying why; torch: torch)."""
+    mode = os.environ.get("NNDSL_KERNELS", "auto")
+    if mode == "torch":
+        return _TorchBackend
+    if mode not in ("auto", "triton"):
+        raise ValueError(f"NNDSL_KERNELS must be auto, torch or triton, not {mode!r}")
+    if mode == "auto" and not (x.is_cuda or _interpreting()):
+        return _TorchBackend
+    why = triton_reason(x)
+    if not why and (not op or _TRITON[0].supports(op, x, **info)):
+        return _TRITON[0]
+    if mode == "triton":
+        raise RuntimeError(f"NNDSL_KERNELS=triton, but Triton cannot run here: {why or 'no kernel for ' + op}")
+    return _TorchBackend
+
+
+class _MaskGrad(torch.autograd.Function):
+    """Identity on the weight; its gradient is masked, so no optimizer step moves a pruned entry."""
+
+    @staticmethod
+    def forward(ctx, w, mask):
+        ctx.save_for_backward(mask)
+        return w.view_as(w)
+
+    @staticmethod
+    def backward(ctx, g):
+        (mask,) = ctx.saved_tensors
+        return g * mask, None
+
+
+class _Monarch(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, r, l):
+        be = backend_for(x, "monarch")
+        y, h = be.monarch_fwd(x, r, l)
+        ctx.save_for_backward(x, r, l, h)
+        ctx.be = be
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, r, l, h = ctx.saved_tensors
+        nx, nr, nl = ctx.needs_input_grad
+        return ctx.be.monarch_bwd(gy.contiguous(), x, r, l, h, nx, nr, nl)
+
+
+class _BlockSparse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, blocks, index, cols, slots, cols_t, slots_t):
+        be = backend_for(x, "bsr", size=blocks.shape[-1])
+        ctx.save_for_backward(x, blocks, index, cols_t, slots_t)
+        ctx.be = be
+        return be.bsr_fwd(x, blocks, cols, slots)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, blocks, index, cols_t, slots_t = ctx.saved_tensors
+        gy = gy.contiguous()
+        gx = ctx.be.bsr_fwd(gy, blocks, cols_t, slots_t, trans=True) if ctx.needs_input_grad[0] else None
+        gb = ctx.be.bsr_wgrad(gy, x, index, blocks.shape[-1]) if ctx.needs_input_grad[1] else None
+        return gx, gb, None, None, None, None, None
+
+
+class _LinearAct(torch.autograd.Function):
+    """act(x W^T + b) in one kernel on the GPU; the pre-activation is kept for the backward."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, act):
+        be = backend_for(x, "linear_act")
+        y, pre = be.linear_act_fwd(x, w, b, act, True)
+        ctx.save_for_backward(x, w, pre)
+        ctx.act, ctx.has_bias = act, b is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w, pre = ctx.saved_tensors
+        g = _act_grad(ctx.act, pre, gy)
+        gx = g @ w if ctx.needs_input_grad[0] else None
+        gw = g.t() @ x if ctx.needs_input_grad[1] else None
+        gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None
+
+
+def linear_act(x, w, b=None, act="relu"):
+    """act(x W^T + b) for act in identity, relu, gelu (erf), silu."""
+    if act not in _ACTS:
+        raise ValueError(f"activation must be one of {', '.join(_ACTS)}, not {act!r}")
+    lead = x.shape[:-1]
+    y = _LinearAct.apply(x.reshape(-1, x.shape[-1]), w, b, act)
+    return y.reshape(*lead, w.shape[0])
+
+
+def block_sparse(x, blocks, index, cols, slots, cols_t, slots_t):
+    """x (..., in) through the block-sparse matrix with `blocks` at `index` (plan: BlockSparseLinear.plan)."""
+    lead = x.shape[:-1]
+    y = _BlockSparse.apply(x.reshape(-1, x.shape[-1]).contiguous(), blocks, index, cols, slots, cols_t, slots_t)
+    return y.reshape(*lead, y.shape[-1])
+
+
+def monarch(x, r, l):
+    """x (..., k*p) through the Monarch matrix with factors R (k, q, p) and L (k, s, q)."""
+    lead = x.shape[:-1]
+    y = _Monarch.apply(x.reshape(-1, x.shape[-1]).contiguous(), r, l)
+    return y.reshape(*lead, y.shape[-1])
+
+
+def monarch_dense(r, l):
+    """The dense (out, in) matrix of a Monarch layer: its factors applied to the identity."""
+    n_in = r.shape[0] * r.shape[2]
+    eye = torch.eye(n_in, dtype=r.dtype, device=r.device)
+    return _TorchBackend.monarch_fwd(eye, r, l)[0].t()
+
+
+# -- masks ------------------------------------------------------------------------------------------
+def make_mask(rule, args, w, generator=None):
+    """The boolean mask of a rule for weight `w` (out, in, *window); `args["keep"]` entries are kept."""
+    numel = w.numel()
+    keep = int(args["keep"])
+    dev = w.device
+    if rule in ("random", "erk"):
+        idx = torch.randperm(numel, generator=generator, device="cpu")[:keep].to(dev)
+        m = torch.zeros(numel, dtype=torch.bool, device=dev)
+        m[idx] = True
+        return m.view_as(w)
+    if rule == "magnitude":
+        idx = torch.topk(w.detach().abs().flatten(), keep, sorted=False).indices
+        m = torch.zeros(numel, dtype=torch.bool, device=dev)
+        m[idx] = True
+        return m.view_as(w)
+    if rule == "nm":
+        n, mm = int(args["n"]), int(args["m"])
+        a = w.detach().abs().movedim(1, -1)                      # (out, *window, in): groups along the input
+        g = a.reshape(-1, mm)
+        top = torch.topk(g, n, dim=1).indices
+        m = torch.zeros_like(g, dtype=torch.bool).scatter_(1, top, True)
+        return m.view(a.shape).movedim(-1, 1).contiguous()
+    if rule == "block":
+        b = int(args["size"])
+        rows, cols = w.shape[0] // b, w.shape[1] // b
+        grid = block_grid(rows, cols, int(args["blocks"]), generator).to(dev)
+        return grid.repeat_interleave(b, 0).repeat_interleave(b, 1)
+    if rule == "mask":
+        return torch.ones_like(w, dtype=torch.bool)             # set from the file by build(masks=...)
+    raise ValueError(f"unknown mask rule {rule!r}")
+
+
+def block_grid(rows, cols, nnz, generator=None):
+    idx = torch.randperm(rows * cols, generator=generator)[:nnz]
+    g = torch.zeros(rows * cols, dtype=torch.bool)
+    g[idx] = True
+    return g.view(rows, cols)
+
+
+class _Masked:
+    """A dense layer whose weight keeps the zeros of `weight_mask` through training."""
+
+    def _setup_mask(self, sparsity):
+        self.sparsity = (sparsity[0], dict(sparsity[1]))
+        self.register_buffer("weight_mask", torch.ones(self.weight.shape, dtype=torch.bool, device=self.weight.device))
+        self.reset_structure()
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        if "weight_mask" in self._buffers and not getattr(self, "_structure_deferred", False):
+            self.reset_structure()
+
+    @torch.no_grad()
+    def reset_structure(self, generator=None, mask=None):
+        """Draw the mask (or take `mask`) and zero the weight where it is False."""
+        if mask is None:
+            mask = make_mask(self.sparsity[0], self.sparsity[1], self.weight, generator)
+        self.weight_mask.copy_(mask.to(torch.bool))
+        self.weight.mul_(self.weight_mask)
+
+    def masked_weight(self):
+        return _MaskGrad.apply(self.weight, self.weight_mask)
+
+
+class MaskedLinear(_Masked, nn.Linear):
+    def __init__(self, in_features, out_features, bias=True, *, sparsity, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self._setup_mask(sparsity)
+
+    def forward(self, x):
+        return F.linear(x, self.masked_weight(), self.bias)
+
+
+class _MaskedConv(_Masked):
+    def __init__(self, *args, sparsity, **kw):
+        super().__init__(*args, **kw)
+        self._setup_mask(sparsity)
+
+    def forward(self, x):
+        return self._conv_forward(x, self.masked_weight(), self.bias)
+
+
+class MaskedConv1d(_MaskedConv, nn.Conv1d):
+    pass
+
+
+class MaskedConv2d(_MaskedConv, nn.Conv2d):
+    pass
+
+
+class MaskedConv3d(_MaskedConv, nn.Conv3d):
+    pass
+
+
+def _uniform_(t, fan_in):
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    nn.init.uniform_(t, -bound, bound)
+
+
+class MonarchLinear(nn.Module):
+    """y = M x + b with M = P L P^T R, R and L block-diagonal in `blocks` blocks (stores weight_r, weight_l)."""
+
+    def __init__(self, in_features, out_features, bias=True, *, blocks, device=None, dtype=None):
+        super().__init__()
+        k = blocks
+        p, s = in_features // k, out_features // k
+        q = p if in_features < out_features else s
+        self.in_features, self.out_features, self.blocks = in_features, out_features, k
+        kw = {"device": device, "dtype": dtype}
+        self.weight_r = nn.Parameter(torch.empty(k, q, p, **kw))
+        self.weight_l = nn.Parameter(torch.empty(k, s, q, **kw))
+        self.bias = nn.Parameter(torch.empty(out_features, **kw)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Each block as PyTorch initialises a Linear layer of its size."""
+        _uniform_(self.weight_r, self.weight_r.shape[2])
+        _uniform_(self.weight_l, self.weight_l.shape[2])
+        if self.bias is not None:
+            _uniform_(self.bias, self.in_features)
+
+    def forward(self, x):
+        y = monarch(x, self.weight_r, self.weight_l)
+        return y + self.bias if self.bias is not None else y
+
+    def dense_weight(self):
+        return monarch_dense(self.weight_r, self.weight_l)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, blocks={self.blocks}"
+
+
+class LowRankLinear(nn.Module):
+    """y = U V x + b (stores weight_v: rank x in, weight_u: out x rank)."""
+
+    def __init__(self, in_features, out_features, bias=True, *, rank, device=None, dtype=None):
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        self.weight_v = nn.Parameter(torch.empty(rank, in_features, **kw))
+        self.weight_u = nn.Parameter(torch.empty(out_features, rank, **kw))
+        self.bias = nn.Parameter(torch.empty(out_features, **kw)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        _uniform_(self.weight_v, self.in_features)
+        _uniform_(self.weight_u, self.rank)
+        if self.bias is not None:
+            _uniform_(self.bias, self.in_features)
+
+    def forward(self, x):
+        return F.linear(F.linear(x, self.weight_v), self.weight_u, self.bias)
+
+    def dense_weight(self):
+        return self.weight_u @ self.weight_v
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+
+
+class _LowRankConv(nn.Module):
+    """A conv factored through `rank` channels: a conv in -> rank with the layer's kernel, stride, padding
+    and dilation, then a 1x1 conv rank -> out with its bias (stores weight_v, weight_u)."""
+
+    nd = 2
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", *, rank, device=None, dtype=None):
+        super().__init__()
+        nd = self.nd
+        tup = lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,) * nd  # noqa: E731
+        kw = {"device": device, "dtype": dtype}
+        self.in_channels, self.out_channels, self.rank = in_channels, out_channels, rank
+        self.kernel_size, self.stride, self.dilation = tup(kernel_size), tup(stride), tup(dilation)
+        self.padding = padding if isinstance(padding, str) else tup(padding)
+        self.padding_mode = padding_mode
+        self.weight_v = nn.Parameter(torch.empty(rank, in_channels, *self.kernel_size, **kw))
+        self.weight_u = nn.Parameter(torch.empty(out_channels, rank, *(1,) * nd, **kw))
+        self.bias = nn.Parameter(torch.empty(out_channels, **kw)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        fan = self.in_channels * math.prod(self.kernel_size)
+        _uniform_(self.weight_v, fan)
+        _uniform_(self.weight_u, self.rank)
+        if self.bias is not None:
+            _uniform_(self.bias, fan)
+
+    def forward(self, x):
+        conv = (F.conv1d, F.conv2d, F.conv3d)[self.nd - 1]
+        if self.padding_mode != "zeros":
+            pad = [p for k, d in zip(reversed(self.kernel_size), reversed(self.dilation))
+                   for p in _same(k, d)] if self.padding == "same" else \
+                [p for p in reversed(self.padding) for _ in range(2)]
+            h = conv(F.pad(x, pad, mode=self.padding_mode), self.weight_v, None, self.stride, 0, self.dilation)
+        else:
+            h = conv(x, self.weight_v, None, self.stride, self.padding, self.dilation)
+        return conv(h, self.weight_u, self.bias)
+
+    def dense_weight(self):
+        u = self.weight_u.reshape(self.out_channels, self.rank)
+        return (u @ self.weight_v.reshape(self.rank, -1)).reshape(self.out_channels, self.in_channels,
+                                                                   *self.kernel_size)
+
+
+def _same(k, d):
+    total = d * (k - 1)
+    return (total // 2, total - total // 2)
+
+
+class LowRankConv1d(_LowRankConv):
+    nd = 1
+
+
+class LowRankConv2d(_LowRankConv):
+    nd = 2
+
+
+class LowRankConv3d(_LowRankConv):
+    nd = 3
+
+
+class BlockSparseLinear(nn.Module):
+    """y = W x + b with W made of `size` x `size` blocks, `nnz` of them stored (weight_blocks) at the
+    (block-row, block-column) pairs of weight_index; the layout is drawn at init or loaded with the state
+    dict. On the CPU one batched matmul over the block rows, padded to the fullest row."""
+
+    def __init__(self, in_features, out_features, bias=True, *, size, nnz, device=None, dtype=None):
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.in_features, self.out_features, self.size, self.nnz = in_features, out_features, size, nnz
+        self.weight_blocks = nn.Parameter(torch.empty(nnz, size, size, **kw))
+        self.bias = nn.Parameter(torch.empty(out_features, **kw)) if bias else None
+        self.register_buffer("weight_index", torch.zeros(nnz, 2, dtype=torch.long, device=device))
+        for name in ("_cols", "_slots", "_cols_t", "_slots_t"):
+            self.register_buffer(name, torch.zeros(0, 0, dtype=torch.long, device=device), persistent=False)
+        self.register_load_state_dict_post_hook(lambda m, _keys: m.plan())
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        _uniform_(self.weight_blocks, max(1, self.nnz * self.size ** 2 // self.out_features))  # mean fan-in
+        if self.bias is not None:
+            _uniform_(self.bias, self.in_features)
+        self.reset_structure()
+
+    @torch.no_grad()
+    def reset_structure(self, generator=None, mask=None):
+        """Draw a layout of nnz blocks (or take the block grid `mask`)."""
+        rows, cols = self.out_features // self.size, self.in_features // self.size
+        grid = block_grid(rows, cols, self.nnz, generator) if mask is None else mask.to(torch.bool).cpu()
+        idx = grid.nonzero()
+        if idx.shape[0] != self.nnz:
+            raise ValueError(f"a layout of {idx.shape[0]} blocks for a layer of {self.nnz}")
+        self.weight_index.copy_(idx)
+        self.plan()
+
+    @torch.no_grad()
+    def plan(self):
+        """Per block row, its block columns and blocks, padded to the fullest row; and the same per block
+        column (the transposed matrix, for the input gradient), pointing at the same blocks."""
+        rows, ncols = self.out_features // self.size, self.in_features // self.size
+        idx = self.weight_index.cpu()
+        dev = self.weight_blocks.device
+        self._cols, self._slots = (t.to(dev) for t in _padded(idx[:, 0], idx[:, 1], rows, ncols, self.nnz))
+        self._cols_t, self._slots_t = (t.to(dev) for t in _padded(idx[:, 1], idx[:, 0], ncols, rows, self.nnz))
+
+    def forward(self, x):
+        lead = x.shape[:-1]
+        y = block_sparse(x, self.weight_blocks, self.weight_index, self._cols, self._slots, self._cols_t, self._slots_t)
+        return y + self.bias if self.bias is not None else y
+
+    def dense_weight(self):
+        b = self.size
+        w = self.weight_blocks.new_zeros(self.out_features // b, self.in_features // b, b, b)
+        w[self.weight_index[:, 0], self.weight_index[:, 1]] = self.weight_blocks
+        return w.permute(0, 2, 1, 3).reshape(self.out_features, self.in_features)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, size={self.size}, nnz={self.nnz}"
+
+
+def defer_structures(model):
+    """Until apply_structures: masks are not redrawn when a layer resets its weights (build() draws them
+    once, after every weight has its initial value)."""
+    for m in model.modules():
+        if isinstance(m, _Masked):
+            m._structure_deferred = True
+
+
+def _padded(major, minor, n_major, n_minor, nnz):
+    """(minor index, block number) per major index, padded to the fullest (padding: n_minor, nnz)."""
+    order = torch.argsort(major * n_minor + minor)
+    m = major[order]
+    count = torch.bincount(m, minlength=n_major)
+    width = max(int(count.max()) if count.numel() else 0, 1)
+    start = torch.cumsum(count, 0) - count
+    pos = torch.arange(len(m)) - start[m]
+    cols = torch.full((n_major, width), n_minor, dtype=torch.long)
+    slots = torch.full((n_major, width), nnz, dtype=torch.long)
+    cols[m, pos] = minor[order]
+    slots[m, pos] = order
+    return cols, slots
+
+
+def apply_structures(model, seed, table, masks=None, mix=None):
+    """Draw every structured layer's mask or block layout from the build seed and its name (rows of
+    `table`: (layer, salt, file)), or take it from `masks` (layer -> tensor: the weight's mask, or the
+    block grid of a block layout); then zero the weights it prunes. A layer whose spec names a file must
+    be given its mask."""
+    masks = dict(masks or {})
+    for m in model.modules():
+        m.__dict__.pop("_structure_deferred", None)
+    for name, salt, file in table:
+        m = model.get_submodule(name)
+        given = masks.pop(name, None)
+        if given is None and file:
+            raise ValueError(f"layer `{name}` takes its mask from {file!r}: pass masks={{{name!r}: tensor}}")
+        g = torch.Generator()
+        g.manual_seed(mix(seed, salt) if mix is not None else seed ^ salt)
+        m.reset_structure(generator=g, mask=None if given is None else torch.as_tensor(given))
+    if masks:
+        raise KeyError(f"masks given for layers without one: {', '.join(sorted(masks))}")
