@@ -6,6 +6,11 @@ from pathlib import Path
 
 import pytest
 
+# Triton kernels run in its interpreter on CPU tensors; it is read when the kernels are compiled, so it is
+# set before anything imports them. Models take the torch path unless a test asks for Triton.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("NNDSL_KERNELS", "torch")
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 UI = Path(__file__).resolve().parent / "ui"

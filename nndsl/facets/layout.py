@@ -41,10 +41,19 @@ class Structure(Facet, slot="structure", on=("node",)):
     note: str = ""
     declared_at: str = ""
     mask_file: str = ""            # `mask(...)` / `block(layout=...)`: the file, resolved
-    fan_in: int = 1                # the dense weight's fans times the density: what init rules see
+    fan_in: int = 1                # the dense weight's fans times the density
     fan_out: int = 1
+    dense_fan_in: int = 1          # the dense weight's own fans
+    dense_fan_out: int = 1
+    # the fraction of E[w²] the mask keeps at init for normal and for uniform entries (the density for
+    # random masks, more where the largest entries are kept): init rules and the signal pass scale by it
+    energy: tuple[float, float] = (1.0, 1.0)
     paths: int = 1                 # products of two stored entries summed into one dense entry (factors)
     frozen: bool = False           # `frozen(rule)`: not trained
+
+    def energy_of(self, family: str) -> float:
+        """`energy` for entries drawn from a normal ("normal") or a uniform ("uniform") distribution."""
+        return self.energy[1] if family == "uniform" else self.energy[0]
 
 
 def fill_layouts(ir: IR) -> None:

@@ -45,14 +45,14 @@ def _bd_mm(X, W, Y, N, I, J, NB,
            sxn, sxb, sxi, sxl, sxpn,
            swb, swj, swi,
            syn, syb, syj, syl, sypn,
-           PERM_IN: tl.constexpr, PERM_OUT: tl.constexpr, IEEE: tl.constexpr,
+           PERM_IN: tl.constexpr, PERM_OUT: tl.constexpr, IEEE: tl.constexpr, ACC: tl.constexpr,
            BN: tl.constexpr, BJ: tl.constexpr, BI: tl.constexpr):
     pn = tl.program_id(0)
     pj = tl.program_id(1)
     b = tl.program_id(2)
     rn = pn * BN + tl.arange(0, BN)
     rj = pj * BJ + tl.arange(0, BJ)
-    acc = tl.zeros((BN, BJ), dtype=tl.float32)
+    acc = tl.zeros((BN, BJ), dtype=ACC)
     for i0 in range(0, I, BI):
         ri = i0 + tl.arange(0, BI)
         xa = _x_offsets(rn[:, None], b, ri[None, :], NB, sxn, sxb, sxi, sxl, sxpn, I, PERM_IN)
@@ -71,14 +71,14 @@ def _bd_mm(X, W, Y, N, I, J, NB,
 def _bd_wgrad(A, B, G, N, J, I, NB,
               san, sab, saj, sal, sapn,
               sbn, sbb, sbi, sbl, sbpn,
-              PERM_A: tl.constexpr, IEEE: tl.constexpr,
+              PERM_A: tl.constexpr, IEEE: tl.constexpr, ACC: tl.constexpr,
               BJ: tl.constexpr, BI: tl.constexpr, BN: tl.constexpr):
     pj = tl.program_id(0)
     pi = tl.program_id(1)
     b = tl.program_id(2)
     rj = pj * BJ + tl.arange(0, BJ)
     ri = pi * BI + tl.arange(0, BI)
-    acc = tl.zeros((BJ, BI), dtype=tl.float32)
+    acc = tl.zeros((BJ, BI), dtype=ACC)
     for n0 in range(0, N, BN):
         rn = n0 + tl.arange(0, BN)
         aa = _x_offsets(rn[None, :], b, rj[:, None], NB, san, sab, saj, sal, sapn, J, PERM_A)
@@ -95,12 +95,12 @@ def _bd_wgrad(A, B, G, N, J, I, NB,
 
 @triton.jit
 def _bsr_mm(X, BLK, COLS, SLOTS, Y, N, WIDTH, NNZ, sxn, syn,
-            TRANS: tl.constexpr, IEEE: tl.constexpr, BN: tl.constexpr, BS: tl.constexpr):
+            TRANS: tl.constexpr, IEEE: tl.constexpr, ACC: tl.constexpr, BN: tl.constexpr, BS: tl.constexpr):
     pn = tl.program_id(0)
     r = tl.program_id(1)
     rn = pn * BN + tl.arange(0, BN)
     rb = tl.arange(0, BS)
-    acc = tl.zeros((BN, BS), dtype=tl.float32)
+    acc = tl.zeros((BN, BS), dtype=ACC)
     for t in range(0, WIDTH):
         slot = tl.load(SLOTS + r * WIDTH + t)
         col = tl.load(COLS + r * WIDTH + t)
@@ -122,12 +122,13 @@ def _bsr_mm(X, BLK, COLS, SLOTS, Y, N, WIDTH, NNZ, sxn, syn,
 
 
 @triton.jit
-def _bsr_wgrad(GY, X, INDEX, G, N, sgn, sxn, IEEE: tl.constexpr, BN: tl.constexpr, BS: tl.constexpr):
+def _bsr_wgrad(GY, X, INDEX, G, N, sgn, sxn,
+               IEEE: tl.constexpr, ACC: tl.constexpr, BN: tl.constexpr, BS: tl.constexpr):
     t = tl.program_id(0)
     r = tl.load(INDEX + 2 * t)
     c = tl.load(INDEX + 2 * t + 1)
     rb = tl.arange(0, BS)
-    acc = tl.zeros((BS, BS), dtype=tl.float32)
+    acc = tl.zeros((BS, BS), dtype=ACC)
     for n0 in range(0, N, BN):
         rn = n0 + tl.arange(0, BN)
         gy = tl.load(GY + rn[None, :] * sgn + r * BS + rb[:, None], mask=(rn[None, :] < N) & (rb[:, None] < BS),
@@ -143,13 +144,13 @@ def _bsr_wgrad(GY, X, INDEX, G, N, sgn, sxn, IEEE: tl.constexpr, BN: tl.constexp
 
 @triton.jit
 def _linear_act(X, W, BIAS, Y, PRE, M, N, K, sxm, swn, sym,
-                HAS_BIAS: tl.constexpr, ACT: tl.constexpr, SAVE: tl.constexpr, IEEE: tl.constexpr,
+                HAS_BIAS: tl.constexpr, ACT: tl.constexpr, SAVE: tl.constexpr, IEEE: tl.constexpr, ACC: tl.constexpr,
                 BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     pm = tl.program_id(0)
     pn = tl.program_id(1)
     rm = pm * BM + tl.arange(0, BM)
     rn = pn * BN + tl.arange(0, BN)
-    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    acc = tl.zeros((BM, BN), dtype=ACC)
     for k0 in range(0, K, BK):
         rk = k0 + tl.arange(0, BK)
         x = tl.load(X + rm[:, None] * sxm + rk[None, :], mask=(rm[:, None] < M) & (rk[None, :] < K), other=0.0)
@@ -159,7 +160,7 @@ def _linear_act(X, W, BIAS, Y, PRE, M, N, K, sxm, swn, sym,
         else:
             acc += tl.dot(x, w)
     if HAS_BIAS:
-        acc += tl.load(BIAS + rn, mask=rn < N, other=0.0).to(tl.float32)[None, :]
+        acc += tl.load(BIAS + rn, mask=rn < N, other=0.0).to(ACC)[None, :]
     out_mask = (rm[:, None] < M) & (rn[None, :] < N)
     if SAVE:
         tl.store(PRE + rm[:, None] * sym + rn[None, :], acc.to(PRE.dtype.element_ty), mask=out_mask)
@@ -175,6 +176,11 @@ def _linear_act(X, W, BIAS, Y, PRE, M, N, K, sxm, swn, sym,
 def _ieee(t: torch.Tensor) -> bool:
     """fp32 matmuls exactly as torch's (no TF32) unless torch allows TF32 itself."""
     return t.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
+
+
+def _acc(t: torch.Tensor):
+    """The accumulator: fp32, or fp64 for fp64 inputs."""
+    return tl.float64 if t.dtype == torch.float64 else tl.float32
 
 
 def _tile(n: int, lo: int = 16, hi: int = 64) -> int:
@@ -212,7 +218,7 @@ class TritonBackend:
     def supports(op: str, x, size=None) -> bool:
         if op == "bsr" and not TritonBackend.bsr_ok(size):
             return False
-        if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        if x.dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
             return False
         if x.dtype == torch.bfloat16 and _interpreting():
             return False                      # the interpreter has no bf16 arithmetic
@@ -224,13 +230,13 @@ class TritonBackend:
         bn, bj, bi = _tile(n), _tile(j_size), _tile(i_size, 16, 32)
         grid = (triton.cdiv(n, bn), triton.cdiv(j_size, bj), nb)
         _bd_mm[grid](x, w, y, n, i_size, j_size, nb, *xs, *ws, *ys, PERM_IN=perm_in, PERM_OUT=perm_out,
-                     IEEE=_ieee(x), BN=bn, BJ=bj, BI=bi)
+                     IEEE=_ieee(x), ACC=_acc(x), BN=bn, BJ=bj, BI=bi)
 
     @staticmethod
     def _wgrad(a, b, g, n, j_size, i_size, nb, as_, bs, perm_a=False):
         bj, bi, bn = _tile(j_size), _tile(i_size), _tile(n, 16, 32)
         grid = (triton.cdiv(j_size, bj), triton.cdiv(i_size, bi), nb)
-        _bd_wgrad[grid](a, b, g, n, j_size, i_size, nb, *as_, *bs, PERM_A=perm_a, IEEE=_ieee(a),
+        _bd_wgrad[grid](a, b, g, n, j_size, i_size, nb, *as_, *bs, PERM_A=perm_a, IEEE=_ieee(a), ACC=_acc(a),
                         BJ=bj, BI=bi, BN=bn)
 
     @classmethod
@@ -273,7 +279,8 @@ class TritonBackend:
         return isinstance(size, int) and size >= 16 and size & (size - 1) == 0
 
     @staticmethod
-    def bsr_fwd(x, blocks, cols, slots, trans=False):
+    def bsr_fwd(x, blocks, plan, trans=False):
+        cols, slots = (plan.cols_t, plan.slots_t) if trans else (plan.cols, plan.slots)
         n = x.shape[0]
         rows, width = cols.shape
         bs = blocks.shape[-1]
@@ -282,17 +289,18 @@ class TritonBackend:
         bn = _tile(n, 16, 64)
         _bsr_mm[(triton.cdiv(n, bn), rows)](x, blocks, cols.contiguous(), slots.contiguous(), y, n, width,
                                             blocks.shape[0], x.stride(0), y.stride(0), TRANS=trans,
-                                            IEEE=_ieee(x), BN=bn, BS=bs)
+                                            IEEE=_ieee(x), ACC=_acc(x), BN=bn, BS=bs)
         return y
 
     @staticmethod
-    def bsr_wgrad(gy, x, index, bs):
+    def bsr_wgrad(gy, x, plan, bs):
+        index = plan.index
         n = x.shape[0]
         gy, x = gy.contiguous(), x.contiguous()
         g = torch.empty(index.shape[0], bs, bs, dtype=x.dtype, device=x.device)
         if index.shape[0]:
             _bsr_wgrad[(index.shape[0],)](gy, x, index.contiguous(), g, n, gy.stride(0), x.stride(0),
-                                          IEEE=_ieee(x), BN=_tile(n, 16, 32), BS=bs)
+                                          IEEE=_ieee(x), ACC=_acc(x), BN=_tile(n, 16, 32), BS=bs)
         return g
 
     # -- fused linear + bias + activation -------------------------------------------------------------
@@ -306,7 +314,7 @@ class TritonBackend:
         bm, bn, bk = _tile(m), _tile(n), _tile(k, 16, 32)
         _linear_act[(triton.cdiv(m, bm), triton.cdiv(n, bn))](
             x, w, b if b is not None else x, y, pre, m, n, k, x.stride(0), w.stride(0), y.stride(0),
-            HAS_BIAS=b is not None, ACT=act, SAVE=save, IEEE=_ieee(x), BM=bm, BN=bn, BK=bk)
+            HAS_BIAS=b is not None, ACT=act, SAVE=save, IEEE=_ieee(x), ACC=_acc(x), BM=bm, BN=bn, BK=bk)
         return y, (pre if save else None)
 
 

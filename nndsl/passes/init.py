@@ -158,8 +158,11 @@ def _resolve(ir: IR, sink: Sink) -> None:
         pos = node.facets.get("residual")
         st = node.facets.get("structure")
         dims, fi, fo = tuple(p.shape), p.fan_in, p.fan_out
-        if st is not None:                  # the rule sees the dense weight, its fans times the density
-            dims, fi, fo = st.dense_shape, st.fan_in, st.fan_out
+        if st is not None:                  # the rule sees the dense weight, its fans times the energy kept
+            fam = "uniform" if _rule_name(d.rule) in UNIFORM_RULES else "normal"
+            e = st.energy_of(fam)
+            dims = st.dense_shape
+            fi, fo = max(1, round(st.dense_fan_in * e)), max(1, round(st.dense_fan_out * e))
         shape = Shape(dims, fi, fo) if pos is None else \
             Shape(dims, fi, fo, pos.branch_depth, pos.last, pos.readout, model.get("branches", 0))
         key = (d.order, shape)
@@ -185,6 +188,8 @@ def _resolve(ir: IR, sink: Sink) -> None:
                 continue
             if prim is None:
                 continue                    # this factor keeps the layer's default (the other one is zero)
+            if st.kind in ("monarch", "lowrank"):        # the factor's own std; m2 stays the product's
+                std = prim[1]["std"] if prim[0] == "normal" else 0.0
         if frozen:
             p.trainable = False
         attach(p, Init(rule=rule, args=args, declared_at=f"{d.span.file}:{d.span.line}", key=_key_text(d),
@@ -202,6 +207,17 @@ def _resolve(ir: IR, sink: Sink) -> None:
                          help=f"did you mean `{near[0]}`?" if near else
                          "keys name a layer or an op kind, then a parameter (`weight`, `bias`); a free "
                          "parameter's own value is `value`")
+
+
+UNIFORM_RULES = ("uniform", "xavier_uniform", "kaiming_uniform", "lora")
+
+
+def _rule_name(e) -> str:
+    while isinstance(e, A.Call) and isinstance(e.func, A.Name) and e.func.id == FROZEN and e.args:
+        e = e.args[0].value
+    if isinstance(e, A.Call) and isinstance(e.func, A.Name):
+        return e.func.id
+    return e.id if isinstance(e, A.Name) else ""
 
 
 def _structured_prim(rule, std, prim, mom, st, p, node, d):

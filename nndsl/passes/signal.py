@@ -290,11 +290,12 @@ def _structured_moments(node, st) -> tuple[float, float]:
     f = w.facets.get("init") if w is not None else None
     if f is not None and f.m2 is not None:
         mean, m2 = f.mean or 0.0, f.m2
+        fam = "uniform" if f.prim == "uniform" else "normal"
     elif st.kind == "block" and "weight_blocks" in ps:
-        mean, m2 = 0.0, 1.0 / (3.0 * max(1.0, fan_in * st.density))
+        mean, m2, fam = 0.0, 1.0 / (3.0 * max(1.0, fan_in * st.density)), "uniform"
     else:
-        mean, m2 = 0.0, 1.0 / (3.0 * fan_in)
-    return mean * st.density, m2 * st.density
+        mean, m2, fam = 0.0, 1.0 / (3.0 * fan_in), "uniform"        # PyTorch's kaiming_uniform(a=√5)
+    return mean * st.density, m2 * st.energy_of(fam)
 
 
 def _fans(p) -> tuple[int, int]:

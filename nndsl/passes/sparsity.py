@@ -70,7 +70,7 @@ def _resolve(ir: IR, sink: Sink) -> None:
     host = _Host()
     tied_targets = {p.tied_to for n in ir.nodes() for p in n.params if p.tied_to}
     picks = []
-    for node, p, d in select(ir, decls, lambda node, p: p.kind == "param" and p.tied_to is None, used):
+    for node, p, d in select(ir, decls, lambda node, p: p.kind == "param", used):
         kind = _structurable(node, p)
         if not kind:
             if d.op is not None and d.op in (node.op, node.local) and d.param is not None or \
@@ -80,9 +80,11 @@ def _resolve(ir: IR, sink: Sink) -> None:
                                     span=d.key_span, label=f"names `{node.op}.{p.name}`"), d.scope)
                 failed.add(d.order)
             continue
-        if f"{node.id}.{p.name}" in tied_targets:
-            sink.add(Diagnostic(code="E0702", message=f"`{node.id}.weight` is shared through `tie=`: a tied weight "
-                                "stays dense", span=d.span, label="applies to a tied weight",
+        if p.tied_to is not None or f"{node.id}.{p.name}" in tied_targets:
+            other = p.tied_to or next(f"{n.id}.{q.name}" for n in ir.nodes() for q in n.params
+                                      if q.tied_to == f"{node.id}.{p.name}")
+            sink.add(Diagnostic(code="E0702", message=f"`{node.id}.weight` is shared with `{other}` through `tie=`: "
+                                "a tied weight stays dense", span=d.span, label="applies to a tied weight",
                                 secondary=[Label(span=node.span, message="the layer")] if node.span else []),
                      d.scope)
             failed.add(d.order)
@@ -174,7 +176,8 @@ def _apply(node, p, pl: Plan, d: InitDecl, frozen: bool, file: str) -> None:
     attach(node, Structure(kind=pl.kind, rule=pl.rule, args={k: v for k, v in pl.args.items()},
                            dense_shape=dense, stored=stored, nonzero=pl.nonzero, density=pl.density,
                            kernel=pl.kernel, gpu=pl.gpu, note=pl.note, fan_in=max(1, round(fi * pl.fan_factor)),
-                           fan_out=max(1, round(fo * pl.fan_factor)), paths=pl.paths,
+                           fan_out=max(1, round(fo * pl.fan_factor)), dense_fan_in=fi, dense_fan_out=fo,
+                           energy=pl.energy, paths=pl.paths,
                            dense_flops=dense_flops.value if dense_flops is not None and dense_flops.is_const else None,
                            declared_at=f"{d.span.file}:{d.span.line}", mask_file=file, frozen=frozen))
 

@@ -69,6 +69,9 @@ class Plan:
     gpu: str                        # the path on a CUDA GPU (compute capability >= 8.0) with Triton
     flops_factor: float             # FLOPs of one forward relative to the dense layer's
     fan_factor: float = 1.0         # the fraction of fan-in an init rule sees (masks: the density)
+    # the fraction of a weight's energy E[w²] its mask keeps at init, for normal and for uniform entries:
+    # the density for masks drawn at random; more for masks that keep the largest entries (magnitude, nm)
+    energy: tuple[float, float] = (1.0, 1.0)
     paths: int = 1                  # products of stored entries summed into one dense entry (factor init)
     note: str = ""                  # what the summary says of speed
 
@@ -110,11 +113,50 @@ def _keep(d: float, n: int) -> int:
 
 def _mask_plan(rule: str, args: dict, w: Weight, d: float, kind: str = "masked", note: str = "") -> Plan:
     k = _keep(d, w.numel)
+    dens = k / w.numel
+    if rule == "magnitude":
+        energy = magnitude_energy(dens)
+    elif rule == "nm":
+        energy = nm_energy(args["n"], args["m"])
+    else:
+        energy = (dens, dens)
     return Plan(kind=kind, rule=rule, args=args,
-                stored=(Stored("weight", w.shape), Stored("weight_mask", w.shape, "buffer", "bool")),
-                nonzero=k, density=k / w.numel, kernel="dense+mask", gpu="dense+mask", flops_factor=1.0,
-                fan_factor=k / w.numel,
+                stored=(Stored("weight", w.shape), Stored("weight_mask", w.shape, "buffer")),
+                nonzero=k, density=dens, kernel="dense+mask", gpu="dense+mask", flops_factor=1.0,
+                fan_factor=dens, energy=energy,
                 note=note or "a mask saves no time: the dense matmul runs with zeros kept")
+
+
+def magnitude_energy(d: float) -> tuple[float, float]:
+    """E[w² ; |w| among the largest fraction d] / E[w²] for normal entries (d + 2 t φ(t), t the
+    two-sided 1 - d quantile) and for uniform ones (1 - (1 - d)³)."""
+    from statistics import NormalDist
+
+    if d >= 1.0:
+        return 1.0, 1.0
+    t = NormalDist().inv_cdf(1.0 - d / 2.0)
+    phi = math.exp(-t * t / 2.0) / math.sqrt(2.0 * math.pi)
+    return min(1.0, d + 2.0 * t * phi), 1.0 - (1.0 - d) ** 3
+
+
+def nm_energy(n: int, m: int) -> tuple[float, float]:
+    """The energy the n largest magnitudes of m iid entries keep: the order statistics of |w|, for normal
+    entries by quadrature of the half-normal, for uniform ones in closed form (E[U_(k)²] = k(k+1)/((m+1)(m+2)))."""
+    uniform = 3.0 * sum(k * (k + 1) for k in range(m - n + 1, m + 1)) / (m * (m + 1) * (m + 2))
+    steps, top = 4000, 9.0
+    h = top / steps
+    total = 0.0
+    for k in range(m - n + 1, m + 1):
+        c = math.comb(m, k) * k              # m! / ((k-1)! (m-k)!)
+        acc = 0.0
+        for i in range(steps + 1):
+            x = i * h
+            f = 2.0 * math.exp(-x * x / 2.0) / math.sqrt(2.0 * math.pi)
+            cdf = math.erf(x / math.sqrt(2.0))
+            v = x * x * c * cdf ** (k - 1) * (1.0 - cdf) ** (m - k) * f
+            acc += v * (0.5 if i in (0, steps) else 1.0)
+        total += acc * h
+    return min(1.0, total / m), min(1.0, uniform)
 
 
 def _random(a, w):
@@ -177,10 +219,11 @@ def _block(a, w):
         plan = _mask_plan("block", a, w, d, kind="block",
                           note=f"density {d:.2g} > {BLOCK_CROSSOVER}: the dense matmul with zeros kept is faster")
         return Plan(**{**plan.__dict__, "nonzero": nnz * b * b, "density": d, "fan_factor": d,
-                       "gpu": "dense+mask"})
+                       "energy": (d, d), "gpu": "dense+mask"})
     return Plan(kind="block", rule="block", args=a,
                 stored=(Stored("weight_blocks", (nnz, b, b)), Stored("weight_index", (nnz, 2), "buffer", "int64")),
                 nonzero=nnz * b * b, density=d, kernel="bsr-rows", gpu="triton bsr", flops_factor=d, fan_factor=d,
+                energy=(d, d),
                 note="block rows batched into one matmul")
 
 
