@@ -86,9 +86,9 @@ def paired(dense_step, cand_step, repeat: int, warmup: int = 2):
     return statistics.median(ratios), statistics.median(td), statistics.median(tc)
 
 
-def main(threads=(1, 2), repeat: int = 7, n: int = 4096, batch: int = 256) -> dict:
+def main(threads=(1, 2), repeat: int = 7, n: int = 4096, batch: int = 256, only: str = "") -> dict:
     dense = nn.Linear(n, n)
-    cands = layers(n)
+    cands = {k: v for k, v in layers(n).items() if only in k}
     x = torch.randn(batch, n, requires_grad=True)
     gy = torch.randn(batch, n)
     print(f"sparse and structured layers vs dense nn.Linear, {n}x{n}, batch {batch}, fwd+bwd, fp32, "
@@ -117,5 +117,6 @@ if __name__ == "__main__":
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--only", default="", help="run the layers whose name contains this")
     a = ap.parse_args()
-    main(tuple(int(t) for t in a.threads.split(",")), a.repeat, a.size, a.batch)
+    main(tuple(int(t) for t in a.threads.split(",")), a.repeat, a.size, a.batch, a.only)

@@ -442,6 +442,8 @@ def test_torch_compile_fullgraph_takes_a_structured_model():
     out.pow(2).sum().backward()
     assert m.b.weight_r.grad is not None and m.d.weight_blocks.grad is not None
     assert float(m.a.weight.grad[m.a.weight_mask == 0].abs().max()) == 0.0      # grads carry no graph
+    ep = torch.export.export(m, (x,))
+    assert torch.allclose(ep.module()(x), ref, atol=1e-6)
 
 
 _DDP = '''

@@ -240,7 +240,7 @@ class TritonBackend:
                         BJ=bj, BI=bi, BN=bn)
 
     @classmethod
-    def monarch_fwd(cls, x, r, l):
+    def monarch_fwd(cls, x, r, l, bias=None):
         n, (k, q, p), s = x.shape[0], r.shape, l.shape[1]
         x, r, l = x.contiguous(), r.contiguous(), l.contiguous()
         h = torch.empty(k, n, q, dtype=x.dtype, device=x.device)
@@ -249,6 +249,8 @@ class TritonBackend:
         cls._mm(x, r, h, n, p, q, k, (k * p, p, 1, 0, 0), (q * p, p, 1), (0, 0, 0, n * q, q), perm_out=True)
         # stage 2: y[n, j*k + b] = sum_i h[b, n, i] L[b, j, i]
         cls._mm(h, l, y, n, q, s, k, (q, n * q, 1, 0, 0), (s * q, q, 1), (k * s, 1, k, 0, 0))
+        if bias is not None:
+            y += bias
         return y, h
 
     @classmethod

@@ -19,25 +19,40 @@ class _TorchBackend:
     name = "torch"
 
     @staticmethod
-    def monarch_fwd(x, r, l):
-        """y = P L P^T R x for x (N, k*p), R (k, q, p), L (k, s, q); returns y (N, k*s) and the stage-1
-        output, permuted (k, N, q), for the backward."""
+    def monarch_fwd(x, r, l, bias=None):
+        """y = P L P^T R x (+ bias) for x (N, k*p), R (k, q, p), L (k, s, q); returns y (N, k*s) and the
+        stage-1 output, permuted (k, N, q), for the backward."""
         n, (k, q, p), s = x.shape[0], r.shape, l.shape[1]
         h = torch.bmm(x.view(n, k, p).transpose(0, 1), r.transpose(1, 2))            # (k, N, q)
         h = h.transpose(0, 1).reshape(n, q, k).permute(2, 0, 1).contiguous()           # P^T: (k, N, q)
-        y = torch.bmm(h, l.transpose(1, 2))                                           # (k, N, s)
+        if bias is None:
+            y = torch.bmm(h, l.transpose(1, 2))                                       # (k, N, s)
+        else:                                                                         # y[n, j*k + b] + bias
+            y = torch.baddbmm(bias.view(s, k).t().unsqueeze(1), h, l.transpose(1, 2))
         return y.permute(1, 2, 0).reshape(n, s * k), h
 
     @staticmethod
     def monarch_bwd(gy, x, r, l, h, need_x, need_r, need_l):
+        """Gradients of x, R and L (each when asked): four batched matmuls, whose outputs are written
+        through strided views straight into the layout the next step reads."""
         n, (k, q, p), s = x.shape[0], r.shape, l.shape[1]
-        g2 = gy.reshape(n, s, k).permute(2, 0, 1)                                     # (k, N, s)
+        g2 = gy.view(n, s, k).permute(2, 0, 1).contiguous()                           # (k, N, s)
         gl = torch.bmm(g2.transpose(1, 2), h) if need_l else None                      # (k, s, q)
-        gh = torch.bmm(g2, l)                                                         # (k, N, q)
-        gh = gh.permute(1, 2, 0).reshape(n, k, q).transpose(0, 1)                     # back through P^T
-        xk = x.view(n, k, p).transpose(0, 1)
-        gr = torch.bmm(gh.transpose(1, 2), xk) if need_r else None                    # (k, q, p)
-        gx = torch.bmm(gh, r).transpose(0, 1).reshape(n, k * p) if need_x else None    # (N, k*p)
+        compiling = torch.compiler.is_compiling()      # dynamo takes no strided `out=`; inductor fuses copies
+        if compiling:
+            ghb = torch.bmm(g2, l).permute(1, 2, 0).contiguous()
+        else:
+            ghb = x.new_empty(n, q, k)
+            torch.bmm(g2, l, out=ghb.permute(2, 0, 1))                                 # (k, N, q), permuted
+        gh = ghb.view(n, k, q).transpose(0, 1)                                         # back through P^T
+        gr = torch.bmm(gh.transpose(1, 2), x.view(n, k, p).transpose(0, 1)) if need_r else None   # (k, q, p)
+        gx = None
+        if need_x and compiling:
+            gx = torch.bmm(gh, r).transpose(0, 1).reshape(n, k * p)
+        elif need_x:
+            gxb = x.new_empty(n, k, p)
+            torch.bmm(gh, r, out=gxb.transpose(0, 1))
+            gx = gxb.view(n, k * p)
         return gx, gr, gl
 
     @staticmethod
@@ -152,25 +167,29 @@ class _MaskGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         (mask,) = ctx.saved_tensors
-        if g.dtype == mask.dtype and g.is_contiguous() and g._base is None:
-            return g.mul_(mask), None         # the weight's gradient from its matmul, masked in place
+        if g.dtype == mask.dtype and g.is_contiguous():
+            # the only consumer is the layer's own matmul or conv (masked_weight), whose weight gradient is a
+            # fresh tensor: masked in place (a new tensor would cost 6x more than the multiply)
+            return g.mul_(mask), None
         return g * mask, None
 
 
 class _Monarch(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, r, l):
+    def forward(ctx, x, r, l, bias):
         be = backend_for(x, "monarch")
-        y, h = be.monarch_fwd(x, r, l)
+        y, h = be.monarch_fwd(x, r, l, bias)
         ctx.save_for_backward(x, r, l, h)
-        ctx.be = be
+        ctx.be, ctx.has_bias = be, bias is not None
         return y
 
     @staticmethod
     def backward(ctx, gy):
         x, r, l, h = ctx.saved_tensors
-        nx, nr, nl = ctx.needs_input_grad
-        return ctx.be.monarch_bwd(gy.contiguous(), x, r, l, h, nx, nr, nl)
+        nx, nr, nl, nb = ctx.needs_input_grad
+        gy = gy.contiguous()
+        gx, gr, gl = ctx.be.monarch_bwd(gy, x, r, l, h, nx, nr, nl)
+        return gx, gr, gl, (gy.sum(0) if ctx.has_bias and nb else None)
 
 
 class _BlockSparse(torch.autograd.Function):
@@ -241,10 +260,10 @@ def block_sparse(x, blocks, plan):
     return y.reshape(*lead, y.shape[-1])
 
 
-def monarch(x, r, l):
-    """x (..., k*p) through the Monarch matrix with factors R (k, q, p) and L (k, s, q)."""
+def monarch(x, r, l, bias=None):
+    """x (..., k*p) through the Monarch matrix with factors R (k, q, p) and L (k, s, q), plus `bias`."""
     lead = x.shape[:-1]
-    y = _Monarch.apply(x.reshape(-1, x.shape[-1]).contiguous(), r, l)
+    y = _Monarch.apply(x.reshape(-1, x.shape[-1]).contiguous(), r, l, bias)
     return y.reshape(*lead, y.shape[-1])
 
 
@@ -379,8 +398,7 @@ class MonarchLinear(nn.Module):
             _uniform_(self.bias, self.in_features)
 
     def forward(self, x):
-        y = monarch(x, self.weight_r, self.weight_l)
-        return y + self.bias if self.bias is not None else y
+        return monarch(x, self.weight_r, self.weight_l, self.bias)
 
     def dense_weight(self):
         return monarch_dense(self.weight_r, self.weight_l)
