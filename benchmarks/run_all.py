@@ -12,6 +12,7 @@ import draw  # noqa: E402
 import frontend  # noqa: E402
 import init  # noqa: E402
 import runtime  # noqa: E402
+import sparsity  # noqa: E402
 
 if __name__ == "__main__":
     coldstart.main()
@@ -25,3 +26,5 @@ if __name__ == "__main__":
     init.main()
     print()
     runtime.main()
+    print()
+    sparsity.main()

@@ -203,6 +203,11 @@ class SpecGen:
                     if check(source=_assemble(head, with_init, name), filename=FILE, dims=BOUND,
                              strict_dims=False).ok:
                         cand = with_init
+                if any(p.name == "weight" for p in node.params) and r.random() < 0.3:   # a sparsity clause
+                    with_sp = cand[:-1] + [cand[-1] + f" sparsity {r.choice(SPARSITY_SAMPLES)}"]
+                    if check(source=_assemble(head, with_sp, name), filename=FILE, dims=BOUND,
+                             strict_dims=False).ok:
+                        cand = with_sp
                 body = cand
                 if len(node.outputs) == 1:
                     env[name] = node.outputs[0]
@@ -221,6 +226,11 @@ INIT_SAMPLES = ("zeros", "ones", "constant(0.5)", "normal(0, 0.02)", "uniform(-0
                 "xavier_uniform()", "xavier_normal(gain=2)", 'kaiming_normal(nonlinearity="relu")',
                 'kaiming_uniform(mode="fan_out")', "orthogonal()", "identity()", "normal(0, 1 / sqrt(fan_in))",
                 "default")
+
+
+SPARSITY_SAMPLES = ("random(0.5)", "erk(0.3)", "magnitude(0.25)", "nm(2, 4)", "nm(1, 2)", "block(size=2, density=0.5)",
+                    "block(size=4, density=0.25)", "monarch(2)", "monarch(blocks=4)", "lowrank(1)", "lowrank(2)",
+                    "frozen", "frozen(random(0.5))", "random(1)", "random(0)", "nm(3, 4)")
 
 
 def _assemble(head: list[str], body: list[str], out: str) -> str:
