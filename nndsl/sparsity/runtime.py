@@ -23,8 +23,14 @@ class _TorchBackend:
         """y = P L P^T R x (+ bias) for x (N, k*p), R (k, q, p), L (k, s, q); returns y (N, k*s) and the
         stage-1 output, permuted (k, N, q), for the backward."""
         n, (k, q, p), s = x.shape[0], r.shape, l.shape[1]
-        h = torch.bmm(x.view(n, k, p).transpose(0, 1), r.transpose(1, 2))            # (k, N, q)
-        h = h.transpose(0, 1).reshape(n, q, k).permute(2, 0, 1).contiguous()           # P^T: (k, N, q)
+        xk = x.view(n, k, p).transpose(0, 1)
+        if torch.compiler.is_compiling():               # dynamo takes no strided `out=`
+            h = torch.bmm(xk, r.transpose(1, 2)).transpose(0, 1).reshape(n, q, k)
+        else:                                           # stage 1 written as (N, k, q): P^T is one copy
+            h = x.new_empty(n, k * q)
+            torch.bmm(xk, r.transpose(1, 2), out=h.view(n, k, q).transpose(0, 1))
+            h = h.view(n, q, k)
+        h = h.permute(2, 0, 1).contiguous()                                            # P^T: (k, N, q)
         if bias is None:
             y = torch.bmm(h, l.transpose(1, 2))                                       # (k, N, s)
         else:                                                                         # y[n, j*k + b] + bias
@@ -33,25 +39,19 @@ class _TorchBackend:
 
     @staticmethod
     def monarch_bwd(gy, x, r, l, h, need_x, need_r, need_l):
-        """Gradients of x, R and L (each when asked): four batched matmuls, whose outputs are written
-        through strided views straight into the layout the next step reads."""
+        """Gradients of x, R and L (each when asked): four batched matmuls; the input gradient is written
+        through a strided view straight into its layout (a strided `out=` is slow for the permuted one)."""
         n, (k, q, p), s = x.shape[0], r.shape, l.shape[1]
         g2 = gy.view(n, s, k).permute(2, 0, 1).contiguous()                           # (k, N, s)
         gl = torch.bmm(g2.transpose(1, 2), h) if need_l else None                      # (k, s, q)
-        compiling = torch.compiler.is_compiling()      # dynamo takes no strided `out=`; inductor fuses copies
-        if compiling:
-            ghb = torch.bmm(g2, l).permute(1, 2, 0).contiguous()
-        else:
-            ghb = x.new_empty(n, q, k)
-            torch.bmm(g2, l, out=ghb.permute(2, 0, 1))                                 # (k, N, q), permuted
-        gh = ghb.view(n, k, q).transpose(0, 1)                                         # back through P^T
+        gh = torch.bmm(g2, l).permute(1, 2, 0).reshape(n, k, q).transpose(0, 1)     # back through P^T
         gr = torch.bmm(gh.transpose(1, 2), x.view(n, k, p).transpose(0, 1)) if need_r else None   # (k, q, p)
         gx = None
-        if need_x and compiling:
+        if need_x and torch.compiler.is_compiling():    # dynamo takes no strided `out=`
             gx = torch.bmm(gh, r).transpose(0, 1).reshape(n, k * p)
         elif need_x:
             gxb = x.new_empty(n, k, p)
-            torch.bmm(gh, r, out=gxb.transpose(0, 1))
+            torch.bmm(gh, r, out=gxb.transpose(0, 1))                                   # straight into (N, k*p)
             gx = gxb.view(n, k * p)
         return gx, gr, gl
 
@@ -271,7 +271,7 @@ def monarch_dense(r, l):
     """The dense (out, in) matrix of a Monarch layer: its factors applied to the identity."""
     n_in = r.shape[0] * r.shape[2]
     eye = torch.eye(n_in, dtype=r.dtype, device=r.device)
-    return _TorchBackend.monarch_fwd(eye, r, l)[0].t()
+    return monarch(eye, r, l).t()
 
 
 # -- masks ------------------------------------------------------------------------------------------
