@@ -491,3 +491,71 @@ def test_the_front_end_does_not_import_torch_for_a_sparse_spec(tmp_path):
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "mix.nn")], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+def test_conv_layers_take_masks_nm_and_low_rank():
+    src = '''model C {
+  input x: [B, 16, 10, 10]
+  a = conv2d(x, 32, 3, padding=1) init { weight: kaiming_normal() } sparsity random(0.3)
+  b = conv2d(relu(a), 32, 3, padding=1, bias=false) sparsity nm(2, 4)
+  c = conv2d(relu(b), 16, 3, padding="same", padding_mode="reflect") structure lowrank(rank=4)
+  output y = conv1d(mean(c, [3]), 8, 3) sparsity magnitude(0.5)
+}
+'''
+    r = check(src)
+    assert r.ok, r.diagnostics
+    st = {n.id: n.facets["structure"] for n in r.ir.nodes() if "structure" in n.facets}
+    assert st["a"].nonzero == round(0.3 * 32 * 16 * 9) and st["b"].nonzero == 32 * 32 * 9 // 2
+    assert st["c"].stored == 4 * (32 * 9 + 16)
+    m = nndsl.load(source=src, seed=0)
+    x = torch.randn(2, 16, 10, 10)
+    for name, layer in (("a", m.a), ("b", m.b)):
+        assert int((layer.weight != 0).sum()) == st[name].nonzero
+    # N:M along the input channels: at most 2 of every 4 consecutive channels at each tap
+    groups = (m.b.weight != 0).movedim(1, -1).reshape(-1, 4)
+    assert int(groups.sum(-1).max()) == 2
+    with torch.no_grad():                           # the low-rank conv is the conv with the product weight
+        h = torch.relu(m.b(torch.relu(m.a(x))))
+        ref = torch.nn.functional.conv2d(torch.nn.functional.pad(h, [1, 1, 1, 1], mode="reflect"),
+                                         dense_weight(m.c), m.c.bias)
+        assert torch.allclose(m.c(h), ref, atol=1e-5)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.1)
+    for _ in range(5):
+        opt.zero_grad()
+        m(x).pow(2).mean().backward()
+        opt.step()
+    for layer in (m.a, m.b, m.y):
+        assert float(layer.weight.detach()[layer.weight_mask == 0].abs().max()) == 0.0
+
+
+def test_a_block_layout_file_places_the_blocks(tmp_path):
+    grid = np.zeros((4, 4), dtype=np.uint8)
+    grid[0, 3] = grid[2, 1] = grid[3, 3] = 1
+    np.save(tmp_path / "layout.npy", grid)
+    (tmp_path / "b.nn").write_text('model B {\n  input x: [N, 64]\n'
+                                   '  output y = linear(x, 64) sparsity block(size=16, layout="layout.npy")\n}\n')
+    r = nndsl.check(tmp_path / "b.nn")
+    assert r.ok, r.diagnostics
+    st = r.ir.node("y").facets["structure"]
+    assert st.stored == 3 * 256 and st.kernel == "bsr-rows"
+    m = nndsl.load(tmp_path / "b.nn", seed=0)
+    assert sorted(map(tuple, m.y.weight_index.tolist())) == [(0, 3), (2, 1), (3, 3)]
+    w = dense_weight(m.y).detach()
+    assert float(w[:16, :48].abs().sum()) == 0 and float(w[:16, 48:].abs().sum()) > 0
+    np.save(tmp_path / "layout.npy", np.full((4, 4), 2, dtype=np.uint8))
+    assert [d.code for d in nndsl.check(tmp_path / "b.nn").diagnostics] == ["E0704"]
+
+
+def test_two_four_takes_the_dense_path_off_the_gpu(monkeypatch):
+    m = R.MaskedLinear(64, 64, sparsity=("nm", {"n": 2, "m": 4, "keep": 64 * 32}))
+    x = torch.randn(8, 64)
+    with torch.no_grad():
+        assert not m._semi_structured_ok(x.half())            # not on a CUDA tensor: never asked
+        assert torch.allclose(m(x), x @ (m.weight * m.weight_mask).t() + m.bias)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    monkeypatch.setenv("NNDSL_KERNELS", "auto")
+    m.half()
+    with torch.no_grad():
+        assert m._semi_structured_ok(x.half())                # inference in fp16 on sm90: semi-structured
+        assert m._semi_structured() is None and m._semi is False      # no kernel on the CPU: dense from now on
+    assert not m._semi_structured_ok(torch.randn(8, 64))      # fp32 / training: dense + mask

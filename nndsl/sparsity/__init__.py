@@ -188,8 +188,9 @@ def _nm(a, w):
         raise Misfit("E0702", f"nm(_, {m}) groups the input dimension by {m}, but it has {w.cin} entries "
                      f"({w.cin} % {m} = {w.cin % m})")
     plan = _mask_plan("nm", a, w, n / m, kind="nm",
-                      note="2:4 runs as semi-structured sparse on sm80+ GPUs; on the CPU as dense with zeros kept")
-    return Plan(**{**plan.__dict__, "gpu": "semi-structured" if (n, m) == (2, 4) else "dense+mask"})
+                      note="2:4 runs as semi-structured sparse on sm80+ GPUs for inference; training and the CPU "
+                      "run dense with zeros kept")
+    return Plan(**{**plan.__dict__, "gpu": "2:4 semi-structured (inference)" if (n, m) == (2, 4) else "dense+mask"})
 
 
 def _block(a, w):

@@ -344,9 +344,42 @@ class MaskedLinear(_Masked, nn.Linear):
     def __init__(self, in_features, out_features, bias=True, *, sparsity, device=None, dtype=None):
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self._setup_mask(sparsity)
+        self._semi = None                # (weight version, compressed 2:4 weight), or False: not here
 
     def forward(self, x):
+        if self._semi is not False and x.is_cuda and self._semi_structured_ok(x):
+            w = self._semi_structured()
+            if w is not None:
+                lead = x.shape[:-1]
+                return F.linear(x.reshape(-1, x.shape[-1]), w, self.bias).reshape(*lead, self.out_features)
         return F.linear(x, self.masked_weight(), self.bias)
+
+    def _semi_structured_ok(self, x):
+        """2:4 through PyTorch's semi-structured sparse tensors: on a GPU of compute capability 8.0 or
+        more, fp16/bf16, for inference (training runs dense with the mask), unless NNDSL_KERNELS=torch."""
+        if self.sparsity[0] != "nm" or (self.sparsity[1]["n"], self.sparsity[1]["m"]) != (2, 4):
+            return False
+        if os.environ.get("NNDSL_KERNELS", "auto") == "torch" or torch.compiler.is_compiling():
+            return False
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            return False
+        if x.dtype not in (torch.float16, torch.bfloat16) or x.dtype != self.weight.dtype:
+            return False
+        if self.in_features % 64 or self.out_features % 64 or x.numel() // x.shape[-1] % 8:
+            return False
+        return torch.cuda.get_device_capability(x.device) >= (8, 0)
+
+    def _semi_structured(self):
+        key = (self.weight._version, self.weight.data_ptr())
+        if self._semi is None or self._semi[0] != key:
+            try:
+                from torch.sparse import to_sparse_semi_structured
+
+                self._semi = (key, to_sparse_semi_structured((self.weight * self.weight_mask).detach()))
+            except Exception:  # noqa: BLE001 - no cuSPARSELt/CUTLASS kernel for this GPU or shape: dense
+                self._semi = False
+                return None
+        return self._semi[1]
 
 
 class _MaskedConv(_Masked):
