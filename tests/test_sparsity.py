@@ -559,3 +559,10 @@ def test_two_four_takes_the_dense_path_off_the_gpu(monkeypatch):
         assert m._semi_structured_ok(x.half())                # inference in fp16 on sm90: semi-structured
         assert m._semi_structured() is None and m._semi is False      # no kernel on the CPU: dense from now on
     assert not m._semi_structured_ok(torch.randn(8, 64))      # fp32 / training: dense + mask
+
+
+def test_diagram_badges_name_the_structure_and_fit_their_box():
+    d = nndsl.draw(ROOT / "examples" / "sparse_mlp.nn", annotate=("sparsity",))
+    dot = d.dot
+    assert "monarch(blocks=64), 1/32 stored" in dot and "random(density=0.25), 25% kept" in dot
+    assert "block(size=64, density=0.1), 10% kept" in dot

@@ -668,6 +668,9 @@ class _Layout:
         label, html, learned, glyph_w = self._glyph_text(it, kind)
         if win is not None:
             glyph_w = WEDGE + INNER + win.box_w
+        badges = self._badges(it)                      # --annotate: the box holds its badges (8 pt)
+        if badges and kind not in ("marker", "dot", "add", "copy", "bar", "norm"):
+            glyph_w = max(glyph_w, max(len(b) for b in badges) * BADGE_CHAR + 12)
         if kind == "norm":                    # the circle spans its wires and fits its column
             glyph_w = max(glyph_w, (block_y1 - block_y0) + 4)
         targets: dict[int, tuple[float, Optional[float]]] = {}  # id(live) -> (y at L, x of its port or None)
@@ -1270,18 +1273,24 @@ def _init_badge(node) -> str:
 
 
 def _sparsity_badge(node) -> str:
-    for p in node.params:
-        f = p.facets.get("layout")
-        if f is not None and getattr(f, "kind", "dense") != "dense":
-            dens = getattr(f, "density", None)
-            return f"{f.kind}" + (f" {dens:.0%}" if isinstance(dens, float) else "")
-    return ""
+    st = node.facets.get("structure")
+    if st is None:
+        return ""
+    from ..sparsity import describe_rule
+
+    dense = 1
+    for d in st.dense_shape:
+        dense *= d
+    kept = f"{st.nonzero / dense:.0%} kept" if st.nonzero < dense else f"1/{dense / st.stored:.3g} stored"
+    return f"{describe_rule(st.rule, st.args)}, {kept}"
 
 
 def _symmetry_badge(node) -> str:
     f = node.facets.get("symmetry")
     return f"sym: {getattr(f, 'group', f)}" if f is not None else ""
 
+
+BADGE_CHAR = 4.4          # width of a badge character (8 pt) in points
 
 # --annotate: one badge function per facet slot; the init, sparsity and symmetry passes fill the facets
 BADGES = {"init": _init_badge, "sparsity": _sparsity_badge, "symmetry": _symmetry_badge}
