@@ -158,6 +158,7 @@ def test_tiles_are_powers_of_two_of_at_least_16():
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_functions_pass_gradcheck(backend, monkeypatch):
     monkeypatch.setenv("NNDSL_KERNELS", backend)
+    torch.manual_seed(0)                      # relu's kink: inputs fixed away from it
     dt = torch.float64
     r, l = monarch_factors(16, 32, 2, dt)
     x = torch.randn(3, 16, dtype=dt)

@@ -35,7 +35,7 @@ class _TorchBackend:
             y = torch.bmm(h, l.transpose(1, 2))                                       # (k, N, s)
         else:                                                                         # y[n, j*k + b] + bias
             y = torch.baddbmm(bias.view(s, k).t().unsqueeze(1), h, l.transpose(1, 2))
-        return y.permute(1, 2, 0).reshape(n, s * k), h
+        return y.view(k, n * s).t().contiguous().view(n, s * k), h       # (k, N*s) -> (N*s, k): a 2-D transpose
 
     @staticmethod
     def monarch_bwd(gy, x, r, l, h, need_x, need_r, need_l):
