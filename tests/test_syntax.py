@@ -146,3 +146,60 @@ def test_statement_keywords_are_names_where_they_cannot_be_keywords():
     # at the start of a statement, without `=`, they are still keywords
     bad = nndsl.check(source="model M {\n  input x: [B]\n  output\n}\n")
     assert bad.errors[0].code == "E0001"
+
+
+def _both(P, text: str, file: str):
+    """What the tighter loop and Lark's own parser give for `text`: the module, or the error (its type,
+    token and position), each from a fresh parser state."""
+    out = []
+    for run in (lambda: P._parse(text), lambda: P._lark().parse(text)):
+        P._TRANSFORMER.file, P._TRANSFORMER.errors = file, []
+        P._LEX.reset()
+        try:
+            out.append(run())
+        except Exception as e:  # noqa: BLE001 - a syntax error: both must report the same one
+            tok = getattr(e, "token", None)
+            out.append((type(e).__name__, getattr(tok, "type", None), getattr(tok, "start_pos", None),
+                        getattr(e, "pos_in_stream", None)))
+    return out
+
+
+def _sources():
+    root = Path(__file__).resolve().parents[1]
+    for d in ("examples", "stdlib_blocks", "tests/ui", "tests/fuzz_corpus"):
+        yield from sorted((root / d).glob("*.nn"))
+
+
+def test_the_fast_loop_parses_exactly_as_lark_or_not_at_all():
+    """parse_recovering runs a tighter loop over Lark's LALR table; on every spec we have it must give the
+    very AST (spans included) that Lark's own parser gives, or the very same error."""
+    from nndsl.syntax import parser as P
+
+    n = 0
+    for path in _sources():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        fast, slow = _both(P, text, str(path))
+        assert fast == slow, path
+        n += isinstance(fast, P.A.Module)
+    assert n > 30
+
+
+def test_the_fast_loop_agrees_on_generated_and_mutated_specs():
+    import random
+
+    from nndsl import fuzz
+    from nndsl.syntax import parser as P
+
+    rng = random.Random(5)
+    agreed = stepped_aside = 0
+    for i in range(150):
+        text = fuzz.SpecGen(random.Random(i)).generate()
+        if i % 2:
+            text = fuzz.mutate(text, rng)
+        fast, slow = _both(P, text, "g.nn")
+        assert fast == slow, text
+        if isinstance(fast, P.A.Module):
+            agreed += 1
+        else:
+            stepped_aside += 1
+    assert agreed > 50 and stepped_aside > 5

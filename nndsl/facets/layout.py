@@ -58,7 +58,9 @@ class Structure(Facet, slot="structure", on=("node",)):
 
 def fill_layouts(ir: IR) -> None:
     """Give every parameter without a layout the dense one (a pass that knows better runs before)."""
+    from ..fastmodel import make
+
     for n in ir.nodes():
         for p in n.params:
-            if "layout" not in p.facets:
-                attach(p, Layout(stored=p.numel, bytes=p.numel * dtype_bytes(p.dtype)))
+            if "layout" not in p.facets:     # from checked ints: built without validation (hot: one per parameter)
+                p.facets["layout"] = make(Layout, stored=p.numel, bytes=p.numel * dtype_bytes(p.dtype))

@@ -724,7 +724,7 @@ def parse_recovering(text: str, file: str = "<string>", max_errors: int = MAX_SY
 
     mod = None
     try:
-        mod = _lark().parse(text, on_error=on_error)
+        mod = _parse(text, on_error)
     except UnexpectedInput as e:
         if id(e) not in seen:
             diags.append(_syntax_error(e, file, text, _LEX.open_before))
@@ -741,6 +741,130 @@ def parse_recovering(text: str, file: str = "<string>", max_errors: int = MAX_SY
     diags = sorted(diags + _TRANSFORMER.errors, key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
     diags = diags[:max(1, max_errors)]
     return (mod if not diags else None), diags
+
+
+def _parse(text: str, on_error=None):
+    """Lark's LALR parse (same table, callbacks, lexer and post-lexer, same error recovery through
+    `on_error`), with a tighter first pass (`_fast_loop`); after an error Lark's own loop resumes."""
+    from lark.parsers.lalr_parser_state import ParseConf, ParserState
+
+    tables = _fast_tables()
+    if tables is None:
+        return _lark().parse(text, on_error=on_error)
+    frontend, core = tables[0].parser, tables[0].parser.parser.parser
+    state = ParserState(ParseConf(core.parse_table, core.callbacks, "start"), frontend._make_lexer_thread(text))
+    try:
+        return _fast_loop(state, tables, core)
+    except UnexpectedInput as e:           # as lark.parsers.lalr_parser.LALR_Parser.parse
+        if on_error is None:
+            raise
+        while True:
+            if isinstance(e, UnexpectedCharacters):
+                s = e.interactive_parser.lexer_thread.state
+                p = s.line_ctr.char_pos
+            if not on_error(e):
+                raise e
+            if isinstance(e, UnexpectedCharacters) and p == s.line_ctr.char_pos:
+                s.line_ctr.feed(s.text.text[p:p + 1])
+            try:
+                return e.interactive_parser.resume_parse()
+            except UnexpectedToken as e2:
+                if isinstance(e, UnexpectedToken) and e.token.type == e2.token.type == "$END" and \
+                        e.interactive_parser == e2.interactive_parser:
+                    raise e2
+                e = e2
+            except UnexpectedCharacters as e2:
+                e = e2
+
+
+def _fast_loop(state, tables, core):
+    """Lark's parse loop (ParserState.feed_token) over the same table, with chains of single-child rules
+    (`expr -> ... -> atom`) taken without a call. Errors are raised as Lark raises them, with an
+    interactive parser on the same state, so recovery resumes where this loop stopped."""
+    from lark.parsers.lalr_interactive_parser import InteractiveParser
+
+    _, states, start, end, tok_cb = tables
+    ss, vs = state.state_stack, state.value_stack
+    token = None
+    try:
+        for token in state.lexer.lex(state):
+            ttype = token.type
+            while True:
+                try:
+                    shift, arg = states[ss[-1]][ttype]
+                except KeyError:
+                    raise _unexpected(token, state) from None
+                if shift:
+                    ss.append(arg)
+                    vs.append(token if ttype not in tok_cb else tok_cb[ttype](token))
+                    break
+                _reduce(arg, ss, vs, states)
+        token = Token.new_borrow_pos("$END", "", token) if token else Token("$END", "", 0, 1, 1)
+        while True:
+            try:
+                shift, arg = states[ss[-1]]["$END"]
+            except KeyError:
+                raise _unexpected(token, state) from None
+            if shift:
+                raise _unexpected(token, state)
+            _reduce(arg, ss, vs, states)
+            if ss[-1] == end:
+                return vs[-1]
+    except UnexpectedInput as e:
+        e.interactive_parser = InteractiveParser(core, state, state.lexer)
+        raise
+
+
+def _reduce(arg, ss, vs, states) -> None:
+    size, origin, cb = arg
+    if cb is None:                                   # a single child passed up
+        ss.pop()
+    else:
+        s = vs[-size:] if size else []
+        if size:
+            del ss[-size:]
+            del vs[-size:]
+        vs.append(cb(s))
+    ss.append(states[ss[-1]][origin][1])
+
+
+def _unexpected(token, state) -> UnexpectedToken:
+    expected = {s for s in state.parse_conf.states[state.state_stack[-1]].keys() if s.isupper()}
+    return UnexpectedToken(token, expected, state=state, interactive_parser=None)
+
+
+@functools.lru_cache(maxsize=1)
+def _fast_tables():
+    """Lark's LALR table as (shift?, target) per state and token, each reduction as (size, rule name,
+    callback or None for a single-child rule that passes its child up)."""
+    from lark.parse_tree_builder import ExpandSingleChild
+    from lark.parsers.lalr_analysis import Shift
+
+    lark = _lark()
+    try:
+        core = lark.parser.parser.parser
+        table, callbacks = core.parse_table, core.callbacks
+        start, end = table.start_states["start"], table.end_states["start"]
+    except (AttributeError, KeyError):                   # another Lark layout: Lark's own loop only
+        return None
+    rules: dict = {}
+    states: dict = {}
+    for st, row in table.states.items():
+        out = {}
+        for tok, (action, arg) in row.items():
+            if action is Shift:
+                out[tok] = (True, arg)
+                continue
+            info = rules.get(id(arg))
+            if info is None:
+                cb = callbacks[arg]
+                size = len(arg.expansion)
+                info = rules[id(arg)] = (size, arg.origin.name,
+                                         None if isinstance(cb, ExpandSingleChild) and size == 1 else cb)
+            out[tok] = (False, info)
+        states[st] = out
+    tok_cb = {k: v for k, v in callbacks.items() if isinstance(k, str)}
+    return lark, states, start, end, tok_cb
 
 
 def _recover(e: UnexpectedInput, text: str) -> bool:
