@@ -566,3 +566,33 @@ def test_diagram_badges_name_the_structure_and_fit_their_box():
     dot = d.dot
     assert "monarch(blocks=64), 1/32 stored" in dot and "random(density=0.25), 25% kept" in dot
     assert "block(size=64, density=0.1), 10% kept" in dot
+
+
+def test_edge_cases_build_run_and_move():
+    import copy
+
+    src = '''model E(D: int = 96) {
+  input x: [B, T, D]
+  input s: [B, 4, 32]
+  a = linear(x, 96, bias=false) sparsity block(size=24, density=0.25)
+  b = linear(a, 192, bias=false) structure monarch(blocks=4)
+  c = linear(b, 96) sparsity frozen(monarch(4))
+  w = conv1d(s, 8, 3) structure lowrank(2)
+  sparsity { *: random(0.9) }
+  output y = c
+  output u = w
+}
+'''
+    r = check(src)
+    assert r.ok and not r.diagnostics, r.diagnostics        # `*` is overridden everywhere: no warning
+    m = nndsl.load(source=src, seed=0)
+    x, s = torch.randn(2, 5, 96), torch.randn(2, 4, 32)
+    y, u = m(x, s)
+    (y.sum() + u.sum()).backward()
+    assert y.shape == (2, 5, 96) and u.shape == (2, 8, 30)
+    assert [n for n, p in m.named_parameters() if not p.requires_grad] == ["c.weight_r", "c.weight_l"]
+    assert torch.allclose(copy.deepcopy(m).double()(x.double(), s.double())[0], y.double(), atol=1e-5)
+    meta = copy.deepcopy(m).to("meta")                     # deferred init (FSDP): moves without data
+    assert meta.a.weight_blocks.is_meta
+    with torch.device("meta"):
+        assert nndsl.load(source=src, seed=0).b.weight_r.is_meta

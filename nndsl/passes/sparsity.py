@@ -66,10 +66,13 @@ def _structurable(node, p) -> str:
 def _resolve(ir: IR, sink: Sink) -> None:
     decls = ir.meta.sparsity
     used: set[int] = set()
-    applied: set[int] = set()          # declarations that name some linear or conv weight
     failed: set[int] = set()
     host = _Host()
     tied_targets = {p.tied_to for n in ir.nodes() for p in n.params if p.tied_to}
+    # declarations whose key names some linear or conv weight, even where a more specific one wins
+    structurable: set[int] = set()
+    for _ in select(ir, decls, lambda node, p: bool(_structurable(node, p)), structurable):
+        pass
     picks = []
     for node, p, d in select(ir, decls, lambda node, p: p.kind == "param", used):
         kind = _structurable(node, p)
@@ -91,7 +94,6 @@ def _resolve(ir: IR, sink: Sink) -> None:
             failed.add(d.order)
             continue
         picks.append((node, p, d, kind))
-        applied.add(d.order)
     evaluated = []
     for node, p, d, kind in picks:
         if d.order in failed:
@@ -143,7 +145,7 @@ def _resolve(ir: IR, sink: Sink) -> None:
             continue
         _apply(node, p, pl, d, frozen, file)
     for d in decls:
-        if d.order not in applied and d.order not in failed:
+        if d.order not in structurable and d.order not in failed:
             what = "the layers this statement creates" if d.nodes is not None else "this block"
             sink.warning("W0701", f"sparsity key `{_key_text(d)}` matches no weight of {what}", d.key_span,
                          d.scope, label="matches nothing",

@@ -331,6 +331,8 @@ class _Masked:
     @torch.no_grad()
     def reset_structure(self, generator=None, mask=None):
         """Draw the mask (or take `mask`) and zero the weight where it is False."""
+        if self.weight.is_meta:             # no data: the mask comes with the state dict or a later reset
+            return
         if mask is None:
             mask = make_mask(self.sparsity[0], self.sparsity[1], self.weight, generator)
         self.weight_mask.copy_(mask.to(torch.bool))
@@ -554,6 +556,9 @@ class BlockSparseLinear(nn.Module):
     @torch.no_grad()
     def reset_structure(self, generator=None, mask=None):
         """Draw a layout of nnz blocks (or take the block grid `mask`)."""
+        if self.weight_blocks.is_meta:      # no data: the layout comes with the state dict or a later reset
+            self._plan = None
+            return
         rows, cols = self.out_features // self.size, self.in_features // self.size
         grid = block_grid(rows, cols, self.nnz, generator) if mask is None else mask.to(torch.bool).cpu()
         idx = grid.nonzero()
@@ -566,6 +571,9 @@ class BlockSparseLinear(nn.Module):
     def plan(self):
         """The metadata the kernels read (BsrPlan), from weight_index: rebuilt when the layout changes,
         the state dict is loaded or the layer moves."""
+        if self.weight_index.is_meta:
+            self._plan = None
+            return
         self._plan = BsrPlan(self.weight_index, self.out_features // self.size, self.in_features // self.size,
                              self.nnz, self.weight_blocks.device)
 
