@@ -13,6 +13,7 @@ import frontend  # noqa: E402
 import init  # noqa: E402
 import runtime  # noqa: E402
 import sparsity  # noqa: E402
+import symmetry  # noqa: E402
 
 if __name__ == "__main__":
     coldstart.main()
@@ -28,3 +29,5 @@ if __name__ == "__main__":
     runtime.main()
     print()
     sparsity.main()
+    print()
+    symmetry.main()

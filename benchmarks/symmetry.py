@@ -1,0 +1,80 @@
+"""The equivariant-layer solver and layers (issue 10). Targets: the basis of matrix->matrix S_8 maps and
+of D4 regular->regular 3x3 group convolutions under 1 s each; an equivariant layer within 1.5x of an
+unconstrained nn.Linear of the same shape (forward + backward), timed in the same run.
+
+    python benchmarks/symmetry.py
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from nndsl.symmetry import _basis, gconv_rep, permutation, symmetric  # noqa: E402
+from nndsl.symmetry.layers import EquivariantLinear  # noqa: E402
+
+
+def solve_time(rep_out, rep_in) -> tuple[float, int]:
+    _basis.cache_clear()
+    t = time.perf_counter()
+    b = _basis(rep_out, rep_in)
+    return time.perf_counter() - t, b.shape[0]
+
+
+def paired(a, b, repeat=15):
+    for _ in range(3):
+        a()
+        b()
+    ra = []
+    for i in range(repeat):
+        order = (a, b) if i % 2 == 0 else (b, a)
+        t = {}
+        for f in order:
+            s = time.perf_counter()
+            f()
+            t[f] = time.perf_counter() - s
+        ra.append(t[b] / t[a])
+    return statistics.median(ra)
+
+
+def main() -> dict:
+    print("equivariant layers: solver and layers (CPU)")
+    S8 = symmetric(8)
+    P = permutation(S8)
+    out = {}
+    for name, (ro, ri) in {"S8 matrix->matrix": (P ** 2, P ** 2),
+                           "D4 regular->regular 3x3": gconv_rep("D4", 3, "regular")[::-1],
+                           "C4 lifting 3x3": gconv_rep("C4", 3, "lifting")[::-1]}.items():
+        t, m = solve_time(ro, ri)
+        out[name] = t
+        print(f"  basis {name:26s} {m:3d} maps in {t * 1e3:7.1f} ms   (target < 1000 ms)")
+    torch.manual_seed(0)
+    for name, rin, rout, c in (("S8 matrix->matrix", P ** 2, P ** 2, 32), ("S8 set->set", P, P, 256)):
+        eq = EquivariantLinear(rin, rout, c, c)
+        dense = nn.Linear(c * rin.dim, c * rout.dim)
+        x = torch.randn(256, c, rin.dim, requires_grad=True)
+        xf = x.detach().reshape(256, -1).requires_grad_(True)
+
+        def run_eq():
+            eq.zero_grad()
+            eq(x).sum().backward()
+
+        def run_dense():
+            dense.zero_grad()
+            dense(xf).sum().backward()
+
+        r = paired(run_dense, run_eq)
+        out[name + " layer"] = r
+        print(f"  layer {name:26s} {r:5.2f}x the time of nn.Linear({c * rin.dim}, {c * rout.dim}), fwd+bwd, "
+              f"batch 256   (target <= 1.5x)")
+    return out
+
+
+if __name__ == "__main__":
+    main()

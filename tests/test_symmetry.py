@@ -1,0 +1,127 @@
+"""Groups, representations and the equivariant-layer solver (issue 10, first part): the dimensions the
+literature gives, the orbit and SVD solvers agreeing, and layers that are equivariant to float64
+precision."""
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from nndsl.symmetry import (SymmetryError, basis, bell, cyclic, dihedral, dimension, from_matrices, gconv_rep, grid,
+                            permutation, regular, sign, symmetric, trivial)
+from nndsl.symmetry.layers import EquivariantLinear, act
+
+
+def dense(rep):
+    """The same representation given by its matrices: solved by SVD, not by orbits."""
+    return from_matrices(rep.group, [rep.matrix(k) for k in range(len(rep.group.generators))])
+
+
+@pytest.mark.parametrize("n", [4, 5, 8])
+def test_symmetric_group_dimensions_are_bell_numbers(n):
+    S = symmetric(n)
+    P, T = permutation(S), trivial(S)
+    got = {"set->set": dimension(P, P), "set->scalar": dimension(T, P), "matrix->matrix": dimension(P ** 2, P ** 2),
+           "matrix->set": dimension(P, P ** 2), "matrix->scalar": dimension(T, P ** 2)}
+    assert got == {"set->set": 2, "set->scalar": 1, "matrix->matrix": 15, "matrix->set": 5, "matrix->scalar": 2}
+    assert [bell(k) for k in range(6)] == [1, 1, 2, 5, 15, 52]
+
+
+@pytest.mark.parametrize("group,fiber,free", [("C4", "lifting", 9), ("C4", "regular", 36), ("D4", "regular", 72),
+                                              ("D4", "lifting", 9)])
+def test_group_convolution_free_parameters_per_channel_pair(group, fiber, free):
+    rin, rout = gconv_rep(group, 3, fiber)
+    assert dimension(rout, rin) == free
+
+
+def test_groups_have_their_orders():
+    assert [symmetric(n).order for n in (1, 2, 3, 5)] == [1, 2, 6, 120]
+    assert cyclic(7).order == 7 and dihedral(6).order == 12
+    assert grid("C4", 3).order == 4 and grid("D4", 4).order == 8
+    assert regular(dihedral(4)).dim == 8
+    with pytest.raises(SymmetryError):
+        symmetric(0)
+    with pytest.raises(SymmetryError):
+        symmetric(12).elements          # 479,001,600 elements: refused before enumerating them
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_orbit_and_svd_solvers_agree_with_signs(n):
+    S = symmetric(n)
+    P, sg = permutation(S), sign(S)
+    for a, b in [(P, P), (P * sg, P * sg), (sg, P ** 2), (P ** 2, sg), (sg * P, P ** 2), (P ** 2, P ** 2 * sg),
+                 (regular(S), P)]:
+        orb, svd = basis(a, b), basis(dense(a), dense(b))
+        assert orb.shape[0] == svd.shape[0], (a.name, b.name)
+        for k in range(len(S.generators)):            # every map commutes with the group
+            if len(orb):
+                assert np.abs(a.matrix(k) @ orb - orb @ b.matrix(k)).max() < 1e-12
+                assert np.abs(a.matrix(k) @ svd - svd @ b.matrix(k)).max() < 1e-9
+        if len(orb):                                   # and they span the same space
+            assert np.linalg.matrix_rank(np.concatenate([orb.reshape(len(orb), -1), svd.reshape(len(svd), -1)])) \
+                == len(orb)
+
+
+def test_cyclic_regular_maps_are_circulant():
+    R = regular(cyclic(5))
+    B = basis(R, R)
+    assert B.shape == (5, 5, 5)
+    w = np.tensordot(np.arange(1.0, 6.0), B, 1)
+    assert all(np.allclose(np.roll(w[0], i), w[i]) or np.allclose(np.roll(w[:, 0], i), w[:, i]) for i in range(5))
+
+
+@pytest.mark.parametrize("case", ["set", "matrix", "matrix_to_set", "set_to_scalar", "c4_regular", "d4_lifting"])
+def test_layers_are_equivariant_in_float64(case):
+    torch.manual_seed(0)
+    if case.startswith(("c4", "d4")):
+        rin, rout = gconv_rep(case[:2].upper(), 3, "regular" if "regular" in case else "lifting")
+    else:
+        S = symmetric(5)
+        P = permutation(S)
+        rin, rout = {"set": (P, P), "matrix": (P ** 2, P ** 2), "matrix_to_set": (P ** 2, P),
+                     "set_to_scalar": (P, trivial(S))}[case]
+    layer = EquivariantLinear(rin, rout, 3, 4).double()
+    with torch.no_grad():
+        if layer.bias is not None:
+            layer.bias.normal_()
+    x = torch.randn(6, 3, rin.dim, dtype=torch.float64)
+    g = rin.group
+    with torch.no_grad():
+        for e in random.Random(1).sample(range(g.order), min(g.order, 12)):
+            assert float((layer(act(rin, e, x)) - act(rout, e, layer(x))).abs().max()) < 1e-12
+    y = layer(x)
+    y.pow(2).sum().backward()
+    assert layer.weight.grad.shape == layer.weight.shape
+
+
+def test_a_plain_linear_layer_is_not_equivariant():
+    """The numerical test can fail: a dense weight mixing the permuted axis breaks S_n."""
+    S = symmetric(5)
+    P = permutation(S)
+    torch.manual_seed(0)
+    w = torch.randn(5, 5, dtype=torch.float64)
+    x = torch.randn(3, 5, dtype=torch.float64)
+    errs = [float((act(P, e, x) @ w.t() - act(P, e, x @ w.t())).abs().max()) for e in range(1, S.order)]
+    assert max(errs) > 1e-2
+
+
+def test_init_gives_unit_scale_outputs():
+    torch.manual_seed(0)
+    S = symmetric(8)
+    P = permutation(S)
+    layer = EquivariantLinear(P ** 2, P ** 2, 16, 16, bias=False)
+    with torch.no_grad():
+        y = layer(torch.randn(64, 16, 64))
+    assert 0.6 < float(y.std()) < 1.6
+
+
+def test_the_front_end_of_symmetry_does_not_import_torch():
+    code = ("import sys; from nndsl.symmetry import symmetric, permutation, dimension; "
+            "P = permutation(symmetric(6)); assert dimension(P ** 2, P ** 2) == 15; "
+            "assert 'torch' not in sys.modules; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
