@@ -596,3 +596,45 @@ def test_edge_cases_build_run_and_move():
     assert meta.a.weight_blocks.is_meta
     with torch.device("meta"):
         assert nndsl.load(source=src, seed=0).b.weight_r.is_meta
+
+
+PARAMETRIZED = '''model M(D: int = 256) {
+  input x: [B, 64]
+  parametrization PZ
+  h = linear(x, D) sparsity random(0.5)
+  g = linear(relu(h), D) structure monarch(blocks=4)
+  k = linear(relu(g), D) sparsity block(size=16, density=0.25)
+  l = linear(relu(k), D) structure lowrank(16)
+  output y = linear(relu(l), 10)
+}
+'''
+
+
+def test_structured_layers_under_parametrizations_and_in_place_activations():
+    # mup: the factors and blocks of a hidden weight are hidden (Adam lr x 1/m), as the dense weight is
+    src = PARAMETRIZED.replace("PZ", "mup(base_width=128)")
+    r = check(src)
+    assert r.ok, r.diagnostics
+    cls = {(n.id, p.name): p.facets["scaling"].cls for n in r.ir.nodes() for p in n.params
+           if "scaling" in p.facets and p.name != "bias"}
+    assert cls[("h", "weight")] == "input" and cls[("y", "weight")] == "output"
+    assert {cls[k] for k in cls if k[0] in "gkl"} == {"hidden"}
+    m = nndsl.load(source=src, seed=0)
+    y = m(torch.randn(3, 64))                           # relu in place right after each structured layer
+    y.sum().backward()
+    # ntk: N(0, 1) entries (factors: products of variance 1) behind 1/sqrt(fan_in); the signal pass predicts
+    # what the module computes
+    src = PARAMETRIZED.replace("PZ", "ntk")
+    r = check(src, signal=True)
+    pred = {row[0]: row[2] for row in r.ir.signal.rows}
+    got = {n: [] for n in "hgkl"}
+    for seed in range(3):
+        m = nndsl.load(source=src, seed=seed)
+        hooks = [getattr(m, n).register_forward_hook(lambda mod, i, o, n=n: got[n].append(float(o.pow(2).mean())))
+                 for n in "hgkl"]
+        with torch.no_grad():
+            m(torch.randn(2048, 64))
+        for h in hooks:
+            h.remove()
+    for n in "hgkl":
+        assert abs(np.mean(got[n]) / pred[n] - 1) < 0.15, (n, got[n], pred[n])

@@ -89,22 +89,28 @@ def _run(ir: IR, decl, at_width) -> None:
     if decl.name == "sp":
         return
     lin = [n for n in ir.nodes() if (od := O.get(n.op)) is not None and "linear" in od.traits
-           and any(p.name == "weight" and p.kind == "param" for p in n.params)]
+           and (any(p.name == "weight" and p.kind == "param" for p in n.params) or "structure" in n.facets)]
     if decl.name in ("ntk", "mf"):
+        from ..sparsity import factor_std
+        from .init import param_path, salt
+
         readouts = _readouts(ir, lin)
         for n in lin:
-            w = next(p for p in n.params if p.name == "weight")
-            fi = w.fan_in or 1
+            st = n.facets.get("structure")          # a structured weight: the dense one's fans, times its density
+            stored = [p for p in n.params if p.kind == "param" and (p.name == "weight" or st is not None and
+                                                                   (lay := p.facets.get("layout")) and lay.of)]
+            fi = st.fan_in if st is not None else (stored[0].fan_in or 1)
             mult = 1.0 / fi if (decl.name == "mf" and n.id in readouts) else 1.0 / math.sqrt(fi)
             attach(n, Multiplier(input=mult))
-            if "init" not in w.facets and w.tied_to is None:
-                from .init import param_path, salt
-
+            for w in stored:                        # entries N(0, 1): factors so that their products are
+                if "init" in w.facets or w.tied_to is not None:
+                    continue
+                std = factor_std(1.0, st.paths) if st is not None and st.kind in ("monarch", "lowrank") else 1.0
                 path = param_path(n.id, w.name)
                 attach(w, Init(rule="normal", args={"mean": 0.0, "std": 1.0}, declared_at=
-                               f"{decl.span.file}:{decl.span.line}", key=f"parametrization {decl.name}", std=1.0,
+                               f"{decl.span.file}:{decl.span.line}", key=f"parametrization {decl.name}", std=std,
                                mean=0.0, m2=1.0, seed=salt(path), path=path, prim="normal",
-                               prim_args={"mean": 0.0, "std": 1.0}))
+                               prim_args={"mean": 0.0, "std": std}))
         return
     # mup
     base_width = decl.args.get("base_width")
@@ -133,12 +139,21 @@ def _run(ir: IR, decl, at_width) -> None:
             if p.kind != "param" or p.tied_to is not None:
                 continue
             b = base_params.get((n.id, p.name))
-            if b is None:
+            lay = p.facets.get("layout")
+            st = n.facets.get("structure")
+            if lay is not None and lay.of and st is not None:    # a factor or block set: its weight's class
+                w = base_params.get((n.id, lay.of))
+                fi = w is None or w.fan_in != st.dense_fan_in
+                fo = w is None or w.fan_out != st.dense_fan_out
+                cls = "hidden" if fi and fo else "output" if fi else "input" if fo else "fixed"
+            elif b is None:
                 grow = [True] * len(p.shape)
             else:
                 grow = [x != y for x, y in zip(p.shape, b.shape)] if len(b.shape) == len(p.shape) else \
                     [True] * len(p.shape)
-            if p.fan_in is not None and p.fan_out is not None and len(p.shape) >= 2:
+            if lay is not None and lay.of and st is not None:
+                pass
+            elif p.fan_in is not None and p.fan_out is not None and len(p.shape) >= 2:
                 fi = b is None or b.fan_in != p.fan_in
                 fo = b is None or b.fan_out != p.fan_out
                 cls = "hidden" if fi and fo else "output" if fi else "input" if fo else "fixed"

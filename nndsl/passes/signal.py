@@ -124,6 +124,11 @@ def analyse(ir: IR, sink: Optional[Sink] = None, dims: Optional[dict] = None, as
     def moments(nid: str, name: str, depth: int = 0) -> Optional[tuple[float, float]]:
         if name == "weight" and nid in structured:
             return _structured_moments(ir.node(nid), structured[nid])
+        if name == "bias" and nid in structured and "bias" in params_by[nid] and \
+                "init" not in params_by[nid]["bias"].facets:
+            import math                         # the runtime's default: U(±1/√fan_in) of the dense weight
+
+            return 0.0, 1.0 / (3.0 * max(1, math.prod(structured[nid].dense_shape[1:])))
         p = params_by.get(nid, {}).get(name)
         if p is None:
             return None

@@ -35,7 +35,9 @@ class _TorchBackend:
             y = torch.bmm(h, l.transpose(1, 2))                                       # (k, N, s)
         else:                                                                         # y[n, j*k + b] + bias
             y = torch.baddbmm(bias.view(s, k).t().unsqueeze(1), h, l.transpose(1, 2))
-        return y.view(k, n * s).t().contiguous().view(n, s * k), h       # (k, N*s) -> (N*s, k): a 2-D transpose
+        out = x.new_empty(n, s * k)                  # owns its storage: not a view (in-place ops may follow)
+        out.view(n * s, k).copy_(y.view(k, n * s).t())  # (k, N*s) -> (N*s, k): a 2-D transpose
+        return out, h
 
     @staticmethod
     def monarch_bwd(gy, x, r, l, h, need_x, need_r, need_l):
@@ -72,7 +74,7 @@ class _TorchBackend:
             wg = blocks.index_select(0, slots.flatten()).view(nr, c, b, b)
             wg = (wg.permute(0, 3, 1, 2) if trans else wg.transpose(1, 2)).reshape(nr, b, c * b)
             yt.index_copy_(0, rows, torch.bmm(wg, xg))
-        return yt.view(-1, n).t()
+        return yt.view(-1, n).t().contiguous()        # owns its storage: not a view (in-place ops may follow)
 
     @staticmethod
     def bsr_wgrad(gy, x, plan, b):
