@@ -245,7 +245,7 @@ def lsuv(file: Path, batch: Path = typer.Option(..., "--batch", "-b", help="Cali
     import torch
 
     from .backends.torch_module import build_module
-    from .init.lsuv import lsuv as run
+    from .init.layerwise import lsuv as run
 
     if not tol > 0:
         _usage("--tol must be positive")

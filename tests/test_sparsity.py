@@ -638,3 +638,14 @@ def test_structured_layers_under_parametrizations_and_in_place_activations():
             h.remove()
     for n in "hgkl":
         assert abs(np.mean(got[n]) / pred[n] - 1) < 0.15, (n, got[n], pred[n])
+
+
+def test_lsuv_fits_structured_layers_and_keeps_masks():
+    from nndsl.init import lsuv      # the function: nndsl/init/layerwise.py
+
+    m = nndsl.load(source=MIX, seed=0)
+    fits = {f.name: f for f in lsuv(m, (torch.randn(64, 64, generator=torch.Generator().manual_seed(0)),), seed=0)}
+    assert set(fits) == set("abcdefghy") and fits["y"].skipped == "frozen"
+    assert all(abs(fits[n].after - 1) < 0.1 for n in "abcdefgh")
+    for layer in (m.a, m.e, m.f, m.g, m.h):
+        assert float(layer.weight.detach()[layer.weight_mask == 0].abs().max()) == 0.0

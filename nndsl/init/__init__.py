@@ -467,7 +467,7 @@ def lower(rule: str, a: dict, s: Shape) -> Optional[tuple[str, dict]]:
 
 def lsuv(model, batch, tol: float = 0.1, max_iter: int = 10, seed: int = 0, progress=None):
     """LSUV on a compiled model (in place): orthonormal pre-init, then each dense and convolution layer
-    rescaled until its output variance on `batch` is within `tol` of 1. See nndsl/init/lsuv.py."""
-    from .lsuv import lsuv as run
+    rescaled until its output variance on `batch` is within `tol` of 1. See nndsl/init/layerwise.py."""
+    from .layerwise import lsuv as run
 
     return run(model, batch, tol=tol, max_iter=max_iter, seed=seed, progress=progress)
