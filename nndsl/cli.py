@@ -182,7 +182,9 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
 def summary(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]] = DimOpt,
             json_: bool = typer.Option(False, "--json", help="Print JSON."),
             max_nodes: Optional[int] = MaxNodesOpt, max_file_size: Optional[int] = MaxFileOpt,
-            max_params: Optional[int] = MaxParamsOpt, import_root: Optional[Path] = ImportRootOpt):
+            max_params: Optional[int] = MaxParamsOpt, import_root: Optional[Path] = ImportRootOpt,
+            symmetries: bool = typer.Option(False, "--symmetries", help="List the parameter-space symmetries "
+                                            "of ReLU layers (unit permutations and positive rescaling).")):
     """Per-layer table: name, op, output shape, parameters, FLOPs, the predicted signal at init (q, chi);
     with totals."""
     from .backends.summary import fmt_count, init_lines, sparsity_lines, table_lines, to_dict, totals
@@ -204,6 +206,16 @@ def summary(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]
                + ("" if isinstance(t["flops"], int) else "   (bind free dims with --dim to get a number)"))
     for line in sparsity_lines(ir) + init_lines(ir):
         typer.echo(line)
+    if symmetries:
+        from .symmetry.relu import hidden_symmetries
+
+        found = hidden_symmetries(ir)
+        typer.echo("")
+        typer.echo("parameter-space symmetries (the function is unchanged; nndsl.symmetry.relu.canonicalize picks "
+                   "one representative):" if found else "no hidden ReLU symmetries (no weighted layer reaches the "
+                   "next only through relu or leaky_relu)")
+        for h in found:
+            typer.echo(f"  {visible(h.describe())}")
 
 
 @app.command()

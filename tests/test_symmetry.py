@@ -125,3 +125,73 @@ def test_the_front_end_of_symmetry_does_not_import_torch():
             "assert 'torch' not in sys.modules; print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+RELU_MLP = '''model MLP(D: int = 16) {
+  input x: [B, D]
+  h = relu(linear(x, 32))
+  g = relu(linear(h, 24))
+  r = relu(linear(g, 24)) + g
+  output y = linear(r, 3)
+}
+'''
+
+
+def test_hidden_relu_symmetries_are_found_where_nothing_else_reads_the_units():
+    import nndsl
+    from nndsl.symmetry.relu import hidden_symmetries
+
+    found = hidden_symmetries(nndsl.check(source=RELU_MLP).ir)
+    # h's units reach g only through relu; g's also feed a residual, r's an add: no symmetry there
+    assert [(h.first, h.second, h.units) for h in found] == [("h_linear", "g_linear", 32)]
+    conv = '''model C {
+  input x: [B, 3, 8, 8]
+  a = leaky_relu(conv2d(x, 8, 3, padding=1), 0.1)
+  output y = conv2d(a, 4, 3, groups=1)
+}
+'''
+    assert [(h.first, h.units, h.axis) for h in hidden_symmetries(nndsl.check(source=conv).ir)] == [("a_conv2d", 8, 1)]
+
+
+def test_canonicalize_keeps_the_function_and_merges_equivalent_weights():
+    import copy
+
+    import nndsl
+    from nndsl.symmetry.relu import canonicalize
+
+    for src, shape in ((RELU_MLP, (40, 16)), ('''model C {
+  input x: [B, 3, 8, 8]
+  a = relu(conv2d(x, 8, 3, padding=1))
+  output y = conv2d(a, 4, 3)
+}
+''', (5, 3, 8, 8))):
+        ir = nndsl.check(source=src).ir
+        m = nndsl.load(source=src, seed=0).double()
+        x = torch.randn(*shape, dtype=torch.float64)
+        y = m(x)
+        # an equivalent network: the hidden units permuted and rescaled
+        other = copy.deepcopy(m)
+        first, second = ("h_linear", "g_linear") if "MLP" in src else ("a_conv2d", "y")
+        a, b = other.get_submodule(first), other.get_submodule(second)
+        n = a.weight.shape[0]
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(1))
+        c = torch.rand(n, generator=torch.Generator().manual_seed(2), dtype=torch.float64) + 0.5
+        with torch.no_grad():
+            a.weight.copy_(a.weight[perm] * c.view(-1, *([1] * (a.weight.dim() - 1))))
+            a.bias.copy_(a.bias[perm] * c)
+            b.weight.copy_(b.weight[:, perm] / c.view(1, -1, *([1] * (b.weight.dim() - 2))))
+        assert torch.allclose(other(x), y, atol=1e-10)
+        canonicalize(m, ir)
+        canonicalize(other, ir)
+        assert torch.allclose(m(x), y, atol=1e-10)
+        for (k, v), (_, w) in zip(m.state_dict().items(), other.state_dict().items()):
+            assert torch.allclose(v, w, atol=1e-10), k
+
+
+def test_summary_lists_the_symmetries(tmp_path):
+    f = tmp_path / "m.nn"
+    f.write_text(RELU_MLP)
+    r = subprocess.run([sys.executable, "-m", "nndsl", "summary", str(f), "--symmetries"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "h_linear -> relu -> g_linear: 32 units, permutations (32!) and a positive scale each" in r.stdout
