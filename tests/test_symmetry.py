@@ -195,3 +195,27 @@ def test_summary_lists_the_symmetries(tmp_path):
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "h_linear -> relu -> g_linear: 32 units, permutations (32!) and a positive scale each" in r.stdout
+
+
+def test_equivariance_error_and_the_soft_penalty():
+    from nndsl.symmetry.layers import equivariance_error, penalty
+
+    torch.manual_seed(0)
+    S = symmetric(6)
+    P = permutation(S)
+    eq = EquivariantLinear(P, P).double()
+    x = torch.randn(8, 1, 6, dtype=torch.float64)
+    assert equivariance_error(eq, x, P, P) < 1e-12
+    assert float(penalty(eq, x, P, P).detach()) < 1e-20
+    dense = torch.nn.Linear(6, 6).double()
+    assert equivariance_error(dense, x, P, P) > 1e-2
+    # the penalty pulls a free layer towards equivariance
+    opt = torch.optim.Adam(dense.parameters(), lr=0.05)
+    start = float(penalty(dense, x, P, P, samples=8).detach())
+    for _ in range(200):
+        opt.zero_grad()
+        penalty(dense, x, P, P, samples=8, seed=_).backward()
+        opt.step()
+    assert float(penalty(dense, x, P, P, samples=8).detach()) < 0.05 * start
+    inv = lambda t: t.sum(-1, keepdim=True)        # noqa: E731 - a sum is invariant
+    assert equivariance_error(inv, x, P, trivial(S)) < 1e-12

@@ -95,3 +95,37 @@ def _word(g, target) -> list[int]:
         cur, k = prev[cur]
         word.append(k)
     return word[::-1]
+
+
+def _sampled(rep: Rep, samples: int, seed: int) -> list[int]:
+    import random
+
+    n = rep.group.order
+    rng = random.Random(seed)
+    return list(range(n)) if n <= samples else rng.sample(range(n), samples)
+
+
+def equivariance_error(f, x: torch.Tensor, rep_in: Rep, rep_out: Rep, samples: int = 16, seed: int = 0) -> float:
+    """max over sampled group elements g of ‖f(ρ_in(g)·x) − ρ_out(g)·f(x)‖∞, the representations acting
+    on the last axis of the input and of the output (`rep_out` trivial: an invariance test)."""
+    with torch.no_grad():
+        y = f(x)
+        worst = 0.0
+        for e in _sampled(rep_in, samples, seed):
+            got = f(act(rep_in, e, x))
+            want = act(rep_out, e, y) if rep_out.dim == y.shape[-1] else y
+            worst = max(worst, float((got - want).abs().max()))
+    return worst
+
+
+def penalty(f, x: torch.Tensor, rep_in: Rep, rep_out: Rep, samples: int = 4, seed: int = 0) -> torch.Tensor:
+    """A soft-equivariance regulariser: the mean over sampled group elements of
+    ‖f(ρ_in(g)·x) − ρ_out(g)·f(x)‖² / ‖f(x)‖², differentiable; add λ·penalty to the loss."""
+    y = f(x)
+    scale = y.detach().pow(2).mean().clamp_min(1e-12)
+    terms = []
+    for e in _sampled(rep_in, samples, seed):
+        got = f(act(rep_in, e, x))
+        want = act(rep_out, e, y) if rep_out.dim == y.shape[-1] else y
+        terms.append((got - want).pow(2).mean() / scale)
+    return torch.stack(terms).mean()
