@@ -51,5 +51,6 @@ def lower(structure, base):
 @functools.lru_cache(maxsize=1)
 def prelude() -> str:
     """The runtime's source, for the generated file."""
-    text = (Path(__file__).with_name("runtime.py")).read_text(encoding="utf-8")
-    return "\n# -- sparse and structured layers " + "-" * 66 + "\n" + text.split("\n", 6)[6].lstrip("\n")
+    lines = (Path(__file__).with_name("runtime.py")).read_text(encoding="utf-8").split("\n")
+    start = next(i for i, line in enumerate(lines) if line and not line.startswith("#"))   # after the header
+    return "\n# -- sparse and structured layers " + "-" * 66 + "\n" + "\n".join(lines[start:])
