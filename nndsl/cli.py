@@ -120,7 +120,10 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
           max_nodes: Optional[int] = MaxNodesOpt, max_file_size: Optional[int] = MaxFileOpt,
           max_params: Optional[int] = MaxParamsOpt, import_root: Optional[Path] = ImportRootOpt,
           signal: bool = typer.Option(False, "--signal", help="Predict the signal at init: per layer the "
-                                      "pre-activation second moment q and the gradient factor chi, with warnings.")):
+                                      "pre-activation second moment q and the gradient factor chi, with warnings."),
+          verify_equivariance: bool = typer.Option(False, "--verify-equivariance", help="Also test every "
+                                                   "symmetry claim on the compiled model (float64, sampled "
+                                                   "inputs and permutations).")):
     """Check specs: syntax, names, shapes, ensures; every model of a file unless -m picks one. Exit 0
     when clean, 1 on errors."""
     if format not in ("text", "json"):
@@ -173,6 +176,18 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
 
                 for line in signal_lines(ir):
                     typer.echo("  " + line if line else line)
+        if verify_equivariance and res.ir.meta.claims:
+            from .symmetry.verify import verify
+
+            for v in verify(res.ir):
+                text = "not a model output: not verified" if v.samples == 0 else \
+                    f"max |f(g·x) - g·f(x)| = {v.error:.2e} over {v.samples} permutations"
+                if format == "text":
+                    typer.echo(f"  verify  {visible(v.tensor)} {v.claim} under {visible(v.group)}: {text}")
+                if v.samples and not v.error < 1e-5:
+                    worst = 1
+                    if format == "text":
+                        typer.echo(f"  error: the claim fails numerically ({v.error:.2e} > 1e-5)", err=True)
     if format == "json":
         typer.echo(json.dumps({"version": 1, "ok": worst == 0, "files": entries}, indent=2))
     raise typer.Exit(worst)

@@ -49,6 +49,7 @@ PIPELINE: tuple[tuple[str, Callable], ...] = (
     ("shapes", lambda ir, st, sink: st.__setitem__("shapes", infer_shapes(ir, sink, st["dims"]))),
     ("axes", lambda ir, st, sink: setattr(ir, "axes", assign_axes(ir))),
     ("ensures", lambda ir, st, sink: check_ensures(ir, st["shapes"], sink)),
+    ("equivariance", lambda ir, st, sink: _symmetry(ir, sink)),
     ("validate", lambda ir, st, sink: validate(ir, sink, st["limits"])),
     ("sparsity", lambda ir, st, sink: _resolve_sparsity(ir, sink)),
     ("layout", lambda ir, st, sink: fill_layouts(ir)),
@@ -70,6 +71,13 @@ def _signal(ir: IR, st: dict, sink: Sink) -> None:
         from .passes.signal import analyse
 
         st["signal_report"] = ir.signal = analyse(ir, sink, st["dims"])
+
+
+def _symmetry(ir: IR, sink: Sink) -> None:
+    if ir.meta.claims and not sink.has_errors:
+        from .passes.equivariance import check_symmetry
+
+        check_symmetry(ir, sink)
 
 
 def _resolve_sparsity(ir: IR, sink: Sink) -> None:

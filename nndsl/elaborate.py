@@ -14,7 +14,7 @@ from typing import Any
 from . import ops as O
 from .diagnostics import Abort, Diagnostic, Label, Sink, Span
 from .dims import Dim, Facts, scoped, sym_name
-from .ir import IR, EnsureCheck, GraphMeta, InitDecl, Instance, ModelInput, Node
+from .ir import IR, EnsureCheck, GraphMeta, GroupAction, InitDecl, Instance, ModelInput, Node, SymmetryClaim
 from .expansion import Estimator
 from .limits import DEFAULT, Limits
 from .loader import Program
@@ -497,6 +497,8 @@ class Elaborator:
                 scope="", local=st.name, span=st.span, arg_spans=[], binding=st.name, tie=None,
                 outputs=[], params=[], flops=None))
             self.ir.meta.inputs.append(ModelInput(name=st.name, node=nid, type=decl))
+        if st.acted_by:
+            self._actions(st, nid, axes, block_level, ctx)
         ctx.scope.names[st.name] = Binding(TensorVal(nid, 0), st.name_span, "input")
 
     def _bind(self, st: A.Bind, ctx: "_Ctx"):
@@ -521,8 +523,55 @@ class Elaborator:
         for n, sp, item in zip(st.targets, st.target_spans, items):
             ctx.scope.names[n] = Binding(item, sp)
 
+    def _group(self, name: str, span, ctx: "_Ctx") -> A.GroupDef:
+        groups = self.prog.groups.get(ctx.scope.file, {})
+        g = groups.get(name)
+        if g is None:
+            import difflib
+
+            near = difflib.get_close_matches(name, list(groups), n=1)
+            self.fail("E0801", f"unknown group `{name}`", span, label="no group of this name",
+                      help=f"did you mean `{near[0]}`?" if near else "declare it at the top of the file: "
+                      "`group S = perm(N)`")
+        return g
+
+    def _actions(self, st: A.Input, nid: str, axes: list, block_level: bool, ctx: "_Ctx") -> None:
+        """`acted by S, ...`: the axis each group acts on, by the dim its definition names."""
+        if block_level:
+            self.fail("E0801", "groups act on a model's inputs; a block's inputs carry the action they are "
+                      "given", st.acted_span)
+        for name in st.acted_by:
+            g = self._group(name, st.acted_span, ctx)
+            v = g.value
+            if not (isinstance(v, A.Call) and isinstance(v.func, A.Name) and v.func.id == "perm" and len(v.args) == 1
+                    and v.args[0].name is None and isinstance(v.args[0].value, A.Name)):
+                self.fail("E0801", f"group `{name}` must be `perm(AXIS)`: the symmetric group permuting the "
+                          "input axis whose dim is AXIS", v.span, label="not a group nndsl knows",
+                          help="e.g. `group S = perm(N)` with `input x: [B, N, D] acted by S`")
+            dim = v.args[0].value.id
+            if dim not in axes:
+                self.fail("E0801", f"`{st.name}` has no axis `{dim}` for group `{name}` to permute", st.acted_span,
+                          label=f"axes: {', '.join(a for a in axes if a) or 'none named'}",
+                          secondary=[Label(span=v.span, message=f"`{name}` permutes the axis named `{dim}`")])
+            self.ir.meta.actions.append(GroupAction(group=name, kind="perm", node=nid, axis=axes.index(dim), dim=dim,
+                                                    span=st.acted_span))
+
+    def _claim(self, st: A.Ensure, ctx: "_Ctx") -> None:
+        """`ensure y invariant|equivariant under S`: recorded for the equivariance pass."""
+        self._group(st.group, st.group_span, ctx)
+        v = self.ev(st.expr, ctx.scope, None)
+        if not isinstance(v, TensorVal):
+            self.fail("E0106", f"`ensure ... {st.claim} under {st.group}` needs a tensor, got {describe(v)}",
+                      st.expr.span)
+        name = st.expr.id if isinstance(st.expr, A.Name) else "this tensor"
+        self.ir.meta.claims.append(SymmetryClaim(claim=st.claim, group=st.group, node=v.node, port=v.port,
+                                                 tensor=name, span=st.span, scope=ctx.scope.path))
+
     def _ensure(self, st: A.Ensure, ctx: "_Ctx"):
         assert self.ir is not None
+        if st.claim is not None:
+            self._claim(st, ctx)
+            return
         try:
             v = self.ev(st.expr, ctx.scope, None, const=True, ensure=True)
         except (Deferred, Undecidable):

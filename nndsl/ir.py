@@ -101,6 +101,29 @@ class ModelInput(BaseModel):
     type: TensorType
 
 
+class GroupAction(BaseModel):
+    """`input x: [B, N, D] acted by S` with `group S = perm(N)`: S permutes axis `axis` of input `node`."""
+
+    group: str
+    kind: str                          # "perm"
+    node: str
+    axis: int
+    dim: str
+    span: Span
+
+
+class SymmetryClaim(BaseModel):
+    """`ensure y invariant under S` (or equivariant): checked by passes/equivariance.py."""
+
+    claim: str                         # "invariant" or "equivariant"
+    group: str
+    node: str
+    port: int = 0
+    tensor: str                        # the name in the spec
+    span: Span
+    scope: str = ""
+
+
 class ModelOutput(BaseModel):
     name: str
     node: str
@@ -119,6 +142,8 @@ class GraphMeta(BaseModel):
     constants: list[str] = []          # nodes known when the module is built (what buffers are made of)
     inits: list[InitDecl] = []         # init rules as declared (resolved per parameter by passes/init.py)
     sparsity: list[InitDecl] = []      # storage rules as declared (resolved by passes/sparsity.py)
+    actions: list[GroupAction] = []    # groups acting on the inputs
+    claims: list[SymmetryClaim] = []   # `ensure ... invariant|equivariant under G`
     parametrization: Optional[ParametrizationDecl] = None
     acts: dict[str, Any] = {}          # `act` definitions visible in the model's file: name -> expression tree
 

@@ -79,6 +79,7 @@ class Program:
     blocks: dict[str, A.BlockDef] = field(default_factory=dict)
     local_models: list[A.BlockDef] = field(default_factory=list)
     scopes: dict[str, dict[str, A.BlockDef]] = field(default_factory=dict)  # file -> names visible there
+    groups: dict[str, dict[str, A.GroupDef]] = field(default_factory=dict)  # file -> its `group` definitions
 
 
 _PARSED: dict[tuple[str, str], A.Module] = {}
@@ -179,6 +180,15 @@ class Loader:
                     qual = f"{item.alias}.{name}" if item.alias else name
                     self._define(visible, qual, bd, item.span)
         for item in mod.items:
+            if isinstance(item, A.GroupDef):                  # groups: a namespace of their own, per file
+                groups = self.prog.groups.setdefault(file, {})
+                if item.name in groups:
+                    self.sink.error("E0105", f"group `{item.name}` is defined twice", item.name_span,
+                                    label="second definition",
+                                    secondary=[Label(span=groups[item.name].name_span, message="first defined here")])
+                    continue
+                groups[item.name] = item
+                continue
             if isinstance(item, (A.BlockDef, A.ActDef)):      # acts share the blocks' names
                 if item.name in own:
                     prev = own[item.name]

@@ -224,6 +224,25 @@ weight's shape (the block grid's for a layout), holding only 0 and 1, and within
     "W0701": Code("sparsity key matches nothing", """\
 A sparsity entry names no weight it could apply to: the statement's layers (or the block's) have no
 linear or conv layer of that name or op kind."""),
+    # -- symmetry (docs/symmetry.md) ----------------------------------------------------------------
+    "E0801": Code("invalid group or action", """\
+A `group` definition, an `acted by` annotation or a symmetry claim names a group that does not exist,
+defines a group nndsl does not know (so far: `perm(AXIS)`, the symmetric group permuting the input axis
+whose dim is AXIS), names an axis the input does not have, or annotates a block's input (groups act on
+a model's inputs; blocks carry the action they are given).
+
+    group S = perm(N)
+    model M { input x: [B, N, D] acted by S ... }     # ok"""),
+    "E0802": Code("symmetry claim refuted", """\
+`ensure y invariant under S` (or `equivariant`) is false, and the checker says where: the first
+operation that breaks the action (a `linear` or parameter that weights positions of the acted axis
+differently, a window or slice over it, an index, a tensor that varies along it without being acted
+on), or, for `invariant`, that the tensor still has the acted axis. The note names the op and the help
+says what would keep the symmetry (contract features, not positions; reduce the axis with sum, mean or
+max)."""),
+    "W0801": Code("symmetry claim not proved", """\
+The checker could neither prove nor refute a symmetry claim: an operation it has no rule for reshapes,
+merges or splits the acted axis. The claim may still hold; nothing is claimed for it."""),
     # -- signal propagation (`nndsl check --signal`, `nndsl summary`) ------------------------------
     "W0601": Code("signal explodes or vanishes", """\
 The predicted second moment of a pre-activation (the input of an activation) or of a model output,

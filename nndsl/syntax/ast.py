@@ -141,6 +141,8 @@ class Input(Node):
     name_span: Span
     shape: list[Expr]
     dtype: Optional[str] = None
+    acted_by: list[str] = []            # groups acting on this input's axes (`acted by S`)
+    acted_span: Optional[Span] = None
 
 
 class InitEntry(Node):
@@ -186,6 +188,9 @@ class Output(Node):
 class Ensure(Node):
     kind: Literal["ensure"] = "ensure"
     expr: Expr
+    claim: Optional[str] = None         # `ensure y invariant under S`: "invariant" or "equivariant"
+    group: Optional[str] = None
+    group_span: Optional[Span] = None
 
 
 class If(Node):
@@ -256,7 +261,16 @@ class ActDef(Node):
     body: Expr
 
 
-Item = Annotated[Union[Import, BlockDef, ActDef], Field(discriminator="kind")]
+class GroupDef(Node):
+    """`group S = perm(N)`: a group and the axis it acts on, named by a dim."""
+
+    kind: Literal["group"] = "group"
+    name: str
+    name_span: Span
+    value: Expr
+
+
+Item = Annotated[Union[Import, BlockDef, ActDef, GroupDef], Field(discriminator="kind")]
 
 
 class Module(BaseModel):

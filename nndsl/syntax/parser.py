@@ -47,11 +47,15 @@ _LEX = _LexState()
 # Keywords that only ever begin a statement or an item. Elsewhere, or followed by `=` or `,` (a binding's
 # targets), they are names,
 # so that any PyTorch attribute name can be a binding (`output = linear(h, D)`, `block = ...`).
-SOFT_KEYWORDS = {"INPUT", "OUTPUT", "BLOCK", "MODEL", "IMPORT", "ENSURE", "PARAMETRIZATION", "ACT"}
+SOFT_KEYWORDS = {"INPUT", "OUTPUT", "BLOCK", "MODEL", "IMPORT", "ENSURE", "PARAMETRIZATION", "ACT", "GROUP"}
 _STATEMENT_START = {None, "_NL", "LBRACE"}
 
 
 _CLAUSE_KEYWORDS = {"SPARSITY", "STRUCTURE"}
+# `acted by G` after an input's shape and `invariant|equivariant under G` after an ensure's tensor: the
+# first word is a keyword only when the second follows it, the second only right after the first
+_PAIRS = {"ACTED": "BY", "INVARIANT": "UNDER", "EQUIVARIANT": "UNDER"}
+_SECONDS = {"BY": ("ACTED",), "UNDER": ("INVARIANT", "EQUIVARIANT")}
 # tokens after which an expression has ended, so that a clause (`sparsity monarch(4)`) may follow
 _ENDS_EXPR = {"RPAR", "RSQB", "NAME", "NUMBER", "STRING", "RBRACE", "TRUE", "FALSE"}
 
@@ -61,6 +65,8 @@ def _keyword_or_name(held: Token, prev_type, tok: Token | None) -> Token:
     nxt = tok.type if tok is not None else None
     if held.type == "INIT":
         keep = nxt == "LBRACE"
+    elif held.type in _PAIRS:
+        keep = nxt == _PAIRS[held.type]
     elif held.type in _CLAUSE_KEYWORDS:
         keep = nxt == "LBRACE" if prev_type in _STATEMENT_START else \
             nxt == "NAME" or nxt in SOFT_KEYWORDS or nxt in _CLAUSE_KEYWORDS
@@ -82,8 +88,14 @@ def _soft_keywords(stream):
             held = None
             yield out
         if tok.type == "INIT" or tok.type in _CLAUSE_KEYWORDS and (prev_type in _STATEMENT_START
-                                                                   or prev_type in _ENDS_EXPR):
+                                                                   or prev_type in _ENDS_EXPR) \
+                or tok.type in _PAIRS and prev_type in _ENDS_EXPR:
             held, held_prev = tok, prev_type
+            continue
+        if tok.type in _PAIRS or tok.type in _SECONDS and prev_type not in _SECONDS[tok.type]:
+            tok = Token.new_borrow_pos("NAME", tok.value, tok)
+            prev_type = tok.type
+            yield tok
             continue
         if tok.type in SOFT_KEYWORDS:
             if prev_type in _STATEMENT_START:
@@ -395,6 +407,16 @@ def _vals(ch):
     return [c for c in ch if not isinstance(c, Token) or c.type in _VALUE_TOKENS]
 
 
+class _Acted:
+    def __init__(self, names: list[str], span: Span):
+        self.names, self.span = names, span
+
+
+class _Claim:
+    def __init__(self, kind: str, group: str, span: Span, group_span: Span):
+        self.kind, self.group, self.span, self.group_span = kind, group, span, group_span
+
+
 class _ToAST(Transformer):
     """Applied inline by the LALR parser (no parse tree is built). With keep_all_tokens every child is
     present, so each node's span runs from its first to its last child, brackets included."""
@@ -463,8 +485,22 @@ class _ToAST(Transformer):
     # -- statements
     def input_stmt(self, ch):
         v = _vals(ch)
+        acted = v.pop() if isinstance(v[-1], _Acted) else None
         return A.make(A.Input, span=self._s(ch), name=str(v[0]), name_span=_tspan(self.file, v[0]),
-                                       shape=list(v[1]), dtype=str(v[2]) if len(v) > 2 else None)
+                      shape=list(v[1]), dtype=str(v[2]) if len(v) > 2 else None,
+                      acted_by=acted.names if acted else [], acted_span=acted.span if acted else None)
+
+    def acted_by(self, ch):
+        names = [t for t in ch if isinstance(t, Token) and t.type == "NAME"]
+        return _Acted([str(t) for t in names], self._s(ch))
+
+    def claim(self, ch):
+        toks = [t for t in ch if isinstance(t, Token)]
+        return _Claim(toks[0].value, str(toks[-1]), self._s(ch), _tspan(self.file, toks[-1]))
+
+    def group_def(self, ch):
+        v = _vals(ch)
+        return A.make(A.GroupDef, span=self._s(ch), name=str(v[0]), name_span=_tspan(self.file, v[0]), value=v[-1])
 
     def shape(self, ch):
         return self._seq(ch, [A.make(A.Ellipsis, span=_tspan(self.file, c), kind="ellipsis")
@@ -519,7 +555,10 @@ class _ToAST(Transformer):
         return A.make(A.Parametrization, span=self._s(ch), rule=_vals(ch)[0])
 
     def ensure_stmt(self, ch):
-        return A.make(A.Ensure, span=self._s(ch), expr=_vals(ch)[0])
+        v = _vals(ch)
+        c = v[-1] if isinstance(v[-1], _Claim) else None
+        return A.make(A.Ensure, span=self._s(ch), expr=v[0], claim=c.kind if c else None,
+                      group=c.group if c else None, group_span=c.group_span if c else None)
 
     def if_stmt(self, ch):
         v = _vals(ch)

@@ -84,7 +84,8 @@ def stmt(s, ind: str) -> list[str]:
     k = s.kind
     if k == "input":
         dt = f" {s.dtype}" if s.dtype else ""
-        return [f"{ind}input {s.name}: [{', '.join(expr(d) for d in s.shape)}]{dt}"]
+        acted = f" acted by {', '.join(s.acted_by)}" if s.acted_by else ""
+        return [f"{ind}input {s.name}: [{', '.join(expr(d) for d in s.shape)}]{dt}{acted}"]
     if k == "bind":
         return [f"{ind}{', '.join(s.targets)} = {expr(s.value)}{_init(s.init)}{_sparsity(s.sparsity)}"]
     if k == "output":
@@ -97,7 +98,8 @@ def stmt(s, ind: str) -> list[str]:
     if k == "parametrization":
         return [f"{ind}parametrization {expr(s.rule)}"]
     if k == "ensure":
-        return [f"{ind}ensure {expr(s.expr)}"]
+        claim = f" {s.claim} under {s.group}" if s.claim else ""
+        return [f"{ind}ensure {expr(s.expr)}{claim}"]
     if k == "if":
         out = [f"{ind}if {expr(s.cond)} {{"]
         for x in s.then:
@@ -117,6 +119,9 @@ def unparse(m: A.Module) -> str:
         if it.kind == "import":
             tgt = _q(it.path) if it.path is not None else it.module
             out.append(f"import {tgt}" + (f" as {it.alias}" if it.alias else ""))
+            continue
+        if it.kind == "group":
+            out.append(f"group {it.name} = {expr(it.value)}")
             continue
         if it.kind == "act":
             ps = "".join(f", {p.name}: {p.type}" + (f" = {expr(p.default)}" if p.default else "") for p in it.params)
