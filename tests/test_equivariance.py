@@ -29,6 +29,12 @@ CASES = {
     "attention-equivariant": ("  h = linear(x, H)\n  output y = attention(h, h, h)", "y equivariant under S", None),
     "norm-then-max": ("  h = layernorm(linear(x, H))\n  output y = max(h, axes=[1])", None, None),
     "softmax-over-set": ("  output y = softmax(linear(x, H), axis=1)", "y equivariant under S", None),
+    "equivariant-layers": ("  h = relu(equivariant_linear(x, H, axis=1))\n  output y = equivariant_linear(h, 4, axis=1)",
+                           "y equivariant under S", None),
+    "equivariant-then-pool": ("  h = relu(equivariant_linear(x, H, axis=1))\n  output y = linear(max(h, axes=[1]), 2)",
+                              None, None),
+    "equivariant-wrong-axis": ("  output y = equivariant_linear(transpose(x, 1, 2), 4, axis=1)", "y equivariant under S",
+                               "E0802"),
     "still-a-set": ("  output y = relu(linear(x, H))", None, "E0802"),
     "linear-over-points": ("  t = transpose(x, 1, 2)\n  h = linear(t, 4)\n  output y = sum(h, axes=[2])", None, "E0802"),
     "causal": ("  h = linear(x, H)\n  a = attention(h, h, h, causal=true)\n  output y = mean(a, axes=[1])", None,
@@ -37,6 +43,7 @@ CASES = {
     "positions-weighted": ("  p = param([N, D])\n  output y = sum(x * p, axes=[1])", None, "E0802"),
     "positional-offset": ("  p = param([N, D])\n  output y = sum(x + p, axes=[1])", None, "W0801"),
     "flatten": ("  output y = flatten(x, 1)", None, "W0801"),
+    "affine-over-points": ("  h = layernorm(x, axis=1)\n  output y = sum(h * h, axes=[1])", None, "E0802"),
     "window": ("  t = transpose(x, 1, 2)\n  output y = sum(conv1d(t, 4, 3), axes=[2])", None, "E0802"),
 }
 
@@ -94,3 +101,15 @@ def test_a_failing_claim_fails_the_command(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nndsl", "check", str(f), "--verify-equivariance"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "E0802" in r.stderr
+
+
+def test_equivariant_linear_has_the_solvers_free_weights():
+    """Per channel pair, the S_n-equivariant set -> set maps have dimension 2 (λ I + γ 11ᵀ / n): the
+    layer's weight [out, 2C] holds exactly those, and nothing else."""
+    from nndsl.symmetry import dimension, permutation, symmetric
+
+    r = nndsl.check(source=spec("  output y = equivariant_linear(x, 5, axis=1, bias=false)",
+                                "y equivariant under S"), B=2)
+    (p,) = [p for n in r.ir.nodes() for p in n.params]
+    P = permutation(symmetric(6))
+    assert p.numel == dimension(P, P) * 3 * 5

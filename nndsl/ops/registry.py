@@ -114,6 +114,9 @@ class OpDef:
     # whose `weight` a `sparsity` declaration may structure (nndsl/sparsity): "linear" (every rule) or
     # "conv" (masks, nm and lowrank); "" for none
     sparse: str = ""
+    # (resolved attrs, axis of input 0 a permutation acts on, input rank) -> None when the op keeps the
+    # action, else why it breaks it (passes/equivariance.py); None: read off the signature and parameters
+    equivariance: Callable[..., Optional[str]] | None = None
 
     @property
     def variadic(self) -> bool:
@@ -182,7 +185,8 @@ def _load() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from . import activation, attention, conv, elementwise, index, linear, norm, pool, tensor, userfn  # noqa: F401
+        from . import (activation, attention, conv, elementwise, index, linear, norm, pool, symmetry,  # noqa: F401
+                       tensor, userfn)
 
 
 def torch_default_init(p: ParamSpec, params: list[ParamSpec]) -> tuple[float, float]:

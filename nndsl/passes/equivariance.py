@@ -135,6 +135,16 @@ def _rule(ir: IR, node, ins, in_states, acted: set, dim: str, O):
     od = O.get(op)
     traits = od.traits if od is not None else frozenset()
     what = f"`{op}`" + (f" (`{node.binding}`)" if node.binding and node.binding != op else "")
+    if od is not None and od.equivariance is not None and in_ids:       # the op's own rule
+        hits = [k for k, i in enumerate(in_ids[0]) if i in acted]
+        reasons = [od.equivariance(node.recipe.attrs if node.recipe is not None else node.attrs, k, len(in_ids[0]))
+                   for k in hits]
+        bad = next((r for r in reasons if r), None)
+        if bad is None and all(not (acted & set(ids)) for ids in in_ids[1:]):
+            return None
+        if bad is not None:
+            return ("broken", f"{what} breaks the permutation of {dim}: {bad}",
+                    f"apply it with the permuted axis as its set axis (`axis={dim}`)")
     # a parameter facing the acted axis: positions weighted differently
     for p in node.params:
         for f in p.faces:

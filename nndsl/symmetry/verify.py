@@ -1,6 +1,8 @@
 """Numerical verification of symmetry claims (`nndsl check --verify-equivariance`): the compiled model,
-in float64, on sampled inputs and sampled permutations of the acted axes; per claim on a model output,
-the largest deviation max |f(g·x) − g·f(x)| (for `invariant`, g·f(x) = f(x))."""
+in float64, with every parameter perturbed at random (a symmetry of the architecture holds for any
+weights, not only for a layer norm's initial ones), on sampled inputs and sampled permutations of the
+acted axes; per claim on a model output, the largest deviation max |f(g·x) − g·f(x)| (for `invariant`,
+g·f(x) = f(x))."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,6 +33,9 @@ def verify(ir, samples: int = 8, seed: int = 0, sizes: dict | None = None) -> li
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = mod.build(seed).double().eval()
+    with torch.no_grad():      # a symmetry of the architecture holds for any weights, not just the initial ones
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
     sizes = dict(sizes or {})
     for a in ir.meta.actions:
         sizes.setdefault(a.dim, 5)
