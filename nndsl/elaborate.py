@@ -553,8 +553,10 @@ class Elaborator:
                 self.fail("E0801", f"`{st.name}` has no axis `{dim}` for group `{name}` to permute", st.acted_span,
                           label=f"axes: {', '.join(a for a in axes if a) or 'none named'}",
                           secondary=[Label(span=v.span, message=f"`{name}` permutes the axis named `{dim}`")])
-            self.ir.meta.actions.append(GroupAction(group=name, kind="perm", node=nid, axis=axes.index(dim), dim=dim,
-                                                    span=st.acted_span))
+            for k, a in enumerate(axes):          # every axis of that dim, with one permutation: [B, N, N] edges
+                if a == dim:
+                    self.ir.meta.actions.append(GroupAction(group=name, kind="perm", node=nid, axis=k, dim=dim,
+                                                            span=st.acted_span))
 
     def _claim(self, st: A.Ensure, ctx: "_Ctx") -> None:
         """`ensure y invariant|equivariant under S`: recorded for the equivariance pass."""

@@ -113,3 +113,30 @@ def test_equivariant_linear_has_the_solvers_free_weights():
     (p,) = [p for n in r.ir.nodes() for p in n.params]
     P = permutation(symmetric(6))
     assert p.numel == dimension(P, P) * 3 * 5
+
+
+EDGES = ("group S = perm(N)\nmodel E(N: int = 5, C: int = 3) {{\n  input a: [B, N, N, C] acted by S\n"
+         "{body}\n  ensure y {claim} under S\n}}\n")
+
+
+@pytest.mark.parametrize("body,claim,code", [
+    ("  output y = transpose(relu(linear(a, 4)), 1, 2)", "equivariant", None),          # both node axes, swapped
+    ("  output y = sum(a, axes=[1, 2])", "invariant", None),
+    ("  d = mean(a, axes=[2])\n  output y = matmul(transpose(d, 1, 2), d)", "invariant", None),
+    ("  output y = sum(a, axes=[2])", "equivariant", None),
+    ("  output y = sum(a, axes=[2])", "invariant", "E0802"),
+    ("  t = transpose(a, 2, 3)\n  output y = sum(linear(t, 2), axes=[1, 2])", "invariant", "E0802"),
+])
+def test_order_two_actions_permute_every_axis_of_the_dim(body, claim, code):
+    r = nndsl.check(source=EDGES.format(body=body, claim=claim), B=2)
+    assert [d.code for d in r.diagnostics] == ([code] if code else []), r.diagnostics
+    assert len(r.ir.meta.actions) == 2
+    (v,) = verify(r.ir, samples=6)
+    assert (v.error < 1e-9) if code is None else (v.error > 1e-3), v.error
+
+
+def test_the_edge_example():
+    r = subprocess.run([sys.executable, "-m", "nndsl", "check", str(ROOT / "examples" / "edge_gnn.nn"),
+                        "--verify-equivariance"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "logits invariant under S: max |f(g·x) - g·f(x)| = " in r.stdout

@@ -464,8 +464,10 @@ flat = torch.cat([p.detach().flatten() for p in m.parameters()])
 got = [torch.zeros_like(flat) for _ in range(world)]
 dist.all_gather(got, flat)
 assert torch.equal(got[0], got[1])
+dist.barrier()
 dist.destroy_process_group()
-print("ok", rank)
+print("ok", rank, flush=True)
+os._exit(0)        # skip interpreter teardown: gloo's threads can abort it ("terminate called ...")
 '''
 
 
