@@ -4,6 +4,7 @@ precision."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 import subprocess
 import sys
 
@@ -219,3 +220,38 @@ def test_equivariance_error_and_the_soft_penalty():
     assert float(penalty(dense, x, P, P, samples=8).detach()) < 0.05 * start
     inv = lambda t: t.sum(-1, keepdim=True)        # noqa: E731 - a sum is invariant
     assert equivariance_error(inv, x, P, trivial(S)) < 1e-12
+
+
+def test_symmetric_weights_store_a_triangle_and_stay_symmetric(tmp_path):
+    import nndsl
+    from nndsl.backends.summary import totals
+    from nndsl.sparsity.project import dense_weight, load_dense, project
+
+    src = (Path(__file__).resolve().parents[1] / "examples" / "hopfield.nn").read_text()
+    r = nndsl.check(source=src, signal=True)
+    assert r.ok, r.diagnostics
+    assert totals(r.ir)["total_params"] == 3 * (64 * 65 // 2 + 64)
+    m = nndsl.load(source=src, seed=0)
+    # the signal pass predicts the first layer's output (PyTorch's default init of the stored entries)
+    with torch.no_grad():
+        q = float(m.u1(torch.randn(8192, 64, generator=torch.Generator().manual_seed(0))).pow(2).mean())
+    pred = {row[0]: row[2] for row in r.ir.signal.rows}["u1"]
+    assert abs(q / pred - 1) < 0.15, (q, pred)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.1)
+    for _ in range(10):
+        opt.zero_grad()
+        m(torch.randn(8, 64)).pow(2).sum().backward()
+        opt.step()
+    for name in ("u1", "u2", "u3"):
+        w = dense_weight(m.get_submodule(name)).detach()
+        assert torch.equal(w, w.t())
+    # the closest symmetric matrix to a dense one is (W + Wᵀ) / 2, and a dense checkpoint loads into it
+    a = torch.randn(64, 64)
+    sym = project(a, "symmetric")["weight_packed"][m.u1.weight_index]
+    assert torch.allclose(sym, (a + a.t()) / 2)
+    dense = {"u1.weight": a, "u1.bias": torch.zeros(64), "u2.weight": a.t().contiguous(), "u2.bias": torch.zeros(64),
+             "u3.weight": (a + a.t()) / 2, "u3.bias": torch.zeros(64)}
+    errors = load_dense(m, dense)
+    assert errors["u3"] < 1e-6 and 0 < errors["u1"] < 1
+    bad = "model M {\n  input x: [B, 8]\n  y = linear(x, 4) structure symmetric\n  output y\n}\n"
+    assert [d.code for d in nndsl.check(source=bad).diagnostics] == ["E0702"]

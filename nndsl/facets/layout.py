@@ -13,7 +13,7 @@ from ..ir import IR
 from ..types import dtype_bytes
 from . import Facet, attach
 
-KIND = Literal["dense", "masked", "nm", "block", "monarch", "lowrank"]
+KIND = Literal["dense", "masked", "nm", "block", "monarch", "lowrank", "symmetric"]
 
 
 class Layout(Facet, slot="layout", on=("param",)):

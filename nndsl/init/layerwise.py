@@ -44,7 +44,7 @@ def lsuv(model: Any, batch: Any, tol: float = 0.1, max_iter: int = 10, seed: int
 
     layers = [(n, m) for n, m in model.named_modules()
               if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) and m.weight.dim() >= 2
-              or kind_of(m) in ("monarch", "lowrank", "block")]
+              or kind_of(m) in ("monarch", "lowrank", "block", "symmetric")]
     scaled = {n: _scaled(m, kind_of(m)) for n, m in layers}
     order: list[str] = []
     hooks = []
@@ -65,7 +65,7 @@ def lsuv(model: Any, batch: Any, tol: float = 0.1, max_iter: int = 10, seed: int
     with torch.no_grad():
         for name in order:
             m = by_name[name]
-            if kind_of(m) in ("monarch", "lowrank", "block"):
+            if kind_of(m) in ("monarch", "lowrank", "block", "symmetric"):
                 continue
             w = m.weight
             if w.abs().max() == 0 or not w.requires_grad:
@@ -105,7 +105,8 @@ def lsuv(model: Any, batch: Any, tol: float = 0.1, max_iter: int = 10, seed: int
 def _scaled(m, kind: str):
     """The tensor LSUV rescales: the weight, or for a factored layer the factor applied last, for a
     block-sparse one its blocks."""
-    attr = {"monarch": "weight_l", "lowrank": "weight_u", "block": "weight_blocks"}.get(kind, "weight")
+    attr = {"monarch": "weight_l", "lowrank": "weight_u", "block": "weight_blocks",
+            "symmetric": "weight_packed"}.get(kind, "weight")
     return getattr(m, attr)
 
 

@@ -227,10 +227,10 @@ def _structured_prim(rule, std, prim, mom, st, p, node, d):
     last (L, U) and leaves the other at its default, so the layer starts at zero but still learns."""
     from ..sparsity import factor_std
 
-    if st.kind == "block":
+    if st.kind in ("block", "symmetric"):       # the stored entries are entries of the dense weight
         if prim is not None and prim[0] not in ("normal", "uniform", "trunc_normal", "fill"):
-            raise Abort(Diagnostic(code="E0503", message=f"`{rule}` cannot initialise the blocks of "
-                                   f"`{node.id}` (block-sparse): use a rule with a distribution", span=d.span))
+            raise Abort(Diagnostic(code="E0503", message=f"`{rule}` cannot initialise the stored entries of "
+                                   f"`{node.id}` ({st.kind}): use a rule with a distribution", span=d.span))
         return prim
     if prim is not None and prim[0] == "fill" and prim[1]["value"] == 0.0:
         return prim if p.name in ("weight_l", "weight_u") else None

@@ -291,7 +291,7 @@ def _structured_moments(node, st) -> tuple[float, float]:
             if f is not None and f.m2 is not None and lay is not None and lay.of == "weight":
                 return f.mean or 0.0, f.m2
         return 0.0, 1.0 / (9.0 * fan_in)          # each factor U(±1/√fan of its block), products summed
-    w = ps.get("weight") or ps.get("weight_blocks")
+    w = ps.get("weight") or ps.get("weight_blocks") or ps.get("weight_packed")
     f = w.facets.get("init") if w is not None else None
     if f is not None and f.m2 is not None:
         mean, m2 = f.mean or 0.0, f.m2

@@ -284,6 +284,16 @@ def _lowrank(a, w):
                 paths=r, note="two matmuls through the rank")
 
 
+def _symmetric(a, w):
+    if w.out != w.cin:
+        raise Misfit("E0702", f"a symmetric weight is square: this one is {w.out}x{w.cin}")
+    n = w.out
+    packed = n * (n + 1) // 2
+    return Plan(kind="symmetric", rule="symmetric", args=a, stored=(Stored("weight_packed", (packed,)),),
+                nonzero=w.numel, density=1.0, kernel="dense (W = Wᵀ)", gpu="dense (W = Wᵀ)",
+                flops_factor=1.0, note="W = Wᵀ by construction: the upper triangle is stored")
+
+
 RULES: dict[str, Rule] = {r.name: r for r in (
     Rule("random", (("density", REQUIRED),), _random,
          doc="a uniformly random mask keeping `density` of the entries, drawn from the build seed and the weight's name"),
@@ -302,6 +312,8 @@ RULES: dict[str, Rule] = {r.name: r for r in (
          doc="`size`x`size` blocks, a random `density` of them or the grid of a `.npy` layout file"),
     Rule("monarch", (("blocks", REQUIRED),), _monarch, types={"blocks": "int"}, linear_only=True,
          doc="M = P L P^T R with L and R block-diagonal in `blocks` blocks (Dao et al. 2022)"),
+    Rule("symmetric", (), _symmetric, linear_only=True,
+         doc="W = Wᵀ (a Hopfield-style or energy-based layer): the upper triangle is stored, n(n+1)/2 weights"),
     Rule("lowrank", (("rank", REQUIRED),), _lowrank, types={"rank": "int"},
          doc="W = U V with V: in -> rank and U: rank -> out (a conv: a `rank`-channel conv, then a 1x1 conv)"),
 )}
@@ -355,7 +367,7 @@ def describe_rule(rule: str, args: dict) -> str:
         shown["layer"] = round(float(args["layer_density"]), 4)
     text = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
                      for k, v in shown.items())
-    return f"{rule}({text})"
+    return f"{rule}({text})" if text else rule
 
 
 def stored_count(p: Plan) -> int:

@@ -10,7 +10,7 @@ from ..pyemit import lit
 
 _CLASSES = {
     "masked": "Masked{cls}", "nm": "Masked{cls}", "block-dense": "Masked{cls}", "block": "BlockSparse{cls}",
-    "monarch": "Monarch{cls}", "lowrank": "LowRank{cls}",
+    "monarch": "Monarch{cls}", "lowrank": "LowRank{cls}", "symmetric": "Symmetric{cls}",
 }
 
 
@@ -39,13 +39,16 @@ def lower(structure, base):
         extra = f"blocks={lit(s.args['blocks'])}"
     elif s.kind == "lowrank":
         extra = f"rank={lit(s.args['rank'])}"
+    elif s.kind == "symmetric":
+        extra = ""
     elif s.kind == "block":
         b = int(s.args["size"])
         extra = f"size={b}, nnz={s.nonzero // (b * b)}"
     else:
         raise ValueError(f"no lowering for {s.kind}")
     body = init[init.index("(") + 1:-1]
-    return Lowered(f"{new_cls}({body}{', ' if body else ''}{extra})", base.expr, base.imports)
+    sep = ", " if body and extra else ""
+    return Lowered(f"{new_cls}({body}{sep}{extra})", base.expr, base.imports)
 
 
 @functools.lru_cache(maxsize=1)

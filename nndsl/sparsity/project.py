@@ -7,7 +7,8 @@ Each projection is the best approximation in the Frobenius norm within its struc
 - nm: the n largest magnitudes of every m consecutive inputs;
 - block: the blocks of largest norm;
 - lowrank: the truncated SVD, its singular values split evenly between the two factors;
-- a mask of density d (random, erk, magnitude): the d largest magnitudes. A mask read from a file is kept.
+- a mask of density d (random, erk, magnitude): the d largest magnitudes. A mask read from a file is kept;
+- symmetric: (W + Wᵀ) / 2.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 
 from .runtime import make_mask, monarch_dense
 
-KINDS = ("monarch", "nm", "block", "lowrank", "magnitude")
+KINDS = ("monarch", "nm", "block", "lowrank", "magnitude", "symmetric")
 
 
 def project(weight: torch.Tensor, kind: str, **args) -> dict[str, torch.Tensor]:
@@ -41,6 +42,11 @@ def project(weight: torch.Tensor, kind: str, **args) -> dict[str, torch.Tensor]:
         return _block(w, int(args["size"]), args.get("density"), args.get("blocks"))
     if kind == "lowrank":
         return _lowrank(w, int(args["rank"]))
+    if kind == "symmetric":
+        if w.shape[0] != w.shape[1] or w.dim() != 2:
+            raise ValueError(f"a symmetric weight is square, not {list(w.shape)}")
+        i, j = torch.triu_indices(w.shape[0], w.shape[0])
+        return {"weight_packed": ((w + w.t()) / 2)[i, j].contiguous()}
     raise ValueError(f"unknown structure {kind!r}: one of {', '.join(KINDS)}")
 
 
@@ -105,6 +111,8 @@ def kind_of(module) -> str:
         return "lowrank"
     if has("weight_blocks") and has("weight_index"):
         return "block"
+    if has("weight_packed"):
+        return "symmetric"
     return ""
 
 
@@ -155,6 +163,8 @@ def load_dense(model: torch.nn.Module, state_dict: dict, strict: bool = True) ->
             got = project(w, "monarch", blocks=m.blocks)
         elif kind == "lowrank":
             got = project(w, "lowrank", rank=m.rank)
+        elif kind == "symmetric":
+            got = project(w, "symmetric")
         else:
             got = project(w, "block", size=m.size, blocks=m.nnz)
             got.pop("grid")
@@ -171,6 +181,8 @@ def load_dense(model: torch.nn.Module, state_dict: dict, strict: bool = True) ->
 
 
 def _dense_of(m, got, w):
+    if "weight_packed" in got:
+        return got["weight_packed"][m.weight_index]
     if "weight_r" in got:
         return monarch_dense(got["weight_r"], got["weight_l"])
     if "weight_u" in got:

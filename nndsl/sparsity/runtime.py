@@ -444,6 +444,41 @@ class MonarchLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, blocks={self.blocks}"
 
 
+class SymmetricLinear(nn.Module):
+    """y = W x + b with W = Wᵀ by construction: the upper triangle is stored (weight_packed, n(n+1)/2) and
+    the square weight read from it through a fixed index map, so its gradient sums both triangles."""
+
+    def __init__(self, in_features, out_features, bias=True, *, device=None, dtype=None):
+        super().__init__()
+        if in_features != out_features:
+            raise ValueError(f"a symmetric weight is square, not {out_features}x{in_features}")
+        n = in_features
+        kw = {"device": device, "dtype": dtype}
+        self.in_features = self.out_features = n
+        self.weight_packed = nn.Parameter(torch.empty(n * (n + 1) // 2, **kw))
+        self.bias = nn.Parameter(torch.empty(n, **kw)) if bias else None
+        i, j = torch.triu_indices(n, n)
+        index = torch.empty(n, n, dtype=torch.long)
+        index[i, j] = torch.arange(i.numel())
+        index[j, i] = torch.arange(i.numel())
+        self.register_buffer("weight_index", index.to(device), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        _uniform_(self.weight_packed, self.in_features)
+        if self.bias is not None:
+            _uniform_(self.bias, self.in_features)
+
+    def dense_weight(self):
+        return self.weight_packed[self.weight_index]
+
+    def forward(self, x):
+        return F.linear(x, self.dense_weight(), self.bias)
+
+    def extra_repr(self):
+        return f"features={self.in_features}, symmetric"
+
+
 class LowRankLinear(nn.Module):
     """y = U V x + b (stores weight_v: rank x in, weight_u: out x rank)."""
 
