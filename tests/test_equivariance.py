@@ -140,3 +140,30 @@ def test_the_edge_example():
                         "--verify-equivariance"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "logits invariant under S: max |f(g·x) - g·f(x)| = " in r.stdout
+
+
+def test_the_order_two_layer_spans_the_solvers_fifteen_maps():
+    """equivariant_linear2's 15 maps are linearly independent maps of N x N matrices (rank 15 = Bell(4),
+    the dimension the solver finds for order-2 -> order-2), and a network of them is proved equivariant
+    and verified."""
+    import torch
+
+    from nndsl.symmetry import dimension, permutation, symmetric
+
+    n = 5
+    m = nndsl.load(source="model T(N: int = 5) {\n  input a: [B, N, N, 1]\n  output y = equivariant_linear2(a, 1, "
+                          "bias=false)\n}\n", seed=0).double()
+    maps = []
+    for k in range(15):
+        with torch.no_grad():
+            m.y.weight.zero_()
+            m.y.weight[0, k] = 1.0
+            basis = torch.eye(n * n, dtype=torch.float64).view(n * n, n, n, 1)
+            maps.append(m(basis).reshape(n * n, n * n).flatten())
+    P = permutation(symmetric(n))
+    assert torch.linalg.matrix_rank(torch.stack(maps)).item() == 15 == dimension(P ** 2, P ** 2)
+    r = nndsl.check(source=EDGES.format(body="  h = relu(equivariant_linear2(a, 8))\n  output y = "
+                                        "equivariant_linear2(h, 2)", claim="equivariant"), B=2)
+    assert r.ok and not r.diagnostics
+    (v,) = verify(r.ir, samples=6)
+    assert v.error < 1e-9

@@ -20,6 +20,7 @@ CASES = {
     "conv2d": ("conv2d(x, 4, kernel=3, stride=2, padding=1, dilation=1, groups=1)", {"x": [2, 3, 9, 8]}),
     "conv3d": ("conv3d(x, 4, kernel=[1, 3, 3])", {"x": [1, 2, 3, 6, 6]}),
     "equivariant_linear": ("equivariant_linear(x, 5, axis=1)", {"x": [2, 4, 3]}),
+    "equivariant_linear2": ("equivariant_linear2(x, 5)", {"x": [2, 4, 4, 3]}),
     "conv_transpose2d": ("conv_transpose2d(x, 4, kernel=2, stride=2)", {"x": [2, 3, 5, 5]}),
     "maxpool1d": ("maxpool1d(x, kernel=2)", {"x": [2, 3, 9]}),
     "maxpool2d": ("maxpool2d(x, kernel=3, stride=2, padding=1)", {"x": [2, 3, 9, 9]}),

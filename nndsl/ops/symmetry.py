@@ -65,3 +65,70 @@ register(OpDef(
     doc="y_n = Λ x_n + Γ mean_m x_m + b over the set `axis`: equivariant under permutations of it "
         "(DeepSets); one nn.Linear over [x_n, mean x].",
 ))
+
+
+# -- order 2: S_N acting on both axes of [..., N, N, C] (Maron et al. 2019) -------------------------------
+# The 15 maps spanning the equivariant linear maps from order-2 to order-2 tensors (Bell(4) = 15), each
+# as a torch expression of `x` ([..., N, N, C], set axes -3 and -2): the identity, the transpose, the
+# diagonal, row and column means and the total mean, broadcast along rows, columns or the diagonal.
+_ORDER2 = (
+    "{x}", "{x}.transpose(-3, -2)",
+    "{eye} * {x}",
+    "{x}.mean(-2, keepdim=True).expand_as({x})", "{x}.mean(-2, keepdim=True).transpose(-3, -2).expand_as({x})",
+    "{x}.mean(-3, keepdim=True).expand_as({x})", "{x}.mean(-3, keepdim=True).transpose(-3, -2).expand_as({x})",
+    "{eye} * {x}.mean(-2, keepdim=True)", "{eye} * {x}.mean(-3, keepdim=True).transpose(-3, -2)",
+    "{x}.mean((-3, -2), keepdim=True).expand_as({x})", "{eye} * {x}.mean((-3, -2), keepdim=True)",
+    "{diag}.unsqueeze(-2).expand_as({x})", "{diag}.unsqueeze(-3).expand_as({x})",
+    "{diag}.mean(-2, keepdim=True).unsqueeze(-2).expand_as({x})",
+    "{eye} * {diag}.mean(-2, keepdim=True).unsqueeze(-2)",
+)
+
+
+def _infer2(ins, a, facts):
+    x = ins[0]
+    need_float(x, "equivariant_linear2")
+    r = x.rank
+    if r < 3:
+        raise OpError("E0202", "equivariant_linear2 expects [..., N, N, features]", arg=0)
+    n1, n2 = x.shape[-3], x.shape[-2]
+    if n1 != n2:
+        raise OpError("E0201", f"equivariant_linear2 needs two set axes of one size, got {n1} and {n2}", arg=0)
+    sig = Signature(((*(Ax(KEEP, (Ref(0, i),)) for i in range(r - 1)), Ax(NEW)),), contracted=((Ref(0, r - 1),),))
+    return Out([TensorType.make(x.shape[:-1] + (Dim.const(a["out"]),), x.dtype, x.axis_names()[:-1] + (None,))], sig)
+
+
+def _params2(ins, a):
+    c = concrete(ins[0].shape[-1], "the input features of `equivariant_linear2`")
+    r = ins[0].rank
+    ps = [P("weight", (a["out"], len(_ORDER2) * c), (Face("out", "out", 0, r - 1), Face("in", "in", 0, r - 1)))]
+    if a["bias"]:
+        ps.append(P("bias", (a["out"],), (Face("bias", "out", 0, r - 1),)))
+    return ps
+
+
+def _lower2(c):
+    fin = c.ins[0].shape[-1].value
+    x = c.args[0]
+    n = c.size(0, c.ins[0].rank - 2)
+    eye = f"torch.eye({n}, dtype={x}.dtype, device={x}.device).unsqueeze(-1)"
+    diag = f"{x}.diagonal(dim1=-3, dim2=-2).transpose(-1, -2)"
+    maps = ", ".join(m.format(x=x, eye=eye, diag=diag) for m in _ORDER2)
+    bias = "" if c.a["bias"] else ", bias=False"
+    return Lowered(f"nn.Linear({len(_ORDER2) * fin}, {c.a['out']}{bias})", f"{c.m}(torch.cat([{maps}], -1))")
+
+
+def _equivariance2(a: dict, axis: int, rank: int):
+    return "it mixes the feature axis" if axis == rank - 1 else None if axis in (rank - 3, rank - 2) else None
+
+
+register(OpDef(
+    name="equivariant_linear2", inputs=("x",),
+    attrs=(Attr("out", "int", doc="output features"), Attr("bias", "bool", True)),
+    infer=_infer2, params=_params2, lower=_lower2,
+    flops=lambda ins, outs, a: 2 * len(_ORDER2) * prod(ins[0].shape) * a["out"],
+    traits=frozenset({"linear", "weighted"}), signal=S.dense, init_default=torch_default_init,
+    check_attrs=_check, glyph="L_S2", equivariance=_equivariance2,
+    doc="The S_N-equivariant map of order-2 tensors [..., N, N, C] (edge features): the 15 maps of Maron et "
+        "al. (identity, transpose, diagonal, row/column/total means broadcast along rows, columns or the "
+        "diagonal), then one nn.Linear(15·C, out).",
+))
