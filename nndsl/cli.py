@@ -177,9 +177,17 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
                 for line in signal_lines(ir):
                     typer.echo("  " + line if line else line)
         if verify_equivariance and res.ir.meta.claims:
-            from .symmetry.verify import verify
+            from .symmetry.verify import TooLarge, verify
 
-            for v in verify(res.ir):
+            try:
+                checked = verify(res.ir)
+            except TooLarge as e:
+                d = Diagnostic(code="E0112", message=str(e), span=res.ir.meta.instances[""].span,
+                               help="bind smaller dims with --dim to verify")
+                typer.echo(render_all([d], res.sources, color=_color()), err=True, nl=False)
+                worst = 1
+                continue
+            for v in checked:
                 text = "not a model output: not verified" if v.samples == 0 else \
                     f"max |f(g·x) - g·f(x)| = {v.error:.2e} over {v.samples} permutations"
                 if format == "text":

@@ -248,7 +248,8 @@ def _as_block(head: list[str], body: list[str], out: str, r: random.Random) -> s
 TOKENS = ["(", ")", "[", "]", "{", "}", ",", "=", "|>", "+", "-", "*", "//", "%", "@", "==", "<=", "\n", ";",
           "input", "output", "ensure", "if", "else", "then", "repeat", "as", "block", "model", "import", "true",
           "x", "B", "H", "0", "-1", "3M", "1e-3", "1e999", "99999999999999999999", '"s"', "params", "shape(x)",
-          "relu", "linear", "conv2d", "rearrange", "tie=x", "axes=[H]", "#", "$", "\t", "é", "名", "...", "[..., D]",
+          "relu", "linear", "conv2d", "rearrange", "tie=x", " acted by S", " invariant under S", "group S = perm(N)\n",
+          " sparsity nm(2, 4)", " structure monarch(2)", "axes=[H]", "#", "$", "\t", "é", "名", "...", "[..., D]",
           "training", "forward", "None", '"\\x"', "\x00", "\u2028", "\ufeff", "\r", "\x0c", "int(1e999)", "[]"]
 
 

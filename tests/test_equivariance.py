@@ -167,3 +167,12 @@ def test_the_order_two_layer_spans_the_solvers_fifteen_maps():
     assert r.ok and not r.diagnostics
     (v,) = verify(r.ir, samples=6)
     assert v.error < 1e-9
+
+
+def test_verification_is_bounded_before_it_allocates(tmp_path):
+    f = tmp_path / "big.nn"
+    f.write_text(spec("  output y = sum(x, axes=[1])").replace("N: int = 6", "N: int = 100000000"))
+    r = subprocess.run([sys.executable, "-m", "nndsl", "check", str(f), "--verify-equivariance"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "error[E0112]: verifying `M` would allocate" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -651,3 +651,20 @@ def test_lsuv_fits_structured_layers_and_keeps_masks():
     assert all(abs(fits[n].after - 1) < 0.1 for n in "abcdefgh")
     for layer in (m.a, m.e, m.f, m.g, m.h):
         assert float(layer.weight.detach()[layer.weight_mask == 0].abs().max()) == 0.0
+
+
+def test_mask_files_cannot_escape_or_block(tmp_path):
+    import os
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    np.save(outside / "m.npy", np.ones((4, 16), dtype=bool))
+    spec_dir = tmp_path / "spec"
+    spec_dir.mkdir()
+    os.symlink(outside / "m.npy", spec_dir / "link.npy")
+    os.mkfifo(spec_dir / "fifo.npy")
+    for name in ("link.npy", "fifo.npy"):
+        (spec_dir / "m.nn").write_text(f'model M {{\n  input x: [B, 16]\n  output y = linear(x, 4) sparsity mask("{name}")\n}}\n')
+        assert [d.code for d in nndsl.check(spec_dir / "m.nn").diagnostics] == ["E0704"], name
+    big = "model M {\n  input x: [B, 1024]\n  output y = linear(x, 4) sparsity nm(500, 1024)\n}\n"
+    assert [d.code for d in check(big).diagnostics] == ["E0702"]          # refused before the quadrature

@@ -230,7 +230,15 @@ def _read_mask_file(d: InitDecl, rule: str, args: dict, w: Weight) -> tuple[str,
         bad(f"mask file `{name[:80]}` must be a relative `.npy` path under the spec's directory",
             help="save one with numpy.save(\"mask.npy\", mask) next to the spec")
     base = Path(d.span.file).resolve().parent if d.span.file and not d.span.file.startswith("<") else Path.cwd()
-    path = (base / rel)
+    path = base / rel
+    try:
+        inside = path.resolve().is_relative_to(base.resolve())
+    except (OSError, RuntimeError):          # a symlink loop
+        inside = False
+    if not inside:
+        bad(f"mask file `{name[:80]}` leads outside the spec's directory (through a link)")
+    if path.exists() and not path.is_file():     # a FIFO or a device would block or never end
+        bad(f"mask file `{name[:80]}` is not a regular file")
     if rule == "mask":
         want = w.shape
     else:

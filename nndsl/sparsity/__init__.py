@@ -19,6 +19,7 @@ from ..init import REQUIRED  # noqa: E402  (one sentinel for every rule table)
 # matmul on the CPU; above it they keep a dense weight with zeros (the dense matmul wins there; CPU
 # calibration in docs/sparsity.md).
 BLOCK_CROSSOVER = 0.3
+MAX_NM = 64              # the largest group of `nm(n, m)` (GPUs accelerate 2:4; 16 is already unusual)
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,9 @@ def _nm(a, w):
     n, m = a["n"], a["m"]
     if not (1 <= n < m):
         raise Misfit("E0702", f"nm({n}, {m}) needs 1 <= n < m")
+    if m > MAX_NM:                       # checked before the order-statistics quadrature (n terms)
+        raise Misfit("E0702", f"nm(_, {m}): groups of more than {MAX_NM} inputs are not N:M sparsity "
+                     "(use random or magnitude)")
     if w.cin % m:
         raise Misfit("E0702", f"nm(_, {m}) groups the input dimension by {m}, but it has {w.cin} entries "
                      f"({w.cin} % {m} = {w.cin % m})")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 MAX_ORDER = 100_000          # elements of a group that `elements()` enumerates at most
-MAX_PAIRS = 1 << 26          # index pairs an orbit basis may visit (out x in entries of one map)
+MAX_PAIRS = 1 << 22          # index pairs an orbit basis may visit (out x in entries of one map): seconds
 MAX_DENSE = 4096             # out x in entries the SVD solver accepts
 
 

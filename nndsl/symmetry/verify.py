@@ -17,10 +17,27 @@ class Verified:
     samples: int
 
 
+MAX_ELEMENTS = 1 << 26       # parameters plus sampled input entries the verification may allocate (float64)
+
+
+class TooLarge(ValueError):
+    """The model or its sampled inputs would exceed MAX_ELEMENTS: checked before anything is allocated."""
+
+
 def verify(ir, samples: int = 8, seed: int = 0, sizes: dict | None = None) -> list[Verified]:
-    """Check every claim of a checked IR numerically. Free dims take `sizes` (default 5; the acted
-    axes at least 3 so that permutations are not trivial)."""
+    """Check every claim of a checked IR numerically. Free dims take `sizes` (default 5). Raises TooLarge
+    before allocating a model and inputs beyond MAX_ELEMENTS."""
     import math
+
+    from ..passes.ensures import param_count
+
+    sizes = dict(sizes or {})
+    for a in ir.meta.actions:
+        sizes.setdefault(a.dim, 5)
+    shapes = [[d.value if d.is_const else sizes.get(str(d), 5) for d in mi.type.shape] for mi in ir.meta.inputs]
+    total = param_count(ir) + param_count(ir, kinds=("buffer",)) + sum(math.prod(s) for s in shapes)
+    if total > MAX_ELEMENTS:
+        raise TooLarge(f"verifying `{ir.meta.model}` would allocate {total:,} values, more than {MAX_ELEMENTS:,}")
 
     import torch
 
@@ -36,12 +53,8 @@ def verify(ir, samples: int = 8, seed: int = 0, sizes: dict | None = None) -> li
     with torch.no_grad():      # a symmetry of the architecture holds for any weights, not just the initial ones
         for p in model.parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    sizes = dict(sizes or {})
-    for a in ir.meta.actions:
-        sizes.setdefault(a.dim, 5)
     inputs = []
-    for mi in ir.meta.inputs:
-        shape = [d.value if d.is_const else sizes.get(str(d), 5) for d in mi.type.shape]
+    for mi, shape in zip(ir.meta.inputs, shapes):
         if mi.type.is_float:
             inputs.append(torch.randn(*shape, generator=g, dtype=torch.float64))
         else:
