@@ -34,3 +34,22 @@ def best(fn, n: int = 3) -> float:
         fn()
         ts.append(time.perf_counter() - t)
     return min(ts)
+
+
+def paired(a, b, repeat: int, warmup: int = 2) -> tuple[float, float, float]:
+    """Time `a` and `b` in pairs, alternating which runs first: (median of the per-pair ratios t_a / t_b,
+    median t_a, median t_b). Paired ratios cancel most of a noisy machine's drift."""
+    for _ in range(warmup):
+        a()
+        b()
+    ratios, ta, tb = [], [], []
+    for r in range(repeat):
+        t = {}
+        for f in ((a, b) if r % 2 == 0 else (b, a)):
+            s = time.perf_counter()
+            f()
+            t[f] = time.perf_counter() - s
+        ta.append(t[a])
+        tb.append(t[b])
+        ratios.append(t[a] / t[b])
+    return statistics.median(ratios), statistics.median(ta), statistics.median(tb)

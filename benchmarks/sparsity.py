@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("NNDSL_KERNELS", "torch")
 
 import torch  # noqa: E402
@@ -27,6 +26,7 @@ from torch import nn  # noqa: E402
 from nndsl.sparsity import BLOCK_CROSSOVER  # noqa: E402
 from nndsl.sparsity import runtime as R  # noqa: E402
 from nndsl.sparsity.project import dense_weight  # noqa: E402
+from common import paired  # noqa: E402
 
 TARGETS = {"monarch k=64": 10.0, "monarch k=16": 6.0, "block 64 d=0.1": 5.0, "block 64 d=0.25": 1.3,
            "block 64 d=0.5": 0.95, "lowrank r=256": 7.0}
@@ -66,24 +66,6 @@ def check(layer, x) -> float:
         w = dense_weight(layer)
         ref = x @ w.t() + (layer.bias if layer.bias is not None else 0)
         return float((layer(x) - ref).abs().max() / ref.abs().max())
-
-
-def paired(dense_step, cand_step, repeat: int, warmup: int = 2):
-    for _ in range(warmup):
-        dense_step()
-        cand_step()
-    ratios, td, tc = [], [], []
-    for r in range(repeat):
-        order = (dense_step, cand_step) if r % 2 == 0 else (cand_step, dense_step)
-        t = {}
-        for f in order:
-            s = time.perf_counter()
-            f()
-            t[f] = time.perf_counter() - s
-        td.append(t[dense_step])
-        tc.append(t[cand_step])
-        ratios.append(t[dense_step] / t[cand_step])
-    return statistics.median(ratios), statistics.median(td), statistics.median(tc)
 
 
 def main(threads=(1, 2), repeat: int = 7, n: int = 4096, batch: int = 256, only: str = "") -> dict:

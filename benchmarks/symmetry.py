@@ -6,18 +6,19 @@ unconstrained nn.Linear of the same shape (forward + backward), timed in the sam
 """
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from nndsl.symmetry import _basis, gconv_rep, permutation, symmetric  # noqa: E402
 from nndsl.symmetry.layers import EquivariantLinear  # noqa: E402
+from common import paired  # noqa: E402
 
 
 def solve_time(rep_out, rep_in) -> tuple[float, int]:
@@ -25,22 +26,6 @@ def solve_time(rep_out, rep_in) -> tuple[float, int]:
     t = time.perf_counter()
     b = _basis(rep_out, rep_in)
     return time.perf_counter() - t, b.shape[0]
-
-
-def paired(a, b, repeat=15):
-    for _ in range(3):
-        a()
-        b()
-    ra = []
-    for i in range(repeat):
-        order = (a, b) if i % 2 == 0 else (b, a)
-        t = {}
-        for f in order:
-            s = time.perf_counter()
-            f()
-            t[f] = time.perf_counter() - s
-        ra.append(t[b] / t[a])
-    return statistics.median(ra)
 
 
 def main() -> dict:
@@ -69,7 +54,7 @@ def main() -> dict:
             dense.zero_grad()
             dense(xf).sum().backward()
 
-        r = paired(run_dense, run_eq)
+        r = paired(run_eq, run_dense, repeat=15, warmup=3)[0]
         out[name + " layer"] = r
         print(f"  layer {name:26s} {r:5.2f}x the time of nn.Linear({c * rin.dim}, {c * rout.dim}), fwd+bwd, "
               f"batch 256   (target <= 1.5x)")

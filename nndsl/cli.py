@@ -335,13 +335,7 @@ def project(file: Path, weights: Path = typer.Option(..., "--weights", "-w", hel
     res = _load(file, model, dim, _limits(max_nodes, max_file_size, max_params), import_root)
     if weights.suffix != ".pt":
         _fail("E0405", f"cannot read `{visible(str(weights))}`: the dense checkpoint is a .pt state dict")
-    try:
-        sd = torch.load(weights, map_location="cpu", weights_only=True)
-    except (OSError, ValueError, RuntimeError, EOFError, ImportError) as e:
-        _fail("E0405", f"cannot read `{visible(str(weights))}`: "
-              f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}")
-    except Exception as e:  # unpickling refused by weights_only, a corrupt archive
-        _fail("E0405", f"cannot read `{visible(str(weights))}`: {type(e).__name__}")
+    sd = _read_tensors(weights, "E0405", lambda: torch.load(weights, map_location="cpu", weights_only=True))
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
         _fail("E0405", "the dense checkpoint must be a state dict: names -> tensors")
     net = build_module(res.ir, seed)
@@ -360,6 +354,17 @@ def project(file: Path, weights: Path = typer.Option(..., "--weights", "-w", hel
     typer.echo(f"wrote {visible(str(output))}", err=True)
 
 
+def _read_tensors(path: Path, code: str, read):
+    """`read()` of a tensor file the user names (no pickles run), its failures as diagnostic `code`."""
+    try:
+        return read()
+    except (OSError, ValueError, RuntimeError, EOFError, ImportError) as e:
+        _fail(code, f"cannot read `{visible(str(path))}`: "
+              f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}")
+    except Exception as e:  # unpickling refused by weights_only, a corrupt archive
+        _fail(code, f"cannot read `{visible(str(path))}`: {type(e).__name__}")
+
+
 def _read_batch(path: Path, res: CheckResult):
     """The calibration batch as a tuple of tensors, one per model input; never unpickles anything."""
     import torch
@@ -367,19 +372,15 @@ def _read_batch(path: Path, res: CheckResult):
     n_in = len(res.ir.meta.inputs)
     if path.suffix not in (".npy", ".pt"):
         _fail("E0404", f"cannot read `{visible(str(path))}`: the batch is a .npy or .pt file")
-    try:
+    def read():
         if path.suffix == ".npy":
             import numpy as np
 
-            arr = np.load(path, allow_pickle=False)
-            got = [torch.from_numpy(np.ascontiguousarray(arr))]
-        else:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-            got = list(data) if isinstance(data, (list, tuple)) else [data]
-    except (OSError, ValueError, RuntimeError, EOFError, ImportError) as e:
-        _fail("E0404", f"cannot read `{visible(str(path))}`: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}")
-    except Exception as e:  # unpickling refused by weights_only, a corrupt archive
-        _fail("E0404", f"cannot read `{visible(str(path))}`: {type(e).__name__}")
+            return [torch.from_numpy(np.ascontiguousarray(np.load(path, allow_pickle=False)))]
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        return list(data) if isinstance(data, (list, tuple)) else [data]
+
+    got = _read_tensors(path, "E0404", read)
     if not all(isinstance(t, torch.Tensor) for t in got):
         _fail("E0404", "the batch must hold tensors only")
     if len(got) != n_in:

@@ -102,7 +102,7 @@ class Codegen:
         rows = []
         for n in self._structured():
             st = n.facets["structure"]
-            if st.kind in ("masked", "nm") or st.kind == "block":
+            if st.kind in ("masked", "nm", "block"):
                 file = st.mask_file and _relfile(st.mask_file)
                 rows.append(f"    ({lit(n.id)}, {salt(n.id + '#structure')}, {lit(file)}),  # {comment(st.rule)}")
         if not self._structured():

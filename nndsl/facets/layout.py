@@ -11,7 +11,7 @@ from typing import Literal, Optional, Union
 
 from ..ir import IR
 from ..types import dtype_bytes
-from . import Facet, attach
+from . import Facet
 
 KIND = Literal["dense", "masked", "nm", "block", "monarch", "lowrank", "symmetric"]
 

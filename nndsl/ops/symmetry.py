@@ -50,7 +50,7 @@ def _check(a):
 
 
 def _equivariance(a: dict, axis: int, rank: int):
-    """Kept for a permutation of the set axis (and of any axis but the features); the features are mixed."""
+    """Kept for a permutation of the set axes (and of any axis but the features); the features are mixed."""
     return "it mixes the feature axis" if axis == rank - 1 else None
 
 
@@ -117,17 +117,13 @@ def _lower2(c):
     return Lowered(f"nn.Linear({len(_ORDER2) * fin}, {c.a['out']}{bias})", f"{c.m}(torch.cat([{maps}], -1))")
 
 
-def _equivariance2(a: dict, axis: int, rank: int):
-    return "it mixes the feature axis" if axis == rank - 1 else None if axis in (rank - 3, rank - 2) else None
-
-
 register(OpDef(
     name="equivariant_linear2", inputs=("x",),
     attrs=(Attr("out", "int", doc="output features"), Attr("bias", "bool", True)),
     infer=_infer2, params=_params2, lower=_lower2,
     flops=lambda ins, outs, a: 2 * len(_ORDER2) * prod(ins[0].shape) * a["out"],
     traits=frozenset({"linear", "weighted"}), signal=S.dense, init_default=torch_default_init,
-    check_attrs=_check, glyph="L_S2", equivariance=_equivariance2,
+    check_attrs=_check, glyph="L_S2", equivariance=_equivariance,
     doc="The S_N-equivariant map of order-2 tensors [..., N, N, C] (edge features): the 15 maps of Maron et "
         "al. (identity, transpose, diagonal, row/column/total means broadcast along rows, columns or the "
         "diagonal), then one nn.Linear(15·C, out).",

@@ -47,13 +47,16 @@ def check_symmetry(ir: IR, sink: Sink) -> None:
     by_group: dict[str, list] = {}
     for a in ir.meta.actions:
         by_group.setdefault(a.group, []).append(a)
+    propagated: dict[str, dict] = {}                  # one pass per group, shared by its claims
     for c in ir.meta.claims:
         acts = by_group.get(c.group)
         if not acts:
             sink.add(Diagnostic(code="E0801", message=f"no input is acted on by `{c.group}`", span=c.span,
                                 help=f"annotate the input: `input x: [B, N, D] acted by {c.group}`"), c.scope)
             continue
-        states = _propagate(ir, acts)
+        states = propagated.get(c.group)
+        if states is None:
+            states = propagated[c.group] = _propagate(ir, acts)
         st = states.get((c.node, c.port), _State())
         node = ir.node(c.node)
         ids = node.axes[c.port] if node.axes and c.port < len(node.axes) else ()

@@ -125,10 +125,8 @@ def analyse(ir: IR, sink: Optional[Sink] = None, dims: Optional[dict] = None, as
         if name == "weight" and nid in structured:
             return _structured_moments(ir.node(nid), structured[nid])
         if name == "bias" and nid in structured and "bias" in params_by[nid] and \
-                "init" not in params_by[nid]["bias"].facets:
-            import math                         # the runtime's default: U(±1/√fan_in) of the dense weight
-
-            return 0.0, 1.0 / (3.0 * max(1, math.prod(structured[nid].dense_shape[1:])))
+                "init" not in params_by[nid]["bias"].facets:     # the runtime's default: U(±1/√fan_in)
+            return 0.0, 1.0 / (3.0 * max(1, structured[nid].dense_fan_in))
         p = params_by.get(nid, {}).get(name)
         if p is None:
             return None
@@ -280,10 +278,8 @@ def _structured_moments(node, st) -> tuple[float, float]:
     """Mean and second moment of the entries of a structured layer's dense weight, zeros included: a
     mask scales the kept entries' by the density; factors give the moments of their product (the init
     pass records them on the factor as the rule's dense-equivalent), or of the runtime's default draws."""
-    import math
-
     ps = {p.name: p for p in node.params}
-    fan_in = max(1, math.prod(st.dense_shape[1:]))
+    fan_in = max(1, st.dense_fan_in)
     if st.kind in ("monarch", "lowrank"):
         for p in node.params:
             f = p.facets.get("init")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ..init import REQUIRED  # noqa: E402  (one sentinel for every rule table)
 
@@ -68,7 +68,6 @@ class Plan:
     density: float                  # nonzero / dense entries
     kernel: str                     # the CPU path (`dense`, `dense+mask`, `monarch-bmm`, `bsr-rows`, `lowrank`)
     gpu: str                        # the path on a CUDA GPU (compute capability >= 8.0) with Triton
-    flops_factor: float             # FLOPs of one forward relative to the dense layer's
     fan_factor: float = 1.0         # the fraction of fan-in an init rule sees (masks: the density)
     # the fraction of a weight's energy E[w²] its mask keeps at init, for normal and for uniform entries:
     # the density for masks drawn at random; more for masks that keep the largest entries (magnitude, nm)
@@ -123,7 +122,7 @@ def _mask_plan(rule: str, args: dict, w: Weight, d: float, kind: str = "masked",
         energy = (dens, dens)
     return Plan(kind=kind, rule=rule, args=args,
                 stored=(Stored("weight", w.shape), Stored("weight_mask", w.shape, "buffer")),
-                nonzero=k, density=dens, kernel="dense+mask", gpu="dense+mask", flops_factor=1.0,
+                nonzero=k, density=dens, kernel="dense+mask", gpu="dense+mask",
                 fan_factor=dens, energy=energy,
                 note=note or "a mask saves no time: the dense matmul runs with zeros kept")
 
@@ -227,7 +226,7 @@ def _block(a, w):
                        "energy": (d, d), "gpu": "dense+mask"})
     return Plan(kind="block", rule="block", args=a,
                 stored=(Stored("weight_blocks", (nnz, b, b)), Stored("weight_index", (nnz, 2), "buffer", "int64")),
-                nonzero=nnz * b * b, density=d, kernel="bsr-rows", gpu="triton bsr", flops_factor=d, fan_factor=d,
+                nonzero=nnz * b * b, density=d, kernel="bsr-rows", gpu="triton bsr", fan_factor=d,
                 energy=(d, d),
                 note="block rows batched into one matmul")
 
@@ -255,11 +254,9 @@ def _monarch(a, w):
         raise Misfit("E0702", f"{k} blocks do not fit a Monarch factorisation of {n_out}x{n_in}: the inner block "
                      f"size {q} must be a multiple of the number of blocks {k}"
                      + (f" (the largest count below {k} that fits is {fit[0]})" if fit else ""))
-    stored = r[0] * r[1] * r[2] + l[0] * l[1] * l[2]
     return Plan(kind="monarch", rule="monarch", args=a,
                 stored=(Stored("weight_r", r), Stored("weight_l", l)),
-                nonzero=w.numel, density=1.0, kernel="monarch-bmm", gpu="triton blockdiag",
-                flops_factor=stored / w.numel, paths=q // k,
+                nonzero=w.numel, density=1.0, kernel="monarch-bmm", gpu="triton blockdiag", paths=q // k,
                 note="two batched block-diagonal matmuls")
 
 
@@ -281,10 +278,9 @@ def _lowrank(a, w):
                      f"{w.out}x{n_in} ({w.numel:,}): use a rank below {w.out * n_in // (w.out + n_in)}")
     v_shape = (r, w.cin, *w.shape[2:])
     u_shape = (w.out, r) + (1,) * len(w.shape[2:])
-    stored = r * (w.out + n_in)
     return Plan(kind="lowrank", rule="lowrank", args=a,
                 stored=(Stored("weight_v", v_shape), Stored("weight_u", u_shape)),
-                nonzero=w.numel, density=1.0, kernel="lowrank", gpu="lowrank", flops_factor=stored / w.numel,
+                nonzero=w.numel, density=1.0, kernel="lowrank", gpu="lowrank",
                 paths=r, note="two matmuls through the rank")
 
 
@@ -294,8 +290,7 @@ def _symmetric(a, w):
     n = w.out
     packed = n * (n + 1) // 2
     return Plan(kind="symmetric", rule="symmetric", args=a, stored=(Stored("weight_packed", (packed,)),),
-                nonzero=w.numel, density=1.0, kernel="dense (W = Wᵀ)", gpu="dense (W = Wᵀ)",
-                flops_factor=1.0, note="W = Wᵀ by construction: the upper triangle is stored")
+                nonzero=w.numel, density=1.0, kernel="dense (W = Wᵀ)", gpu="dense (W = Wᵀ)", note="W = Wᵀ by construction: the upper triangle is stored")
 
 
 RULES: dict[str, Rule] = {r.name: r for r in (
@@ -373,6 +368,3 @@ def describe_rule(rule: str, args: dict) -> str:
                      for k, v in shown.items())
     return f"{rule}({text})" if text else rule
 
-
-def stored_count(p: Plan) -> int:
-    return sum(math.prod(s.shape) for s in p.stored if s.kind == "param")

@@ -19,9 +19,7 @@ Front end only: numpy, no torch. nndsl/symmetry/torch.py builds layers from the 
 from __future__ import annotations
 
 import functools
-import itertools
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 MAX_ORDER = 100_000          # elements of a group that `elements()` enumerates at most
@@ -138,8 +136,6 @@ class Rep:
     name: str
     perms: Optional[tuple[tuple[tuple[int, int], ...], ...]] = None   # per generator: ((image, sign), ...)
     mats: Optional[tuple] = None
-    # for orbit bases: the same action on indices for any element, built from the generators
-    tags: tuple = field(default=(), compare=False)
 
     @property
     def is_monomial(self) -> bool:
@@ -419,4 +415,4 @@ def gconv_rep(group_name: str, kernel: int, fiber: str) -> tuple[Rep, Rep]:
 
 __all__ = ["Group", "Rep", "cyclic", "dihedral", "symmetric", "grid", "trivial", "permutation", "sign", "regular",
            "direct_sum", "tensor", "tensor_power", "from_matrices", "basis", "dimension", "bell", "gconv_rep",
-           "SymmetryError", "itertools", "math"]
+           "SymmetryError"]

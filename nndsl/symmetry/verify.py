@@ -60,6 +60,7 @@ def verify(ir, samples: int = 8, seed: int = 0, sizes: dict | None = None) -> li
         else:
             inputs.append(torch.randint(0, 2, shape, generator=g))
     outputs = {(o.node, o.port): i for i, o in enumerate(ir.meta.outputs)}
+    input_of = {mi.node: k for k, mi in enumerate(ir.meta.inputs)}
     acted_ids = {}
     for a in ir.meta.actions:
         acted_ids.setdefault(a.group, set()).add(ir.node(a.node).axes[0][a.axis])
@@ -75,13 +76,12 @@ def verify(ir, samples: int = 8, seed: int = 0, sizes: dict | None = None) -> li
             acts = [a for a in ir.meta.actions if a.group == c.group]
             ids = ir.node(c.node).axes[c.port]
             worst = 0.0
+            n = inputs[input_of[acts[0].node]].shape[acts[0].axis]
             for _ in range(samples):
-                n = inputs[[mi.node for mi in ir.meta.inputs].index(acts[0].node)].shape[acts[0].axis]
                 perm = torch.randperm(n, generator=g)
                 xs = list(inputs)
                 for a in acts:
-                    k = [mi.node for mi in ir.meta.inputs].index(a.node)
-                    xs[k] = xs[k].index_select(a.axis, perm)
+                    xs[input_of[a.node]] = xs[input_of[a.node]].index_select(a.axis, perm)
                 got = model(*xs)
                 got = (got if isinstance(got, tuple) else (got,))[idx]
                 want = ys[idx]
