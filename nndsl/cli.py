@@ -123,7 +123,7 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
                                       "pre-activation second moment q and the gradient factor chi, with warnings."),
           verify_equivariance: bool = typer.Option(False, "--verify-equivariance", help="Also test every "
                                                    "symmetry claim on the compiled model (float64, sampled "
-                                                   "inputs and permutations).")):
+                                                   "inputs and group elements).")):
     """Check specs: syntax, names, shapes, ensures; every model of a file unless -m picks one. Exit 0
     when clean, 1 on errors."""
     if format not in ("text", "json"):
@@ -189,7 +189,7 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
                 continue
             for v in checked:
                 text = "not a model output: not verified" if v.samples == 0 else \
-                    f"max |f(g·x) - g·f(x)| = {v.error:.2e} over {v.samples} permutations"
+                    f"max |f(g·x) - g·f(x)| = {v.error:.2e} over {v.samples} group elements"
                 if format == "text":
                     typer.echo(f"  verify  {visible(v.tensor)} {v.claim} under {visible(v.group)}: {text}")
                 if v.samples and not v.error < 1e-5:

@@ -535,32 +535,71 @@ class Elaborator:
                       "`group S = perm(N)`")
         return g
 
+    def _factors(self, name: str, span, ctx: "_Ctx") -> list:
+        """The factors of group `name` (nndsl/symmetry/groups.py), or E0801 at its definition."""
+        from .symmetry.groups import GroupSyntaxError, factors
+
+        g = self._group(name, span, ctx)
+        try:
+            return factors(g.value)
+        except GroupSyntaxError as err:
+            self.fail("E0801", f"group `{name}`: {err.message}", err.span, label="not a group nndsl knows",
+                      help=err.help or None)
+
     def _actions(self, st: A.Input, nid: str, axes: list, block_level: bool, ctx: "_Ctx") -> None:
-        """`acted by S, ...`: the axis each group acts on, by the dim its definition names."""
+        """`acted by G, ...`: per factor of each group, the axes it acts on, by the dims its definition
+        names (a factor whose dims the input lacks acts on it trivially; one factor at least must act)."""
         if block_level:
             self.fail("E0801", "groups act on a model's inputs; a block's inputs carry the action they are "
                       "given", st.acted_span)
+        shape = self.ir.node(nid).attrs["shape"]
         for name in st.acted_by:
-            g = self._group(name, st.acted_span, ctx)
-            v = g.value
-            if not (isinstance(v, A.Call) and isinstance(v.func, A.Name) and v.func.id == "perm" and len(v.args) == 1
-                    and v.args[0].name is None and isinstance(v.args[0].value, A.Name)):
-                self.fail("E0801", f"group `{name}` must be `perm(AXIS)`: the symmetric group permuting the "
-                          "input axis whose dim is AXIS", v.span, label="not a group nndsl knows",
-                          help="e.g. `group S = perm(N)` with `input x: [B, N, D] acted by S`")
-            dim = v.args[0].value.id
-            if dim not in axes:
-                self.fail("E0801", f"`{st.name}` has no axis `{dim}` for group `{name}` to permute", st.acted_span,
+            fs = self._factors(name, st.acted_span, ctx)
+            found = []
+            for k, f in enumerate(fs):
+                dims = f.dims
+                if f.family == "grid":
+                    if len(dims) == 1:
+                        at = [i for i, a in enumerate(axes) if a == dims[0]]
+                        if len(at) not in (0, 2):
+                            self.fail("E0801", f"`{f.describe()}` rotates the two axes of dim `{dims[0]}`, but "
+                                      f"`{st.name}` has {len(at)}", st.acted_span,
+                                      help=f"declare the grid with one dim for both axes: `[B, C, {dims[0]}, "
+                                      f"{dims[0]}]`, or name both: `{f.kind}(H, W)`")
+                    else:
+                        at = [axes.index(d) for d in dims if d in axes]
+                        if len(at) == 1:
+                            self.fail("E0801", f"`{st.name}` has only one of the axes `{dims[0]}`, `{dims[1]}` "
+                                      f"that `{name}` rotates", st.acted_span)
+                        if at and shape[at[0]] != shape[at[1]]:
+                            self.fail("E0801", f"`{f.describe()}` rotates a square grid, but `{st.name}` is "
+                                      f"{shape[at[0]]} by {shape[at[1]]}", st.acted_span,
+                                      help=f"declare both axes with one dim: `[B, C, S, S]` and `group {name} = "
+                                      f"{f.kind}(S)`")
+                    for role, i in zip(("row", "col"), at):
+                        found.append(GroupAction(group=name, kind=f.kind, node=nid, axis=i, dim=axes[i],
+                                                 span=st.acted_span, factor=k, role=role))
+                    continue
+                for i, a in enumerate(axes):          # every axis of that dim, with one action: [B, N, N] edges
+                    if a != dims[0]:
+                        continue
+                    if f.family == "linear" and not (shape[i].is_const and 1 <= shape[i].value <= 8):
+                        self.fail("E0801", f"`{f.describe()}` acts on coordinates: the axis `{a}` of `{st.name}` "
+                                  f"must have a known size from 1 to 8, got {shape[i]}", st.acted_span,
+                                  help=f"e.g. `input points: [B, N, {a}]` with `{a}: int = 3`")
+                    found.append(GroupAction(group=name, kind=f.kind, node=nid, axis=i, dim=a, span=st.acted_span,
+                                             factor=k, role="vec" if f.family == "linear" else "perm"))
+            if not found:
+                want = ", ".join(d for f in fs for d in f.dims)
+                g = self._group(name, st.acted_span, ctx)
+                self.fail("E0801", f"`{st.name}` has no axis `{want}` for group `{name}` to act on", st.acted_span,
                           label=f"axes: {', '.join(a for a in axes if a) or 'none named'}",
-                          secondary=[Label(span=v.span, message=f"`{name}` permutes the axis named `{dim}`")])
-            for k, a in enumerate(axes):          # every axis of that dim, with one permutation: [B, N, N] edges
-                if a == dim:
-                    self.ir.meta.actions.append(GroupAction(group=name, kind="perm", node=nid, axis=k, dim=dim,
-                                                            span=st.acted_span))
+                          secondary=[Label(span=g.value.span, message=f"`{name}` acts on the axes named {want}")])
+            self.ir.meta.actions.extend(found)
 
     def _claim(self, st: A.Ensure, ctx: "_Ctx") -> None:
         """`ensure y invariant|equivariant under S`: recorded for the equivariance pass."""
-        self._group(st.group, st.group_span, ctx)
+        self._factors(st.group, st.group_span, ctx)
         v = self.ev(st.expr, ctx.scope, None)
         if not isinstance(v, TensorVal):
             self.fail("E0106", f"`ensure ... {st.claim} under {st.group}` needs a tensor, got {describe(v)}",
@@ -648,7 +687,8 @@ class Elaborator:
             at = target.attr(a.name) if isinstance(target, O.OpDef) and a.name else None
             self._axis_names = at is not None and at.type == "axes"
             try:
-                v = self.ev(a.value, scope, _sub(name))
+                v = self._grid_group(a.value, scope, fname) if at is not None and at.type == "group" else \
+                    self.ev(a.value, scope, _sub(name))
             finally:
                 self._axis_names = False
             if a.name is None:
@@ -675,6 +715,28 @@ class Elaborator:
                 self.fail("E0114", "`tie=` applies to operations, not blocks", tie[1])
             return self._instantiate(target, fname, pos, kw, scope, _local_name(name, fname.lower()), e.span)
         return self._op_call(target, pos, kw, scope, name, e.span, tie)
+
+    def _grid_group(self, e: A.Expr, scope: Scope, op: str) -> str:
+        """`group=R` of a group convolution: the kind (c4, d4) of R's grid factor."""
+        from .symmetry.groups import GroupSyntaxError, factors
+
+        if not isinstance(e, A.Name):
+            self.fail("E0106", f"`group=` of `{op}` names a group declared with `group`", e.span,
+                      help="e.g. `group R = c4(S)` at the top of the file, then `group=R`")
+        g = self.prog.groups.get(scope.file, {}).get(e.id)
+        if g is None:
+            near = difflib.get_close_matches(e.id, list(self.prog.groups.get(scope.file, {})), n=1)
+            self.fail("E0801", f"unknown group `{e.id}`", e.span, label="no group of this name",
+                      help=f"did you mean `{near[0]}`?" if near else "declare it at the top of the file: "
+                      "`group R = c4(S)`")
+        try:
+            grid = [f for f in factors(g.value) if f.family == "grid"]
+        except GroupSyntaxError as err:
+            self.fail("E0801", f"group `{e.id}`: {err.message}", err.span, help=err.help or None)
+        if len(grid) != 1:
+            self.fail("E0801", f"`{op}` needs a group with one grid factor (`c4(...)` or `d4(...)`); `{e.id}` has "
+                      f"{len(grid)}", e.span, secondary=[Label(span=g.value.span, message=f"`{e.id}` is defined here")])
+        return grid[0].kind
 
     def _tie_target(self, e: A.Expr, scope: Scope) -> str:
         """The node a `tie=` names: an earlier binding (`tie=wte`), or a layer inside an earlier block
@@ -850,6 +912,10 @@ class Elaborator:
                 else:
                     bad("axis names or indices")
             return out if isinstance(v, list) else out[0]
+        if t == "group":             # resolved by _grid_group to the grid factor's kind
+            if isinstance(v, str):
+                return v
+            bad("a group")
         if t == "any":
             if isinstance(v, (TensorVal, TupleVal)):
                 bad("a value known at compile time")

@@ -48,6 +48,18 @@ class EdgeAttr(BaseModel):
     facets: dict[str, Any] = {}        # slot -> facet (nndsl/facets)
 
 
+class FrameAverage(BaseModel):
+    """`frame_average(Block(x), group=G)`: the instance runs once per frame of the factors `factors` of G
+    (a finite group's elements, or the PCA frames of point coordinates) and averages; its outputs keep
+    the action, with `out_roles` (per output, per axis) the role each axis carries."""
+
+    group: str
+    factors: list[int]
+    kind: str                          # the averaged factor's kind (c4, d4, cyclic, dihedral, o3, so3, e3)
+    inputs: list[list[str]]            # per block input, the role of each axis ("row", "col", "vec", "perm", "")
+    out_roles: list[list[str]]
+
+
 class Instance(BaseModel):
     """One instantiation of a block: the unit the PyTorch backend turns into a module."""
 
@@ -60,6 +72,7 @@ class Instance(BaseModel):
     outputs: list[tuple[str, int]] = []
     output_names: list[str] = []
     span: Span
+    frame: Optional[FrameAverage] = None   # frame averaging of the whole instance
 
 
 class EnsureCheck(BaseModel):
@@ -102,14 +115,18 @@ class ModelInput(BaseModel):
 
 
 class GroupAction(BaseModel):
-    """`input x: [B, N, D] acted by S` with `group S = perm(N)`: S permutes axis `axis` of input `node`."""
+    """`input x: [B, N, D] acted by S` with `group S = perm(N)`: factor `factor` of S (nndsl/symmetry/groups.py)
+    acts on axis `axis` of input `node`, in the role `role`: "perm" (a permuted set axis), "row" and "col"
+    (the two axes of a rotated grid), "vec" (coordinates a matrix acts on)."""
 
     group: str
-    kind: str                          # "perm"
+    kind: str                          # the factor's kind: perm, cyclic, dihedral, c4, d4, o3, so3, e3
     node: str
     axis: int
     dim: str
     span: Span
+    factor: int = 0
+    role: str = "perm"
 
 
 class SymmetryClaim(BaseModel):
@@ -122,6 +139,10 @@ class SymmetryClaim(BaseModel):
     tensor: str                        # the name in the spec
     span: Span
     scope: str = ""
+    # filled by the equivariance pass: "proved", "refuted" or "unknown", and per factor of the group the
+    # role of each axis of the claimed tensor ("" where the factor does not act; "regular": a group axis)
+    verdict: str = ""
+    roles: dict[int, list[str]] = {}
 
 
 class ModelOutput(BaseModel):

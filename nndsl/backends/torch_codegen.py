@@ -71,6 +71,7 @@ class Codegen:
         self._by_body: dict[str, str] = {}
         self._class_names: set[str] = set()
         self._modules: set[str] = set()            # nodes whose lowering constructs a module
+        self._preludes: set[str] = set()           # runtimes the lowerings need ("prelude:symmetry")
 
     def generate(self) -> tuple[str, str]:
         """Returns (source, name of the model class)."""
@@ -83,6 +84,10 @@ class Codegen:
             from ..sparsity.emit import prelude
 
             src += prelude()
+        if "prelude:symmetry" in self._preludes:
+            from ..symmetry.emit import prelude as symmetry_prelude
+
+            src += symmetry_prelude()
         for _name, body in self.classes:
             src += "\n\n" + body + "\n"
         src += self._init_table() + self._structure_table() + self._lr_table(model_cls) + \
@@ -336,6 +341,7 @@ class Codegen:
             from ..sparsity.emit import lower
 
             low = lower(st, low)
+        self._preludes.update(i for i in low.imports if i.startswith("prelude:"))
         return low
 
     def _constants(self, P: str) -> tuple[set[str], set[str]]:

@@ -114,9 +114,10 @@ class OpDef:
     # whose `weight` a `sparsity` declaration may structure (nndsl/sparsity): "linear" (every rule) or
     # "conv" (masks, nm and lowrank); "" for none
     sparse: str = ""
-    # (resolved attrs, axis of input 0 a permutation acts on, input rank) -> None when the op keeps the
-    # action, else why it breaks it (passes/equivariance.py); None: read off the signature and parameters
-    equivariance: Callable[..., Optional[str]] | None = None
+    # the op's own equivariance rule (passes/equivariance.py): EqQuery -> None (kept; roles follow the
+    # signature), a Verdict (kept with the roles of the output's axes, broken or unknown, why and a help) or a
+    # string (broken, why); None: the pass reads it off the signature and parameters
+    equivariance: Callable[..., Any] | None = None
 
     @property
     def variadic(self) -> bool:

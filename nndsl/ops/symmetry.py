@@ -5,7 +5,7 @@ free weights per channel pair are the whole basis the solver finds for permutati
 from __future__ import annotations
 
 from ..dims import Dim
-from ..recipe import KEEP, NEW, Ax, Face, Out, Ref, Signature
+from ..recipe import DERIVE, KEEP, NEW, Ax, Face, Out, Ref, Signature
 from ..types import TensorType
 from .. import signal as S
 from .registry import P, Attr, Lowered, OpDef, OpError, concrete, need_float, prod, register, torch_default_init
@@ -49,9 +49,18 @@ def _check(a):
         raise OpError("E0111", f"`out` must be positive, got {a['out']}")
 
 
-def _equivariance(a: dict, axis: int, rank: int):
-    """Kept for a permutation of the set axes (and of any axis but the features); the features are mixed."""
-    return "it mixes the feature axis" if axis == rank - 1 else None
+def _equivariance(q):
+    """Kept for a permutation of the set axes (and of any axis but the features); the features are mixed.
+    A grid's rotation or a rotation of coordinates is not a permutation of one set axis: no claim."""
+    from ..passes.equivariance import Verdict
+
+    roles = q.roles[0]
+    if roles and roles[-1]:
+        return Verdict("broken", "mixes the acted axis as its features", "apply it with the acted axis as its set "
+                       "axis (`axis=N`), features last")
+    if q.family != "set":
+        return Verdict("unknown", f"is equivariant to permutations of its set axis, not to {q.kind}")
+    return None
 
 
 register(OpDef(
@@ -127,4 +136,154 @@ register(OpDef(
     doc="The S_N-equivariant map of order-2 tensors [..., N, N, C] (edge features): the 15 maps of Maron et "
         "al. (identity, transpose, diagonal, row/column/total means broadcast along rows, columns or the "
         "diagonal), then one nn.Linear(15·C, out).",
+))
+
+
+# -- group convolutions over an image grid (Cohen and Welling 2016) ---------------------------------------
+_ORDER = {"c4": 4, "d4": 8}
+
+
+def _gconv_infer(ins, a, facts):
+    from .conv import conv_out
+
+    x = ins[0]
+    need_float(x, "gconv2d")
+    g = _ORDER[a["group"]]
+    if x.rank not in (4, 5):
+        raise OpError("E0202", f"gconv2d expects [B, C, H, W] (lifting) or [B, C, {g}, H, W] (a regular "
+                      f"feature map of {a['group']}), got rank {x.rank}", arg=0)
+    if x.rank == 5 and x.shape[2] != Dim.const(g):
+        raise OpError("E0201", f"gconv2d over {a['group']} expects a group axis of {g} at position 2, got "
+                      f"{x.shape[2]}", arg=0, help="a group axis comes from an earlier gconv2d of the same group")
+    k, s, p = a["kernel"], a["stride"], a["padding"]
+    if p == "same":
+        if k % 2 == 0 or s != 1:
+            raise OpError("E0111", "gconv2d: padding=\"same\" needs an odd kernel and stride 1")
+        p = (k - 1) // 2
+    sp = []
+    for size in x.shape[-2:]:
+        o = conv_out(size, k, s, p, 1)
+        if o.is_const and o.value <= 0:
+            raise OpError("E0201", f"gconv2d: kernel {k} is larger than the padded input size {size}", arg=0)
+        sp.append(o)
+    r = x.rank
+    outs = (Ax(KEEP, (Ref(0, 0),)), Ax(NEW), Ax(NEW, name=a["group"].upper()),
+            *(Ax(DERIVE, (Ref(0, r - 2 + i),), how="window") for i in range(2)))
+    contracted = ((Ref(0, 1),),) + (((Ref(0, 2),),) if r == 5 else ())
+    names = x.axis_names()
+    return Out([TensorType.make((x.shape[0], Dim.const(a["out"]), Dim.const(g), *sp), x.dtype,
+                                (names[0], None, None, *names[-2:]))],
+               Signature((outs,), contracted=contracted), resolved={"padding": p})
+
+
+def _gconv_params(ins, a):
+    x = ins[0]
+    c = concrete(x.shape[1], "the input channels of `gconv2d`")
+    k = a["kernel"]
+    reg = x.rank == 5
+    shape = (a["out"], c) + ((_ORDER[a["group"]],) if reg else ()) + (k, k)
+    faces = (Face("out", "out", 0, 1), Face("in", "in", 0, 1)) + ((Face("in", "in", 0, 2),) if reg else ()) + \
+        tuple(Face("window", "in", 0, x.rank - 2 + i) for i in range(2))
+    ps = [P("weight", shape, faces)]
+    if a["bias"]:
+        ps.append(P("bias", (a["out"],), (Face("bias", "out", 0, 1),)))
+    return ps
+
+
+def _gconv_lower(c):
+    a = c.a
+    parts = [str(c.ins[0].shape[1].value), str(a["out"]), str(a["kernel"]), f"group={a['group']!r}"]
+    if c.ins[0].rank == 5:
+        parts.append("regular_in=True")
+    if a["stride"] != 1:
+        parts.append(f"stride={a['stride']}")
+    if a["padding"]:
+        parts.append(f"padding={a['padding']}")
+    if not a["bias"]:
+        parts.append("bias=False")
+    return Lowered(f"GroupConv2d({', '.join(parts)})", f"{c.m}({c.args[0]})", ("prelude:symmetry",))
+
+
+def _gconv_equivariance(q):
+    """Lifting ([.., row, col] with plain channels) or regular ([.., regular, row, col]) in, a regular feature
+    map out, when the windows sample the grid symmetrically; under another family, the grid must not be
+    acted on."""
+    from ..passes.equivariance import Verdict, _grid_window
+
+    roles = q.roles[0]
+    if q.family != "grid":
+        if any(roles[1:]):
+            return Verdict("broken", f"mixes or windows an axis that {q.kind} acts on")
+        return None
+    kind = q.attrs["group"]
+    want = ("row", "col") if len(roles) == 4 else ("regular", "row", "col")
+    if tuple(roles[2:]) != want or roles[1]:
+        return Verdict("broken", "needs the grid's rows and columns as its last two axes" +
+                       (" and the group axis before them" if len(roles) == 5 else ""),
+                       "a regular input comes from an earlier gconv2d of the same group")
+    if kind != q.kind:
+        if kind == "c4":
+            return Verdict("broken", "rotates its filters but does not flip them: it is not equivariant to D4",
+                           f"use `group=` a d4 group")
+        return Verdict("unknown", "is a D4 convolution checked under C4: claim it under the D4 group")
+    v = _grid_window({"kernel": q.attrs["kernel"], "stride": q.attrs["stride"], "padding": q.attrs["padding"]},
+                     [q.ins[0].shape[-1]], conv=True)
+    if v is not None:
+        return Verdict(v[0], v[1], "stride 1 with padding (k - 1) / 2, or a size the stride divides")
+    return Verdict("kept", out_roles=("", "", "regular", "row", "col"))
+
+
+def _gconv_check(a):
+    for n in ("kernel", "stride", "out"):
+        if isinstance(a.get(n), int) and a[n] <= 0:
+            raise OpError("E0111", f"`{n}` must be positive, got {a[n]}")
+    p = a.get("padding")
+    if not (p == "same" or (isinstance(p, int) and not isinstance(p, bool) and p >= 0)):
+        raise OpError("E0111", f"`padding` of gconv2d must be a non-negative int or \"same\", got {p!r}")
+
+
+register(OpDef(
+    name="gconv2d", inputs=("x",),
+    attrs=(Attr("out", "int", doc="output channels"), Attr("kernel", "int"),
+           Attr("group", "group", doc="a `c4` or `d4` group of the file"), Attr("stride", "int", 1),
+           Attr("padding", "any", 0, doc='int or "same"'), Attr("bias", "bool", True)),
+    infer=_gconv_infer, params=_gconv_params, lower=_gconv_lower, check_attrs=_gconv_check,
+    flops=lambda ins, outs, a: 2 * prod(outs[0].shape) * prod(ins[0].shape[1:-2]) * a["kernel"] * a["kernel"],
+    traits=frozenset({"linear", "weighted", "conv"}), signal=S.dense, init_default=torch_default_init,
+    glyph="G-conv", draw="conv", equivariance=_gconv_equivariance,
+    doc="Group convolution over a C4 or D4 grid: [B, C, H, W] (lifting) or [B, C, |G|, H, W] (regular) -> "
+        "[B, out, |G|, H', W']; each filter is seen rotated (and flipped) by every element, so rotating the "
+        "input rotates the output and permutes its group axis.",
+))
+
+
+def _gpool_infer(ins, a, facts):
+    x = ins[0]
+    if x.rank != 5:
+        raise OpError("E0202", f"group_pool expects [B, C, |G|, H, W] (from gconv2d), got rank {x.rank}", arg=0)
+    keep = (0, 1, 3, 4)
+    names = x.axis_names()
+    return Out([TensorType.make(tuple(x.shape[i] for i in keep), x.dtype, tuple(names[i] for i in keep))],
+               Signature((tuple(Ax(KEEP, (Ref(0, i),)) for i in keep),), reduced=(Ref(0, 2),)))
+
+
+def _gpool_signal(c):
+    x = c.ins[0]
+    if x is None:
+        return S.Result([None], [None])
+    n = int(c.in_shapes[0][2])
+    if c.a["mode"] == "max":
+        return S.Result([S.maximum(x, n)], [None])
+    return S.Result([S.average(c, float(n), over_features=False)], [None])
+
+
+register(OpDef(
+    name="group_pool", inputs=("x",),
+    attrs=(Attr("mode", "str", "max", choices=("max", "mean")),),
+    infer=_gpool_infer,
+    lower=lambda c: Lowered(None, f"{c.args[0]}.{'amax' if c.a['mode'] == 'max' else 'mean'}(2)"),
+    flops=lambda ins, outs, a: prod(ins[0].shape),
+    traits=frozenset({"parameter_free", "reduce"}), glyph="max_G", draw="reduce", signal=_gpool_signal,
+    doc="Max (or mean) over the group axis of a regular feature map [B, C, |G|, H, W] -> [B, C, H, W]: "
+        "invariant to the group's permutation of it, so only the rotation of the grid remains.",
 ))

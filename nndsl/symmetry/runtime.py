@@ -1,0 +1,217 @@
+# Group-equivariant layers and frame averaging (PyTorch). Self-contained on purpose: `nndsl compile` copies
+# this module into the generated source of a model that uses `gconv2d`, `group_pool` or `frame_average`, so
+# that source runs with torch alone.
+#
+# The grid groups C4 and D4 act on the last two axes of an image (rows, columns). Element e = 4 * f + r is
+# "flip the columns f times, then rotate by r quarter turns" (torch.rot90 over (rows, cols)); e2 after e1
+# is _compose(e2, e1); a regular feature F[..., g, H, W] is acted on as (u·F)[g] = u·F[u⁻¹g].
+import itertools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _grid_order(kind):
+    return 4 if kind == "c4" else 8
+
+
+def _compose(a, b):
+    """The element acting as b, then a."""
+    ra, fa, rb, fb = a % 4, a // 4, b % 4, b // 4
+    return 4 * ((fa + fb) % 2) + (ra + (-rb if fa else rb)) % 4
+
+
+def _inverse(a):
+    r, f = a % 4, a // 4
+    return a if f else (-r) % 4
+
+
+def grid_act(x, e, row=-2, col=-1):
+    """Element e acting on the grid axes (row, col) of x."""
+    if e // 4:
+        x = x.flip(col)
+    r = e % 4
+    return torch.rot90(x, r, dims=(row, col)) if r else x
+
+
+def regular_index(kind, e):
+    """Indices i with (e·F)[g] = F[i[g]] along a regular axis: i[g] = e⁻¹g."""
+    inv = _inverse(e)
+    return [_compose(inv, g) for g in range(_grid_order(kind))]
+
+
+def grid_transform(x, kind, e, roles):
+    """Element e acting on a tensor whose axes carry `roles` ("row", "col", "regular", "")."""
+    if "regular" in roles:
+        ax = roles.index("regular")
+        x = x.index_select(ax, torch.tensor(regular_index(kind, e), device=x.device))
+    if "row" in roles:
+        x = grid_act(x, e, roles.index("row"), roles.index("col"))
+    return x
+
+
+class GroupConv2d(nn.Module):
+    """A C4 or D4 group convolution (Cohen and Welling 2016). Lifting (`regular_in=False`): [B, C, H, W] ->
+    [B, out, |G|, H', W'], one base filter per channel pair, seen rotated (and flipped) by each element.
+    Regular (`regular_in=True`): [B, C, |G|, H, W] -> [B, out, |G|, H', W'], the filter over the input's group
+    axis permuted as the element says. The expanded kernel is built once per forward and applied by one
+    conv2d; weights [out, C, k, k] (lifting) or [out, C, |G|, k, k] are the free parameters of the
+    equivariant maps, as many as the solver's basis has."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, group="c4", regular_in=False, stride=1, padding=0,
+                 bias=True, device=None, dtype=None):
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.group, self.regular_in = group, regular_in
+        self.order = _grid_order(group)
+        self.stride, self.padding = stride, padding
+        self.out_channels = out_channels
+        shape = (out_channels, in_channels) + ((self.order,) if regular_in else ()) + (kernel_size, kernel_size)
+        self.weight = nn.Parameter(torch.empty(shape, **kw))
+        self.bias = nn.Parameter(torch.empty(out_channels, **kw)) if bias else None
+        if regular_in:
+            idx = torch.tensor([regular_index(group, e) for e in range(self.order)])
+            self.register_buffer("_perm", idx, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """As nn.Conv2d: U(±1/√fan_in) for the weight and the bias, fan_in = C·|G_in|·k²."""
+        bound = 1 / math.sqrt(self.weight[0].numel())
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def expanded(self):
+        """The kernel [out·|G|, C·|G_in|, k, k] of the equivalent conv2d."""
+        w = self.weight
+        per = []
+        for e in range(self.order):
+            we = w[:, :, self._perm[e]] if self.regular_in else w
+            per.append(grid_act(we, e))
+        k = torch.stack(per, 1)                                   # [out, G, C, (G_in,) k, k]
+        return k.reshape(self.out_channels * self.order, -1, k.shape[-2], k.shape[-1])
+
+    def forward(self, x):
+        b = x.shape[0]
+        if self.regular_in:
+            x = x.reshape(b, -1, x.shape[-2], x.shape[-1])
+        bias = self.bias.repeat_interleave(self.order) if self.bias is not None else None
+        y = F.conv2d(x, self.expanded(), bias, self.stride, self.padding)
+        return y.view(b, self.out_channels, self.order, y.shape[-2], y.shape[-1])
+
+
+def group_pool(x, mode="max"):
+    """Pools the group axis of [B, C, |G|, H, W]: invariant to the group's permutation of it."""
+    return x.amax(2) if mode == "max" else x.mean(2)
+
+
+# -- frame averaging (Puny et al. 2022) ------------------------------------------------------------------
+def pca_frames(x, axis, special):
+    """The frames of point coordinates along `axis` of x (batch axis 0): the eigenvectors of the second
+    moment of each example's points (every other axis), largest first, with every choice of signs (2^d
+    frames; the 2^(d-1) of determinant +1 for SO(d)). Returns [frames, B, d, d], a frame's axes as columns."""
+    pts = x.movedim(axis, -1)
+    pts = pts.reshape(pts.shape[0], -1, pts.shape[-1])
+    cov = pts.transpose(-1, -2) @ pts / pts.shape[-2]
+    _, vecs = torch.linalg.eigh(cov)
+    vecs = vecs.flip(-1)                                      # largest variance first
+    d = vecs.shape[-1]
+    if special:                                               # det +1: fix the first axis's sign
+        vecs = torch.cat([vecs[..., :1] * torch.sign(torch.det(vecs)).view(-1, 1, 1), vecs[..., 1:]], -1)
+    frames = []
+    for signs in itertools.product((1.0, -1.0), repeat=d):
+        if special and math.prod(signs) < 0:
+            continue
+        frames.append(vecs * torch.tensor(signs, dtype=vecs.dtype, device=vecs.device))
+    return torch.stack(frames, 0)
+
+
+def _in_frame(x, axis, frame, back=False):
+    """The coordinates along `axis` of x in `frame` [B, d, d] (x @ frame), or back out of it (x @ frameᵀ)."""
+    xm = x.movedim(axis, -1)
+    f = frame.transpose(-1, -2) if back else frame
+    f = f.reshape(f.shape[0], *([1] * (xm.dim() - 2)), *f.shape[-2:])
+    return (xm.unsqueeze(-2) @ f).squeeze(-2).movedim(-1, axis)
+
+
+def _shift(x, axis, centre):
+    """x plus the centre [B, d] along `axis`."""
+    xm = x.movedim(axis, -1)
+    return (xm + centre.reshape(centre.shape[0], *([1] * (xm.dim() - 2)), centre.shape[-1])).movedim(-1, axis)
+
+
+def frame_average(block, inputs, spec):
+    """Runs `block` once per frame and averages its outputs. `spec`: kind (c4, d4, cyclic, dihedral, o3, so3,
+    e3), per input the role of each of its axes, per output the roles its axes carry (what is transformed
+    back). Finite groups average over every element; O(d)/SO(d)/E(d) over the PCA frames of the first
+    input's coordinates (centred first under E(d), and the centroid added back to equivariant outputs)."""
+    kind, in_roles, out_roles = spec["kind"], spec["inputs"], spec["outputs"]
+    single = False
+    total = None
+    if kind in ("c4", "d4"):
+        for e in range(_grid_order(kind)):
+            xs = [grid_transform(x, kind, e, r) if any(r) else x for x, r in zip(inputs, in_roles)]
+            ys = block(*xs)
+            single = not isinstance(ys, tuple)
+            ys = (ys,) if single else ys
+            inv = _inverse(e)
+            ys = [grid_transform(y, kind, inv, r) if any(r) else y for y, r in zip(ys, out_roles)]
+            total = ys if total is None else [t + y for t, y in zip(total, ys)]
+        n = _grid_order(kind)
+    elif kind in ("cyclic", "dihedral"):
+        ref = next(k for k, r in enumerate(in_roles) if "perm" in r)
+        size = inputs[ref].shape[in_roles[ref].index("perm")]
+        elements = [(s, f) for f in ((0, 1) if kind == "dihedral" else (0,)) for s in range(size)]
+        for s, f in elements:
+            xs = [_roll_flip(x, r, s, f) for x, r in zip(inputs, in_roles)]
+            ys = block(*xs)
+            single = not isinstance(ys, tuple)
+            ys = (ys,) if single else ys
+            ys = [_roll_flip(y, r, s, f, inverse=True) for y, r in zip(ys, out_roles)]
+            total = ys if total is None else [t + y for t, y in zip(total, ys)]
+        n = len(elements)
+    else:
+        ref = next(k for k, r in enumerate(in_roles) if "vec" in r)
+        axis = in_roles[ref].index("vec")
+        x0 = inputs[ref]
+        centre = None
+        if kind == "e3":                                      # translations: centre the points first
+            centre = x0.movedim(axis, -1).reshape(x0.shape[0], -1, x0.shape[axis]).mean(1)
+            x0 = _shift(x0, axis, -centre)
+        frames = pca_frames(x0, axis, kind == "so3")
+        for fr in frames:
+            xs = []
+            for x, r in zip(inputs, in_roles):
+                if "vec" in r:
+                    x = _shift(x, r.index("vec"), -centre) if centre is not None else x
+                    x = _in_frame(x, r.index("vec"), fr)
+                xs.append(x)
+            ys = block(*xs)
+            single = not isinstance(ys, tuple)
+            ys = (ys,) if single else ys
+            back = []
+            for y, r in zip(ys, out_roles):
+                if "vec" in r:
+                    y = _in_frame(y, r.index("vec"), fr, back=True)
+                    y = _shift(y, r.index("vec"), centre) if centre is not None else y
+                back.append(y)
+            total = back if total is None else [t + y for t, y in zip(total, back)]
+        n = len(frames)
+    out = [t / n for t in total]
+    return out[0] if single else tuple(out)
+
+
+def _roll_flip(x, roles, shift, flip, inverse=False):
+    axes = [k for k, r in enumerate(roles) if r == "perm"]
+    for a in axes:
+        if inverse:
+            x = x.roll(-shift, a)
+            if flip:
+                x = x.flip(a)
+        else:
+            if flip:
+                x = x.flip(a)
+            x = x.roll(shift, a)
+    return x
