@@ -74,7 +74,7 @@ def _signal(ir: IR, st: dict, sink: Sink) -> None:
 
 
 def _symmetry(ir: IR, sink: Sink) -> None:
-    if ir.meta.claims and not sink.has_errors:
+    if (ir.meta.claims or ir.meta.frames) and not sink.has_errors:
         from .passes.equivariance import check_symmetry
 
         check_symmetry(ir, sink)

@@ -523,8 +523,8 @@ class Elaborator:
         for n, sp, item in zip(st.targets, st.target_spans, items):
             ctx.scope.names[n] = Binding(item, sp)
 
-    def _group(self, name: str, span, ctx: "_Ctx") -> A.GroupDef:
-        groups = self.prog.groups.get(ctx.scope.file, {})
+    def _group(self, name: str, span, ctx: "_Ctx", file: str | None = None) -> A.GroupDef:
+        groups = self.prog.groups.get(file if file is not None else ctx.scope.file, {})
         g = groups.get(name)
         if g is None:
             import difflib
@@ -535,11 +535,11 @@ class Elaborator:
                       "`group S = perm(N)`")
         return g
 
-    def _factors(self, name: str, span, ctx: "_Ctx") -> list:
+    def _factors(self, name: str, span, ctx: "_Ctx", file: str | None = None) -> list:
         """The factors of group `name` (nndsl/symmetry/groups.py), or E0801 at its definition."""
         from .symmetry.groups import GroupSyntaxError, factors
 
-        g = self._group(name, span, ctx)
+        g = self._group(name, span, ctx, file)
         try:
             return factors(g.value)
         except GroupSyntaxError as err:
@@ -674,6 +674,8 @@ class Elaborator:
                   help=f"did you mean `{sug}`?" if sug else "define it with `block`, or import it from the standard library")
 
     def _call(self, e: A.Call, scope: Scope, name: str | None, piped: list[tuple[Any, Span]], ensure=False):
+        if isinstance(e.func, A.Name) and e.func.id == "frame_average" and "frame_average" not in scope.blocks:
+            return self._frame_average(e, scope, name, piped)
         fname, target = self._callee(e.func, scope)
         if target is None:
             return self.evaluator.builtin(fname, e, scope, ensure)
@@ -715,6 +717,58 @@ class Elaborator:
                 self.fail("E0114", "`tie=` applies to operations, not blocks", tie[1])
             return self._instantiate(target, fname, pos, kw, scope, _local_name(name, fname.lower()), e.span)
         return self._op_call(target, pos, kw, scope, name, e.span, tie)
+
+    def _frame_average(self, e: A.Call, scope: Scope, name: str | None, piped):
+        """`frame_average(Block(x, ...), group=G, equivariant=false)`: the block instance, marked to run once per
+        frame of G's finite or coordinate factor and average (nndsl/symmetry/runtime.py); the equivariance pass
+        fills in the roles its inputs and outputs carry."""
+        from .ir import FrameAverage
+
+        usage = "write `frame_average(Block(x), group=G)`, with the block's call inside"
+        if piped:
+            self.fail("E0106", "`frame_average` takes the block call as its argument, not a piped tensor", e.span,
+                      help=usage)
+        pos = [a for a in e.args if a.name is None]
+        kw = {}
+        for a in e.args:
+            if a.name is not None:
+                if a.name not in ("group", "equivariant"):
+                    self.fail("E0104", f"`frame_average` has no argument `{a.name}`", a.span,
+                              help="its arguments: the block call, `group=`, `equivariant=`")
+                if a.name in kw:
+                    self.fail("E0104", f"`{a.name}` is given twice", a.span)
+                kw[a.name] = a
+        if len(pos) != 1 or not isinstance(pos[0].value, A.Call):
+            self.fail("E0106", "`frame_average` averages one block call", e.span, help=usage)
+        inner = pos[0].value
+        fname, target = self._callee(inner.func, scope)
+        if not isinstance(target, A.BlockDef):
+            self.fail("E0106", f"`frame_average` averages a block; `{fname}` is not one", inner.func.span,
+                      help="wrap the layers in a `block` and average a call of it")
+        if "group" not in kw or not isinstance(kw["group"].value, A.Name):
+            self.fail("E0106", "`frame_average` needs the group to average over: `group=G`", e.span, help=usage)
+        gname, gspan = kw["group"].value.id, kw["group"].value.span
+        fs = self._factors(gname, gspan, None, scope.file)
+        averaged = [k for k, f in enumerate(fs) if f.kind in ("cyclic", "dihedral") or f.family in ("grid", "linear")]
+        if len(averaged) != 1:
+            self.fail("E0801", f"`frame_average` averages over one factor of a finite or coordinate group; `{gname}` "
+                      f"has {len(averaged)}", gspan,
+                      help="perm(N) has N! elements: build the block from equivariant layers instead"
+                      if not averaged else "average over one factor; the others are checked through the block")
+        equivariant = False
+        if "equivariant" in kw:
+            equivariant = self.ev(kw["equivariant"].value, scope, None, const=True)
+            if not isinstance(equivariant, bool):
+                self.fail("E0106", f"`equivariant` expects true or false, got {describe(equivariant)}",
+                          kw["equivariant"].value.span)
+        before = set(self.ir.meta.instances)
+        v = self._call(inner, scope, name, [])
+        path = next(p for p in self.ir.meta.instances if p not in before)
+        self.ir.meta.instances[path].frame = FrameAverage(group=gname, factors=averaged, kind=fs[averaged[0]].kind,
+                                                          equivariant=equivariant, span=e.span, inputs=[],
+                                                          out_roles=[])
+        self.ir.meta.frames.append(path)
+        return v
 
     def _grid_group(self, e: A.Expr, scope: Scope, op: str) -> str:
         """`group=R` of a group convolution: the kind (c4, d4) of R's grid factor."""

@@ -56,6 +56,8 @@ class FrameAverage(BaseModel):
     group: str
     factors: list[int]
     kind: str                          # the averaged factor's kind (c4, d4, cyclic, dihedral, o3, so3, e3)
+    equivariant: bool = False          # outputs acted on as the inputs are (else invariant)
+    span: Span
     inputs: list[list[str]]            # per block input, the role of each axis ("row", "col", "vec", "perm", "")
     out_roles: list[list[str]]
 
@@ -165,6 +167,7 @@ class GraphMeta(BaseModel):
     sparsity: list[InitDecl] = []      # storage rules as declared (resolved by passes/sparsity.py)
     actions: list[GroupAction] = []    # groups acting on the inputs
     claims: list[SymmetryClaim] = []   # `ensure ... invariant|equivariant under G`
+    frames: list[str] = []             # instances that `frame_average` runs (Instance.frame)
     parametrization: Optional[ParametrizationDecl] = None
     acts: dict[str, Any] = {}          # `act` definitions visible in the model's file: name -> expression tree
 

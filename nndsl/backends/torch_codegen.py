@@ -243,7 +243,14 @@ class Codegen:
                         for nm in child.output_names]
                 for (onode, oport), v in zip(child.outputs, outs):
                     var[(onode, oport)] = v
-                fwd.append(f"{', '.join(outs)} = {ref}({', '.join(cargs)})")
+                fr = child.frame
+                if fr is not None:       # frame_average(Block(x), group=G): once per frame, averaged
+                    self._preludes.add("prelude:symmetry")
+                    spec = "{" + f"'kind': {lit(fr.kind)}, 'inputs': {lit(fr.inputs)}, 'outputs': {lit(fr.out_roles)}" + "}"
+                    call = f"frame_average({ref}, ({', '.join(cargs)},), {spec})"
+                else:
+                    call = f"{ref}({', '.join(cargs)})"
+                fwd.append(f"{', '.join(outs)} = {call}")
                 continue
             if n.op in ("input", "block_input"):
                 continue

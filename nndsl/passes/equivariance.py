@@ -88,8 +88,6 @@ class _Factor:
 
 
 def check_symmetry(ir: IR, sink: Sink) -> None:
-    if not ir.meta.claims:
-        return
     from ..symmetry.groups import KINDS
 
     by_factor: dict[tuple[str, int], _Factor] = {}
@@ -101,6 +99,16 @@ def check_symmetry(ir: IR, sink: Sink) -> None:
         elif a.dim not in f.dims.split(", "):
             f.dims += f", {a.dim}"
         f.acts.append(a)
+    for path in ir.meta.frames:             # frame averages: the roles they transform are needed to compile
+        fr = ir.meta.instances[path].frame
+        f = by_factor.get((fr.group, fr.factors[0]))
+        if f is None:
+            sink.add(Diagnostic(code="E0801", message=f"`frame_average` over `{fr.group}`, but no input is acted on "
+                                f"by it", span=fr.span, help=f"annotate the input: `input x: [B, N, D] acted by "
+                                f"{fr.group}`"), ir.meta.instances[path].parent or "")
+            continue
+        if f.states is None:
+            f.states = _propagate(ir, f, sink)
     for c in ir.meta.claims:
         factors = [f for (g, _), f in sorted(by_factor.items()) if g == c.group]
         if not factors:
@@ -113,7 +121,7 @@ def check_symmetry(ir: IR, sink: Sink) -> None:
         verdict, unknown = "proved", None
         for f in factors:
             if f.states is None:
-                f.states = _propagate(ir, f)
+                f.states = _propagate(ir, f, sink)
             st = f.states.get((c.node, c.port), _State())
             c.roles[f.index] = [f.roles.get(i, "") for i in ids]
             what = c.group if len(factors) == 1 else f"{c.group} (its factor {f.kind}({f.dims}))"
@@ -171,13 +179,18 @@ def _reduce_help(f: _Factor) -> str:
     return f"reduce the axis first (`sum(..., axes=[{f.dims.split(', ')[0]}])`, `mean`, `max`), or claim `equivariant`"
 
 
-def _propagate(ir: IR, f: _Factor) -> dict:
+def _propagate(ir: IR, f: _Factor, sink: Sink) -> dict:
     from .. import ops as O
 
     for a in f.acts:
         f.roles[ir.node(a.node).axes[0][a.axis]] = a.role
     sources = {a.node for a in f.acts}
-    averaged = _frame_averaged(ir, f)
+    averaged = {}                       # (node, port) -> (instance, output index) of frame averages over f
+    for path in ir.meta.frames:
+        inst = ir.meta.instances[path]
+        if inst.frame.group == f.group and f.index in inst.frame.factors:
+            for j, o in enumerate(inst.outputs):
+                averaged[tuple(o)] = (inst, j)
     states: dict[tuple[str, int], _State] = {}
     for nid in ir.order:
         node = ir.node(nid)
@@ -202,30 +215,60 @@ def _propagate(ir: IR, f: _Factor) -> dict:
                     out.unknown = (nid, text)
         for port in range(len(node.outputs)):
             key = (nid, port)
-            roles = averaged.get(key)
-            if roles is not None:       # frame-averaged: the action holds whatever the block does inside
-                states[key] = _State(dep=True)
-                for i, r in zip(node.axes[port], roles):
-                    if r:
-                        f.roles[i] = r
-                    else:
-                        f.roles.pop(i, None)
-            else:
+            hit = averaged.get(key)
+            if hit is None:
                 states[key] = out
+                continue
+            inst, j = hit                # frame-averaged: the action holds whatever the block does inside
+            if not inst.frame.out_roles:
+                _frame_roles(ir, inst, f, sink)
+            roles = inst.frame.out_roles[j] if inst.frame.out_roles else []
+            states[key] = _State(dep=True)
+            for i, r in zip(node.axes[port], roles):
+                if r:
+                    f.roles[i] = r
+                else:
+                    f.roles.pop(i, None)
     return states
 
 
-def _frame_averaged(ir: IR, f: _Factor) -> dict:
-    """(node, port) of each output of an instance frame-averaged over this factor -> the role of each of
-    its axes (the elaborator records them on the instance: `Instance.frame`)."""
-    out = {}
-    for inst in ir.meta.instances.values():
-        fr = inst.frame
-        if fr is None or fr.group != f.group or f.index not in fr.factors:
-            continue
-        for (nid, port), roles in zip(inst.outputs, fr.out_roles):
-            out[(nid, port)] = roles
-    return out
+def _frame_roles(ir: IR, inst, f: _Factor, sink: Sink) -> None:
+    """What a frame average transforms: per block input the roles its axes carry here, and per output
+    none (invariant) or, with `equivariant=true`, the roles of the first acted input aligned from the end."""
+    fr = inst.frame
+    ins = [[f.roles.get(i, "") for i in ir.node(b).axes[0]] for b in inst.inputs]
+    ref = next((k for k, r in enumerate(ins) if any(r)), None)
+    if ref is None:
+        sink.add(Diagnostic(code="E0801", message=f"`frame_average` over `{fr.group}`: no input of the block carries "
+                            f"an axis that {f.kind}({f.dims}) acts on", span=fr.span,
+                            help="average a block whose input is the acted tensor"), inst.parent or "")
+        return
+    in_t = ir.node(inst.inputs[ref]).outputs[0]
+    outs = []
+    for (nid, port) in inst.outputs:
+        t = ir.node(nid).outputs[port]
+        roles = [""] * t.rank
+        if fr.equivariant:
+            for k in range(1, min(t.rank, len(ins[ref])) + 1):
+                r = ins[ref][-k]
+                if not r:
+                    continue
+                if t.shape[-k] != in_t.shape[-k]:
+                    sink.add(Diagnostic(code="E0801", message=f"an equivariant `frame_average` returns the acted "
+                                        f"axes as the block got them, but its output axis {t.rank - k} has size "
+                                        f"{t.shape[-k]}, not {in_t.shape[-k]}", span=fr.span,
+                                        help="end the block with the acted axes in place, or drop `equivariant=true`"),
+                             inst.parent or "")
+                    return
+                roles[-k] = r
+            if not any(roles):
+                sink.add(Diagnostic(code="E0801", message="an equivariant `frame_average` needs an output with the "
+                                    "acted axes", span=fr.span, help="drop `equivariant=true` for an invariant"),
+                         inst.parent or "")
+                return
+        outs.append(roles)
+    fr.inputs = ins
+    fr.out_roles = outs
 
 
 def _judge(ir: IR, node, ins, in_states, f: _Factor, O):
@@ -236,8 +279,8 @@ def _judge(ir: IR, node, ins, in_states, f: _Factor, O):
         ax = ir.node(u).axes
         in_ids.append(ax[p] if ax and p < len(ax) else ())
     roles_in = tuple(tuple(f.roles.get(i) for i in ids) for ids in in_ids)
-    if not any(r for rs in roles_in for r in rs):
-        return None                                      # works on other axes only
+    if not any(r for rs in roles_in for r in rs) or node.op == "block_input":
+        return None                                      # works on other axes only, or passes a block's input
     od = O.get(node.op)
     attrs = node.recipe.attrs if node.recipe is not None else node.attrs
     what = f"`{node.op}`" + (f" (`{node.binding}`)" if node.binding and node.binding != node.op else "")
@@ -273,6 +316,8 @@ def _signature_roles(ir, node, in_ids, f: _Factor, what, own_rule=False, windows
             role = f.roles[in_ids[refs[0].arg][refs[0].axis]]
             if rule.kind is KEEP and all(r.parts == 1 for r in refs):
                 continue
+            if rule.kind is DERIVE and rule.how == "reduced":
+                continue                                  # kept as size 1: the reduction is judged as one
             if rule.kind is DERIVE and rule.how == "window" and windows_ok:
                 if node.axes and o < len(node.axes) and k < len(node.axes[o]):
                     f.roles[node.axes[o][k]] = role
