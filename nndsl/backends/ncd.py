@@ -1209,6 +1209,8 @@ class _Layout:
             name = p.rsplit(".", 1)[-1]
             count = self.plan.count.get(p, 1)
             title = inst.block if (not name or name.isdigit()) else f"{name}: {inst.block}"
+            if inst.frame is not None:       # run once per frame of the group and averaged
+                title = f"𝔼 over frames of {inst.frame.group}: {title}"
             f = Fence(p, title, x0, min(ys0) - 26, x1, max(ys1) + 10, len(self.ir.ancestors(p)), count,
                       inst.parent)
             made[p] = f

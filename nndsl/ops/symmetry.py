@@ -227,7 +227,7 @@ def _gconv_equivariance(q):
                            f"use `group=` a d4 group")
         return Verdict("unknown", "is a D4 convolution checked under C4: claim it under the D4 group")
     v = _grid_window({"kernel": q.attrs["kernel"], "stride": q.attrs["stride"], "padding": q.attrs["padding"]},
-                     [q.ins[0].shape[-1]], conv=True)
+                     [q.ins[0].shape[-1]], conv=True, facts=q.facts)
     if v is not None:
         return Verdict(v[0], v[1], "stride 1 with padding (k - 1) / 2, or a size the stride divides")
     return Verdict("kept", out_roles=("", "", "regular", "row", "col"))

@@ -56,6 +56,7 @@ class EqQuery(NamedTuple):
     roles: tuple
     ins: tuple
     outs: tuple
+    facts: object = None               # the spec's divisibility facts (nndsl.dims.Facts)
 
 
 class Verdict(NamedTuple):
@@ -85,6 +86,17 @@ class _Factor:
     acts: list
     roles: dict = field(default_factory=dict)     # axis identity -> role
     states: Optional[dict] = None
+    _facts: Optional[object] = None
+
+    def facts(self, ir: IR):
+        """The spec's divisibility facts (`ensure S % 2 == 0`), read once."""
+        if self._facts is None:
+            from ..dims import Facts, parse_dim
+
+            self._facts = Facts()
+            for num, den in ir.meta.facts:
+                self._facts.add(parse_dim(num), parse_dim(den))
+        return self._facts
 
 
 def check_symmetry(ir: IR, sink: Sink) -> None:
@@ -286,7 +298,7 @@ def _judge(ir: IR, node, ins, in_states, f: _Factor, O):
     what = f"`{node.op}`" + (f" (`{node.binding}`)" if node.binding and node.binding != node.op else "")
     if od is not None and od.equivariance is not None:   # the op's own rule
         v = od.equivariance(EqQuery(f.kind, f.family, attrs, roles_in, tuple(ir.in_types(node.id)),
-                                    tuple(node.outputs)))
+                                    tuple(node.outputs), f.facts(ir)))
         if isinstance(v, str):
             v = Verdict("broken", v)
         if v is not None and v.kind != "kept":
@@ -436,7 +448,19 @@ def _circular_same(attrs) -> bool:
         (isinstance(p, int) and 2 * p == d * (k - 1))
 
 
-def _grid_window(attrs, sizes, conv: bool):
+def _divisible(d, s: int, facts) -> bool:
+    """Whether the stride s divides the dim d: by value, or by a fact on its symbolic part
+    (`ensure S % 2 == 0` makes S - 2 even)."""
+    from ..dims import Dim
+
+    if d.is_const:
+        return d.value % s == 0
+    const = sum(c for mono, c in d.terms if not mono)
+    rest = d - const
+    return const % s == 0 and facts is not None and facts.divides(Dim.const(s), rest)
+
+
+def _grid_window(attrs, sizes, conv: bool, facts=None):
     """None when a window op (pooling, a 1x1 convolution) samples the grid symmetrically, else
     (kind, why)."""
     from ..ops.registry import tup
@@ -461,9 +485,9 @@ def _grid_window(attrs, sizes, conv: bool):
     if s[0] == 1:
         return None
     size = sizes[0]
+    if _divisible(size + 2 * p[0] - span, s[0], facts):
+        return None
     if size.is_const:
-        if (size.value + 2 * p[0] - span) % s[0] == 0:
-            return None
         return ("broken", f"samples the grid off-centre: ({size.value} + 2·{p[0]} - {span}) is not a multiple of "
                 f"the stride {s[0]}, so its windows are not symmetric under rotation")
     return ("unknown", f"samples the grid symmetrically only when ({size} + 2·{p[0]} - {span}) is a multiple of the "
@@ -493,14 +517,31 @@ def _grid_rule(ir, node, od, attrs, in_ids, roles_in, in_states, f: _Factor, wha
                 "pointwise ops, 1x1 convolutions, symmetric pooling and group convolutions keep the rotation")
     if "pool" in traits or "conv" in traits:
         rs = roles_in[0]
-        if "row" in rs or "col" in rs:
-            if set(rs[-2:]) != {"row", "col"} or op.endswith(("1d", "3d")):
+        nd = 3 if op.endswith("3d") else 1 if op.endswith("1d") else 2
+        if "row" in rs or "col" in rs or (nd == 3 and rs[-3]):
+            if set(rs[-2:]) != {"row", "col"} or nd == 1:
                 return ("broken", f"{what} windows one grid axis without the other", None)
             if op.startswith("adaptive"):
                 return ("unknown", f"{what} pools adaptively: its windows are symmetric only for some sizes", None)
-            v = _grid_window(attrs, [ir.in_types(node.id)[0].shape[-1]], conv="conv" in traits)
+            win = dict(attrs)
+            if nd == 3:                  # a window over [G, H, W]: trivial over the group axis
+                from ..ops.registry import tup
+
+                try:
+                    k, st = tup(attrs["kernel"], 3), tup(attrs.get("stride") or attrs["kernel"], 3)
+                    pd = tup(attrs.get("padding", 0), 3)
+                except Exception:
+                    return ("unknown", f"{what} has windows nndsl cannot read", None)
+                if rs[-3] and (k[0], st[0], pd[0]) != (1, 1, 0):
+                    return ("broken", f"{what} windows the group axis: its orientations are no longer permuted "
+                            "whole", "use kernel=[1, k, k]")
+                win.update(kernel=list(k[1:]), stride=list(st[1:]), padding=list(pd[1:]))
+            v = _grid_window(win, [ir.in_types(node.id)[0].shape[-1]], conv="conv" in traits, facts=f.facts(ir))
             if v is not None:
-                return (v[0], f"{what} {v[1]}", "stride 1 with padding (k - 1) / 2, or a size the stride divides")
+                if v[0] == "unknown":      # the roles it would pass on, for the numbers to test
+                    _signature_roles(ir, node, in_ids, f, what, windows_ok=True)
+                return (v[0], f"{what} {v[1]}", "stride 1 with padding (k - 1) / 2, or a size the stride divides "
+                        "(`ensure S % 2 == 0`)")
             windows_ok = True
     sig = node.recipe.sig if node.recipe is not None else None
     verdict = _signature_roles(ir, node, in_ids, f, what, windows_ok=windows_ok)
