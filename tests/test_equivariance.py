@@ -176,3 +176,199 @@ def test_verification_is_bounded_before_it_allocates(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "error[E0112]: verifying `M` would allocate" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# -- groups beyond permutations: grids, rolls, coordinates, products, frame averaging --------------------
+def grid_spec(body: str, claim: str, group: str = "c4(S)", facts: str = "  ensure S % 2 == 0\n") -> str:
+    return (f"group R = {group}\ngroup C = c4(S)\nmodel M(C0: int = 2) {{\n  input x: [B, C0, S, S] acted by R\n"
+            + facts + body + f"\n  ensure {claim}\n}}\n")
+
+
+GRID = {
+    # name: (body, claim, group, expected code or None for proved)
+    "gconv-pool": ("  l = relu(gconv2d(x, 4, kernel=3, group=R, padding=1))\n  g = gconv2d(l, 4, kernel=3, group=R, "
+                   "padding=1)\n  output y = mean(group_pool(g), axes=[2, 3])", "y invariant under R", "c4(S)", None),
+    "gconv-equivariant": ("  l = relu(gconv2d(x, 4, kernel=3, group=R, padding=1))\n  output y = gconv2d(l, 3, "
+                          "kernel=3, group=R, padding=1)", "y equivariant under R", "c4(S)", None),
+    "d4-gconv": ("  l = relu(gconv2d(x, 4, kernel=3, group=R, padding=1))\n  output y = max(group_pool(l, mode=\"mean\"), "
+                 "axes=[2, 3])", "y invariant under R", "d4(S)", None),
+    "one-by-one": ("  h = relu(conv2d(x, 4, kernel=1))\n  output y = mean(maxpool2d(h, kernel=2), axes=[2, 3])",
+                   "y invariant under R", "c4(S)", None),
+    "free-kernel": ("  h = relu(conv2d(x, 4, kernel=3, padding=1))\n  output y = mean(h, axes=[2, 3])",
+                    "y invariant under R", "c4(S)", "E0802"),
+    "rows-only": ("  h = relu(conv2d(x, 4, kernel=1))\n  output y = mean(h, axes=[3])", "y equivariant under R",
+                  "c4(S)", "E0802"),
+    "c4-filters-under-d4": ("  l = relu(gconv2d(x, 4, kernel=3, group=C, padding=1))\n  output y = mean(group_pool(l), "
+                            "axes=[2, 3])", "y invariant under R", "d4(S)", "E0802"),
+    "flatten-grid": ("  output y = flatten(x, 1)", "y invariant under R", "c4(S)", "W0801"),
+}
+
+
+@pytest.mark.parametrize("name", list(GRID))
+def test_grid_claims_agree_with_the_numbers(name):
+    body, claim, group, code = GRID[name]
+    r = nndsl.check(source=grid_spec(body, claim, group), B=2)
+    codes = [d.code for d in r.diagnostics]
+    assert codes == ([code] if code else []), (name, r.diagnostics)
+    (v,) = verify(r.ir, samples=8, sizes={"S": 6})
+    if code is None:
+        assert v.error < 1e-9, (name, v.error)
+    elif code == "E0802":
+        assert v.error > 1e-3, (name, v.error)
+        assert r.diagnostics[0].help
+
+
+def test_a_strided_pool_needs_the_fact_that_makes_it_symmetric():
+    body = "  h = relu(conv2d(x, 4, kernel=1))\n  output y = mean(maxpool2d(h, kernel=2), axes=[2, 3])"
+    r = nndsl.check(source=grid_spec(body, "y invariant under R", facts=""), B=2)
+    (d,) = r.diagnostics
+    assert d.code == "W0801" and "multiple of the stride 2" in d.message
+    assert verify(r.ir, sizes={"S": 5})[0].error > 1e-3       # off-centre windows: the numbers fail too
+    assert verify(r.ir, sizes={"S": 6})[0].error < 1e-9
+
+
+def test_gconv2d_has_the_solvers_number_of_free_weights():
+    """Free weights per channel pair of a 3x3 group convolution: as many as the equivariant maps the solver
+    finds (lifting C4: 9, C4 regular: 36, D4 regular: 72)."""
+    from nndsl.passes.ensures import param_count
+    from nndsl.symmetry import basis, gconv_rep
+
+    for group, fiber, rank in (("c4", "lifting", 4), ("c4", "regular", 5), ("d4", "regular", 5), ("d4", "lifting", 4)):
+        order = 4 if group == "c4" else 8
+        shape = "[B, 1, S, S]" if rank == 4 else f"[B, 1, {order}, S, S]"
+        src = (f"group R = {group}(S)\nmodel M {{\n  input x: {shape}\n"
+               f"  output y = gconv2d(x, 1, kernel=3, group=R, padding=1, bias=false)\n}}\n")
+        r = nndsl.check(source=src)
+        assert r.ok, r.diagnostics
+        rin, rout = gconv_rep(group.upper(), 3, fiber)
+        assert param_count(r.ir) == basis(rout, rin).shape[0], (group, fiber, param_count(r.ir))
+
+
+def test_the_compiled_c4_cnn_runs_without_nndsl(tmp_path):
+    src = nndsl.compile_source(str(ROOT / "examples" / "c4_cnn.nn"))
+    path = tmp_path / "c4.py"
+    path.write_text(src)
+    code = ("import sys, builtins\nreal = builtins.__import__\n"
+            "def imp(name, *a, **k):\n    if name.split('.')[0] == 'nndsl': raise ImportError(name)\n"
+            "    return real(name, *a, **k)\nbuiltins.__import__ = imp\n"
+            f"sys.path.insert(0, {str(tmp_path)!r})\nimport torch, c4\nm = c4.build(0).eval()\n"
+            "x = torch.randn(2, 1, 8, 8)\ny = m(x)\ny2 = m(torch.rot90(x, 1, dims=(2, 3)))\n"
+            "assert y.shape == (2, 10) and (y - y2).abs().max() < 1e-4, (y - y2).abs().max()\nprint('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+CYCLIC = {
+    "roll": ("  output y = roll(linear(x, H), shifts=2, axes=[1])", "y equivariant under T", "cyclic(N)", None),
+    "circular-conv": ("  t = transpose(x, 1, 2)\n  c = conv1d(t, 4, kernel=3, padding=1, padding_mode=\"circular\")\n"
+                      "  output y = transpose(relu(c), 1, 2)", "y equivariant under T", "cyclic(N)", None),
+    "zero-padded-conv": ("  t = transpose(x, 1, 2)\n  c = conv1d(t, 4, kernel=3, padding=1)\n"
+                         "  output y = transpose(relu(c), 1, 2)", "y equivariant under T", "cyclic(N)", "E0802"),
+    "roll-under-dihedral": ("  output y = roll(linear(x, H), shifts=2, axes=[1])", "y equivariant under T",
+                            "dihedral(N)", "E0802"),
+    "dihedral-sum": ("  output y = sum(relu(linear(x, H)), axes=[1])", "y invariant under T", "dihedral(N)", None),
+}
+
+
+@pytest.mark.parametrize("name", list(CYCLIC))
+def test_rolls_and_reflections_agree_with_the_numbers(name):
+    body, claim, group, code = CYCLIC[name]
+    src = (f"group T = {group}\nmodel M(D: int = 3, H: int = 8) {{\n  input x: [B, N, D] acted by T\n{body}\n"
+           f"  ensure {claim}\n}}\n")
+    r = nndsl.check(source=src, B=2)
+    assert [d.code for d in r.diagnostics] == ([code] if code else []), (name, r.diagnostics)
+    (v,) = verify(r.ir, samples=8, sizes={"N": 7})
+    assert (v.error < 1e-9) if code is None else (v.error > 1e-3), (name, v.error)
+
+
+ROTATIONS = {
+    "gram": ("  output y = matmul(x, transpose(x, 1, 2))", "y invariant under O", "o3(D)", None),
+    "mix-points": ("  t = transpose(x, 1, 2)\n  output y = transpose(linear(t, 4, bias=false), 1, 2)",
+                   "y equivariant under O", "o3(D)", None),
+    "scaled-by-invariant": ("  n = sum(x * x, axes=[2], keepdim=true)\n  output y = x * sigmoid(n)",
+                            "y equivariant under O", "o3(D)", "W0801"),
+    "relu": ("  output y = relu(x)", "y equivariant under O", "o3(D)", "E0802"),
+    "mlp": ("  output y = sum(linear(relu(linear(x, 8)), 1), axes=[1])", "y invariant under O", "so3(D)", "E0802"),
+    "coordinate-sum": ("  output y = sum(x, axes=[2])", "y invariant under O", "o3(D)", "E0802"),
+    "translations": ("  output y = matmul(x, transpose(x, 1, 2))", "y invariant under O", "e3(D)", "W0801"),
+}
+
+
+@pytest.mark.parametrize("name", list(ROTATIONS))
+def test_rotations_of_coordinates_agree_with_the_numbers(name):
+    body, claim, group, code = ROTATIONS[name]
+    src = (f"group O = {group}\nmodel M(D: int = 3) {{\n  input x: [B, N, D] acted by O\n{body}\n"
+           f"  ensure {claim}\n}}\n")
+    r = nndsl.check(source=src, B=2, N=5)
+    assert [d.code for d in r.diagnostics] == ([code] if code else []), (name, r.diagnostics)
+    (v,) = verify(r.ir, samples=8)
+    if code is None:
+        assert v.error < 1e-9, (name, v.error)
+    elif code == "E0802":
+        assert v.error > 1e-3, (name, v.error)
+
+
+def test_a_product_is_refuted_by_the_factor_it_breaks():
+    src = ("group G = perm(N) * o3(D)\nmodel M(D: int = 3) {\n  input x: [B, N, D] acted by G\n"
+           "  output y = matmul(x, transpose(x, 1, 2))\n  ensure y invariant under G\n}\n")
+    r = nndsl.check(source=src, B=2)
+    (d,) = r.diagnostics
+    assert d.code == "E0802" and "its factor perm(N)" in d.message           # the Gram matrix is [N, N]
+    assert verify(r.ir)[0].error > 1e-3
+
+
+FRAMES = {
+    # a nonlinear block made invariant by averaging over a finite group or PCA frames
+    "c4-cnn": ("group R = c4(S)", "[B, 1, S, S]", "block Net {\n  input x: [B, 1, S, S]\n  h = relu(conv2d(x, 4, "
+               "kernel=3, padding=1))\n  output y = linear(mean(h, axes=[2, 3]), 3)\n}\n", "Net(x)", "", None),
+    "d4-cnn": ("group R = d4(S)", "[B, 1, S, S]", "block Net {\n  input x: [B, 1, S, S]\n  h = relu(conv2d(x, 4, "
+               "kernel=3, padding=1))\n  output y = linear(mean(h, axes=[2, 3]), 3)\n}\n", "Net(x)", "", None),
+    "cyclic": ("group R = cyclic(N)", "[B, N, 3]", "block Net {\n  input x: [B, N, 3]\n  h = relu(linear(x, 8))\n"
+               "  output y = linear(flatten(h, 1), 2)\n}\n", "Net(x)", "", None),
+    "so3-equivariant": ("group R = so3(D)", "[B, N, D]", "block Net(D: int) {\n  input x: [B, N, D]\n"
+                        "  output y = linear(relu(linear(x, 16)), D)\n}\n", "Net(x, D)", ", equivariant=true", None),
+    "e3": ("group R = e3(D)", "[B, N, D]", "block Net(D: int) {\n  input x: [B, N, D]\n"
+           "  output y = linear(relu(linear(x, 16)), D)\n}\n", "Net(x, D)", ", equivariant=true", None),
+}
+
+
+@pytest.mark.parametrize("name", list(FRAMES))
+def test_frame_averaging_makes_any_block_exact(name):
+    group, shape, block, call, extra, code = FRAMES[name]
+    claim = "equivariant" if extra else "invariant"
+    src = (f"{group}\n{block}model M(D: int = 3) {{\n  input x: {shape} acted by R\n"
+           f"  output y = frame_average({call}, group=R{extra})\n  ensure y {claim} under R\n}}\n")
+    dims = {"N": 6} if "N" in shape else {}
+    r = nndsl.check(source=src, B=2, **dims)
+    assert [d.code for d in r.diagnostics] == [], (name, r.diagnostics)
+    (v,) = verify(r.ir, samples=8, sizes={"S": 6, "N": 6})
+    assert v.error < 1e-9, (name, v.error)
+    without = src.replace(f"frame_average({call}, group=R{extra})", call)
+    r2 = nndsl.check(source=without, B=2, **dims)
+    assert [d.code for d in r2.diagnostics] in (["E0802"], ["W0801"]), (name, r2.diagnostics)
+    assert verify(r2.ir, samples=8, sizes={"S": 6, "N": 6})[0].error > 1e-3
+
+
+def test_frame_average_is_checked():
+    base = ("group R = o3(D)\ngroup P = perm(N)\nblock Net {\n  input x: [B, N, 3]\n  output y = linear(x, 2)\n}\n"
+            "model M(D: int = 3) {\n  input x: [B, N, D] acted by R, P\n  output y = %s\n}\n")
+    bad = {
+        "frame_average(Net(x), group=P)": "E0801",                # N! elements
+        "frame_average(linear(x, 2), group=R)": "E0106",          # not a block
+        "frame_average(Net(x), group=R, equivariant=true)": "E0801",   # no output axis of size 3
+        "frame_average(Net(x), group=R, frames=3)": "E0104",
+        "x |> frame_average(Net(x), group=R)": "E0106",
+    }
+    for call, code in bad.items():
+        r = nndsl.check(source=base % call)
+        assert [d.code for d in r.diagnostics] == [code], (call, r.diagnostics)
+        assert r.diagnostics[0].span is not None
+
+
+def test_the_new_examples_prove_and_verify_every_claim():
+    for name in ("c4_cnn", "frame_averaged_pointnet"):
+        r = nndsl.check(str(ROOT / "examples" / f"{name}.nn"))
+        assert r.ok and not r.diagnostics, r.diagnostics
+        assert all(c.verdict == "proved" for c in r.ir.meta.claims)
+        for v in verify(r.ir, samples=4):
+            assert v.error < 1e-9, (name, v)

@@ -221,7 +221,7 @@ def _propagate(ir: IR, f: _Factor, sink: Sink) -> dict:
             why = _judge(ir, node, ins, in_states, f, O)
             if why is not None:
                 kind, text, help_ = why
-                if kind == "broken":
+                if kind == "broken" and out.unknown is None:   # after an op without a rule, nothing is refuted
                     out.broken = (nid, text, help_)
                 elif out.unknown is None:
                     out.unknown = (nid, text)
@@ -371,8 +371,8 @@ def _fixed_varying(node, in_ids, in_states, f: _Factor, what):
 def _set_rule(ir, node, od, attrs, in_ids, roles_in, in_states, f: _Factor, what):
     op = node.op
     traits = od.traits if od is not None else frozenset()
-    if f.kind == "cyclic" and (op == "roll" or (op == "conv1d" and _circular_same(attrs))):
-        return None                                      # rolls commute with rolls
+    if f.kind == "cyclic" and (op == "roll" or (op == "conv1d" and _circular_same(attrs) and not any(roles_in[0][:-1]))):
+        return _signature_roles(ir, node, in_ids, f, what, windows_ok=True)   # rolls commute with rolls
     hit = _params_facing(node, in_ids, f)
     if hit is not None:
         p, fc = hit
@@ -570,7 +570,8 @@ def _linear_rule(ir, node, od, attrs, in_ids, roles_in, in_states, f: _Factor, w
     if op in ("mul", "div"):
         if len(touching) == 1 and (op == "mul" or touching == [0]):
             return None                                   # scaled by an invariant or a constant
-        return ("broken", f"{what} multiplies coordinates entrywise: not a rotation-equivariant map", help_)
+        return ("unknown", f"{what} multiplies coordinates entrywise (a sum over {f.dims} may make it a dot "
+                "product)", None)
     if op == "neg" or op in LINEAR_LAYOUT:
         sig = node.recipe.sig if node.recipe is not None else None
         v = _signature_roles(ir, node, in_ids, f, what)
