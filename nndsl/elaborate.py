@@ -590,11 +590,13 @@ class Elaborator:
                     found.append(GroupAction(group=name, kind=f.kind, node=nid, axis=i, dim=a, span=st.acted_span,
                                              factor=k, role="vec" if f.family == "linear" else "perm"))
             if not found:
-                want = ", ".join(d for f in fs for d in f.dims)
+                dims = list(dict.fromkeys(d for f in fs for d in f.dims))
+                want = " or ".join(f"`{d}`" for d in dims)
                 g = self._group(name, st.acted_span, ctx)
-                self.fail("E0801", f"`{st.name}` has no axis `{want}` for group `{name}` to act on", st.acted_span,
+                self.fail("E0801", f"`{st.name}` has no axis {want} for group `{name}` to act on", st.acted_span,
                           label=f"axes: {', '.join(a for a in axes if a) or 'none named'}",
-                          secondary=[Label(span=g.value.span, message=f"`{name}` acts on the axes named {want}")])
+                          secondary=[Label(span=g.value.span, message=f"`{name}` acts on the "
+                                           f"ax{'i' if len(dims) == 1 else 'e'}s named {', '.join(f'`{d}`' for d in dims)}")])
             self.ir.meta.actions.extend(found)
 
     def _claim(self, st: A.Ensure, ctx: "_Ctx") -> None:
@@ -684,7 +686,12 @@ class Elaborator:
         tie = None
         for a in e.args:
             if a.name is not None and a.name == "tie":
-                tie = (self._tie_target(a.value, scope), a.value.span)
+                v = a.value
+                if isinstance(v, A.Call) and isinstance(v.func, A.Name) and v.func.id == "transpose" and \
+                        len(v.args) == 1 and v.args[0].name is None:      # `tie=transpose(enc)`: W = encᵀ
+                    tie = (self._tie_target(v.args[0].value, scope), a.value.span, True)
+                else:
+                    tie = (self._tie_target(v, scope), a.value.span, False)
                 continue
             at = target.attr(a.name) if isinstance(target, O.OpDef) and a.name else None
             self._axis_names = at is not None and at.type == "axes"
@@ -1006,6 +1013,13 @@ class Elaborator:
                                     outputs=[], params=[], flops=None)
         if tie is not None:
             node.attrs = dict(attrs, tie_span=tie[1].model_dump())
+            if tie[2]:
+                target = self.ir.node(tie[0])
+                if od.name != "linear" or target.scope != scope.path:
+                    self.fail("E0114", f"a transposed tie applies to a `linear`, not `{od.name}`" if od.name != "linear"
+                              else "a transposed tie must name a layer of the same block or model", tie[1],
+                              help="e.g. `decoder = linear(h, D, tie=transpose(encoder))`")
+                node.attrs["tie_transposed"] = True
         self.ir.add_node(node)
         for port, t in enumerate(tensors):
             self.ir.add_edge(t.node, t.port, nid, port)

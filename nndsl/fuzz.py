@@ -126,6 +126,8 @@ class SpecGen:
             return '"x"'
         if typ == "dim":
             return r.choice(["2", "4", "B"])
+        if typ == "group":                  # the grid groups every generated file declares when used
+            return r.choice(["R4", "R8"])
         return None
 
     def call(self, od, env: dict) -> str | None:
@@ -233,15 +235,22 @@ SPARSITY_SAMPLES = ("random(0.5)", "erk(0.3)", "magnitude(0.25)", "nm(2, 4)", "n
                     "frozen", "frozen(random(0.5))", "random(1)", "random(0)", "nm(3, 4)")
 
 
+GROUPS = "group R4 = c4(S)\ngroup R8 = d4(S)\n"
+
+
+def _groups(text: str) -> str:
+    return GROUPS + text if "group=R" in text else text
+
+
 def _assemble(head: list[str], body: list[str], out: str) -> str:
-    return "model M {\n" + "\n".join(head + body + [f"  output {out}"]) + "\n}\n"
+    return _groups("model M {\n" + "\n".join(head + body + [f"  output {out}"]) + "\n}\n")
 
 
 def _as_block(head: list[str], body: list[str], out: str, r: random.Random) -> str:
     """The same statements as the body of a block, called from the model (once, or twice in a chain)."""
     block = "block Body {\n" + "\n".join(head + body + [f"  output {out}"]) + "\n}\n"
     call = r.choice(["Body(x)", "x |> Body", "x |> Body |> Body"])
-    return block + "model M {\n" + head[0] + f"\n  y = {call}\n  output y\n}}\n"
+    return _groups(block + "model M {\n" + head[0] + f"\n  y = {call}\n  output y\n}}\n")
 
 
 # -- mutation of the examples ----------------------------------------------------------------------
@@ -249,6 +258,7 @@ TOKENS = ["(", ")", "[", "]", "{", "}", ",", "=", "|>", "+", "-", "*", "//", "%"
           "input", "output", "ensure", "if", "else", "then", "repeat", "as", "block", "model", "import", "true",
           "x", "B", "H", "0", "-1", "3M", "1e-3", "1e999", "99999999999999999999", '"s"', "params", "shape(x)",
           "relu", "linear", "conv2d", "rearrange", "tie=x", " acted by S", " invariant under S", "group S = perm(N)\n",
+          "group R = c4(H)\n", "group G = perm(N) * o3(D)\n", " equivariant under G", "frame_average(", ", group=R",
           " sparsity nm(2, 4)", " structure monarch(2)", "axes=[H]", "#", "$", "\t", "é", "名", "...", "[..., D]",
           "training", "forward", "None", '"\\x"', "\x00", "\u2028", "\ufeff", "\r", "\x0c", "int(1e999)", "[]"]
 

@@ -74,6 +74,7 @@ class ParamSpec(BaseModel):
     kind: str = "param"                  # "param" (learned) or "buffer"
     dtype: str = "float32"
     tied_to: Optional[str] = None        # "node.param" this one shares storage with
+    tied_transposed: bool = False        # it is that parameter transposed (`tie=transpose(enc)`)
     trainable: bool = True               # receives gradients (false for frozen weights)
     faces: tuple = ()                    # one Face per axis (empty: the op says nothing)
     fan_in: Optional[int] = None         # from the faces: inputs feeding one output unit
@@ -95,7 +96,7 @@ def P(name: str, shape, faces=(), kind: str = "param", dtype: str = "float32") -
     if faces:
         fin, fout = fan_of(shape, faces)
     return make(ParamSpec, name=name, shape=shape, kind=kind, dtype=dtype, faces=tuple(faces), fan_in=fin,
-                fan_out=fout, facets={})
+                fan_out=fout, facets={}, tied_transposed=False)
 
 
 def fan_of(shape, faces) -> tuple[Optional[int], Optional[int]]:

@@ -372,3 +372,43 @@ def test_the_new_examples_prove_and_verify_every_claim():
         assert all(c.verdict == "proved" for c in r.ir.meta.claims)
         for v in verify(r.ir, samples=4):
             assert v.error < 1e-9, (name, v)
+
+
+# -- transposed tying: W_dec = W_encᵀ ---------------------------------------------------------------------
+AE = "model AE(D: int = 12, H: int = 5) {\n  input x: [B, D]\n  enc = linear(x, H)\n  h = relu(enc)\n%s\n}\n"
+
+
+def test_a_transposed_tie_shares_the_weight_and_keeps_its_own_bias():
+    import torch
+    import torch.nn.functional as F
+
+    from nndsl.passes.ensures import param_count
+
+    src = AE % "  output dec = linear(h, D, tie=transpose(enc))"
+    r = nndsl.check(source=src)
+    assert r.ok, r.diagnostics
+    assert param_count(r.ir) == 12 * 5 + 5 + 12                      # the decoder stores only its bias
+    m = nndsl.load(source=src, seed=0)
+    assert sorted(m.state_dict()) == ["dec.bias", "enc.bias", "enc.weight"]
+    x = torch.randn(3, 12)
+    want = F.linear(torch.relu(F.linear(x, m.enc.weight, m.enc.bias)), m.enc.weight.t(), m.dec.bias)
+    y = m(x)
+    assert torch.equal(y, want)
+    y.square().sum().backward()                                        # both uses reach the one weight
+    w = m.enc.weight.detach().requires_grad_()
+    F.linear(torch.relu(F.linear(x, w, m.enc.bias.detach())), w.t(), m.dec.bias.detach()).square().sum().backward()
+    assert torch.allclose(m.enc.weight.grad, w.grad)
+    torch.export.export(m, (x,))
+
+
+def test_a_transposed_tie_is_checked():
+    bad = {
+        "  output dec = linear(h, 7, tie=transpose(enc))": "E0114",                   # [7, 5] is not [5, 12]ᵀ
+        "  output dec = conv1d(unsqueeze(h, 1), 2, kernel=1, tie=transpose(enc))": None,   # any error, not a crash
+        "  d1 = linear(h, D, tie=transpose(enc))\n  output d2 = linear(h, D, tie=d1)": "E0114",  # tie to a tie
+    }
+    for body, code in bad.items():
+        r = nndsl.check(source=AE % body)
+        assert not r.ok and r.diagnostics[0].span is not None, (body, r.diagnostics)
+        if code:
+            assert r.diagnostics[0].code == code, (body, r.diagnostics)

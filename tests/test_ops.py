@@ -21,6 +21,8 @@ CASES = {
     "conv3d": ("conv3d(x, 4, kernel=[1, 3, 3])", {"x": [1, 2, 3, 6, 6]}),
     "equivariant_linear": ("equivariant_linear(x, 5, axis=1)", {"x": [2, 4, 3]}),
     "equivariant_linear2": ("equivariant_linear2(x, 5)", {"x": [2, 4, 4, 3]}),
+    "gconv2d": ("gconv2d(x, 3, kernel=3, group=R, stride=2, padding=1)", {"x": [2, 2, 4, 7, 7]}),
+    "group_pool": ('group_pool(x, mode="mean")', {"x": [2, 3, 8, 5, 5]}),
     "conv_transpose2d": ("conv_transpose2d(x, 4, kernel=2, stride=2)", {"x": [2, 3, 5, 5]}),
     "maxpool1d": ("maxpool1d(x, kernel=2)", {"x": [2, 3, 9]}),
     "maxpool2d": ("maxpool2d(x, kernel=3, stride=2, padding=1)", {"x": [2, 3, 9, 9]}),
@@ -102,7 +104,7 @@ CASES = {
 
 def spec_for(op: str) -> tuple[str, dict]:
     expr, ins = CASES[op]
-    lines = ["model T {"]
+    lines = (["group R = c4(S)"] if "group=R" in expr else []) + ["model T {"]
     tensors = {}
     for name, decl in ins.items():
         if isinstance(decl, tuple) and decl[0] == "int64":

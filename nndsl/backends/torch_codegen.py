@@ -337,6 +337,13 @@ class Codegen:
         if mult is not None and args:            # the parametrization scales this layer's input
             args = [f"({args[0]} * {lit(float(mult.input))})"] + list(args[1:])
             inplace = False
+        if n.attrs.get("tie_transposed"):       # `tie=transpose(enc)`: F.linear(x, enc.weight.T, own bias)
+            src = self.ir.node(n.tie)
+            bias = "" if any(p.name == "bias" for p in n.params) else ", bias=False"
+            self._preludes.add("prelude:symmetry")
+            fin = self.ir.in_types(n.id)[0].shape[-1].value
+            return O.Lowered(f"TransposedTie({fin}, {n.outputs[0].shape[-1].value}{bias})",
+                             f"{module_ref('self', lname)}({args[0]}, {module_ref('self', src.local)}.weight)")
         ctx = O.LowerCtx(node=n, a=n.recipe.attrs if n.recipe is not None else n.attrs, ins=self.ir.in_types(n.id),
                          outs=n.outputs, args=args, m=module_ref("self", lname), inplace=inplace)
         try:
@@ -405,7 +412,7 @@ class Codegen:
         out = []
         for n in self.ir.nodes():
             for p in n.params:
-                if p.tied_to and p.name:
+                if p.tied_to and p.name and not p.tied_transposed:    # transposed: read in forward (_lower)
                     tgt_node, tgt_param = p.tied_to.rsplit(".", 1)
                     out.append(setattr_stmt(f"self.get_submodule({lit(n.id)})", p.name,
                                             getattr_expr(f"self.get_submodule({lit(tgt_node)})", tgt_param)))

@@ -226,23 +226,29 @@ A sparsity entry names no weight it could apply to: the statement's layers (or t
 linear or conv layer of that name or op kind."""),
     # -- symmetry (docs/symmetry.md) ----------------------------------------------------------------
     "E0801": Code("invalid group or action", """\
-A `group` definition, an `acted by` annotation or a symmetry claim names a group that does not exist,
-defines a group nndsl does not know (so far: `perm(AXIS)`, the symmetric group permuting the input axis
-whose dim is AXIS), names an axis the input does not have, or annotates a block's input (groups act on
-a model's inputs; blocks carry the action they are given).
+A `group` definition, an `acted by` annotation, a symmetry claim, a `group=` argument or a
+`frame_average` names a group that does not exist, defines one nndsl does not know (a product of
+`perm(N)`, `cyclic(N)`, `dihedral(N)`, `c4(S)`/`c4(H, W)`, `d4(...)`, `o3(D)`, `so3(D)`, `e3(D)`), names
+axes the input does not have (a grid group needs both axes of a square grid; a coordinate group an axis
+of known size), annotates a block's input (groups act on a model's inputs; blocks carry the action
+they are given), averages over a group with no finite or coordinate factor (perm(N) has N! elements), or
+asks an equivariant frame average of a block whose output lacks the acted axes.
 
-    group S = perm(N)
-    model M { input x: [B, N, D] acted by S ... }     # ok"""),
+    group G = perm(N) * o3(D)
+    model M(D: int = 3) { input points: [B, N, D] acted by G ... }     # ok"""),
     "E0802": Code("symmetry claim refuted", """\
-`ensure y invariant under S` (or `equivariant`) is false, and the checker says where: the first
-operation that breaks the action (a `linear` or parameter that weights positions of the acted axis
-differently, a window or slice over it, an index, a tensor that varies along it without being acted
-on), or, for `invariant`, that the tensor still has the acted axis. The note names the op and the help
-says what would keep the symmetry (contract features, not positions; reduce the axis with sum, mean or
-max)."""),
+`ensure y invariant under G` (or `equivariant`) is false, and the checker says where: the first
+operation that breaks the action of one factor of G (a `linear` or parameter that weights positions of
+the acted axis differently, a window or slice over it, an index, a tensor that varies along it without
+being acted on; a convolution with a free kernel under a grid rotation; a nonlinear map of rotated
+coordinates), or, for `invariant`, that the tensor still has an acted axis. The note names the op and
+the help says what would keep the symmetry (contract features, not positions; `gconv2d` for grids;
+`frame_average` for coordinates; reduce the axis with sum, mean or max)."""),
     "W0801": Code("symmetry claim not proved", """\
 The checker could neither prove nor refute a symmetry claim: an operation it has no rule for reshapes,
-merges or splits the acted axis. The claim may still hold; nothing is claimed for it."""),
+merges or splits the acted axis, a strided window samples a grid symmetrically only for some sizes
+(`ensure S % 2 == 0` decides it), or translations act (E(n) claims are proved through `frame_average`).
+The claim may still hold; nothing is claimed for it."""),
     # -- signal propagation (`nndsl check --signal`, `nndsl summary`) ------------------------------
     "W0601": Code("signal explodes or vanishes", """\
 The predicted second moment of a pre-activation (the input of an activation) or of a model output,

@@ -186,6 +186,22 @@ def _tie(ctx: ShapeContext, node: Node) -> None:
     span = Span.model_validate(node.attrs.get("tie_span")) if node.attrs.get("tie_span") else node.span
     theirs = {p.name: p for p in target.params}
     shared = 0
+    if node.attrs.get("tie_transposed"):      # `tie=transpose(enc)`: the weight is enc's, transposed
+        p = next((x for x in node.params if x.name == "weight"), None)
+        q = theirs.get("weight")
+        if p is None or q is None or len(q.shape) != 2 or q.shape[::-1] != p.shape:
+            got = list(q.shape) if q is not None else "no weight"
+            ctx.sink.error("E0114", f"cannot tie `{node.id}.weight` {list(p.shape) if p else []} to the transpose of "
+                           f"`{target.id}.weight` ({got})", span,
+                           label=f"its transpose would be {list(q.shape[::-1]) if q is not None else 'nothing'}",
+                           help="a transposed tie maps back what the tied layer maps: `linear(h, D_in)` after "
+                                "`linear(x, D_hidden)`")
+            return
+        p.tied_to = f"{target.id}.weight" if q.tied_to is None else q.tied_to
+        p.tied_transposed = True
+        if q.tied_to is not None:
+            return _tied_to_tie(ctx, node, target, span)
+        return
     for p in node.params:
         q = theirs.get(p.name)
         if q is None or p.kind != "param":
@@ -195,11 +211,18 @@ def _tie(ctx: ShapeContext, node: Node) -> None:
                            f"{list(q.shape)}: shapes differ", span, label=f"`{target.id}.{q.name}` is {list(q.shape)}")
             return
         p.tied_to = f"{target.id}.{q.name}" if q.tied_to is None else q.tied_to
+        if q.tied_transposed:
+            return _tied_to_tie(ctx, node, target, span)
         shared += 1
     if not shared:
         ctx.sink.error("E0114", f"`{node.id}` and `{target.id}` have no parameter of the same name to tie", span,
                        notes=[f"`{node.id}` has {', '.join(p.name for p in node.params) or 'no parameters'}; "
                               f"`{target.id}` has {', '.join(theirs) or 'none'}"])
+
+
+def _tied_to_tie(ctx: ShapeContext, node: Node, target: Node, span) -> None:
+    ctx.sink.error("E0114", f"`{target.id}` has a transposed tie itself: tie `{node.id}` to the layer that owns the "
+                   "weight", span, help=f"its weight is `{next(p.tied_to for p in target.params if p.tied_to)}`")
 
 
 def _caller(ir: IR, path: str) -> str:

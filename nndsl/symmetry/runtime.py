@@ -102,6 +102,26 @@ class GroupConv2d(nn.Module):
         return y.view(b, self.out_channels, self.order, y.shape[-2], y.shape[-1])
 
 
+class TransposedTie(nn.Module):
+    """A linear layer whose weight is another layer's, transposed (`tie=transpose(enc)`: W_dec = W_encᵀ, as in
+    tied autoencoders); it owns only its bias. The weight is passed in by the module that owns both."""
+
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.bias = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """As nn.Linear's bias: U(±1/√in_features)."""
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_features)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x, weight):
+        return F.linear(x, weight.t(), self.bias)
+
+
 def group_pool(x, mode="max"):
     """Pools the group axis of [B, C, |G|, H, W]: invariant to the group's permutation of it."""
     return x.amax(2) if mode == "max" else x.mean(2)
