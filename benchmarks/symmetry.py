@@ -1,6 +1,7 @@
 """The equivariant-layer solver and layers (issue 10). Targets: the basis of matrix->matrix S_8 maps and
 of D4 regular->regular 3x3 group convolutions under 1 s each; an equivariant layer within 1.5x of an
-unconstrained nn.Linear of the same shape (forward + backward), timed in the same run.
+unconstrained layer of the same shape (nn.Linear; nn.Conv2d for group convolutions), forward + backward,
+timed in the same run.
 
     python benchmarks/symmetry.py
 """
@@ -58,6 +59,30 @@ def main() -> dict:
         out[name + " layer"] = r
         print(f"  layer {name:26s} {r:5.2f}x the time of nn.Linear({c * rin.dim}, {c * rout.dim}), fwd+bwd, "
               f"batch 256   (target <= 1.5x)")
+    from nndsl.symmetry.runtime import GroupConv2d
+
+    for group, regular in (("c4", True), ("d4", True), ("c4", False)):
+        c = 16
+        gc = GroupConv2d(c, c, 3, group=group, regular_in=regular, padding=1)
+        g = gc.order
+        cin = c * (g if regular else 1)
+        plain = nn.Conv2d(cin, c * g, 3, padding=1)          # the same shape, every weight free
+        x = torch.randn(32, c, *((g,) if regular else ()), 16, 16)
+        xf = x.reshape(32, cin, 16, 16)
+
+        def run_g():
+            gc.zero_grad()
+            gc(x).sum().backward()
+
+        def run_plain():
+            plain.zero_grad()
+            plain(xf).sum().backward()
+
+        r = paired(run_g, run_plain, repeat=15, warmup=3)[0]
+        name = f"gconv2d {group} {'regular' if regular else 'lifting'}"
+        out[name] = r
+        print(f"  layer {name:26s} {r:5.2f}x the time of nn.Conv2d({cin}, {c * g}, 3), fwd+bwd, batch 32, 16x16   "
+              "(target <= 1.5x)")
     return out
 
 

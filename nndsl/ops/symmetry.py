@@ -261,6 +261,8 @@ def _gpool_infer(ins, a, facts):
     x = ins[0]
     if x.rank != 5:
         raise OpError("E0202", f"group_pool expects [B, C, |G|, H, W] (from gconv2d), got rank {x.rank}", arg=0)
+    if a["mode"] == "mean":
+        need_float(x, "group_pool with mode=\"mean\"")
     keep = (0, 1, 3, 4)
     names = x.axis_names()
     return Out([TensorType.make(tuple(x.shape[i] for i in keep), x.dtype, tuple(names[i] for i in keep))],

@@ -71,9 +71,14 @@ class GroupConv2d(nn.Module):
         shape = (out_channels, in_channels) + ((self.order,) if regular_in else ()) + (kernel_size, kernel_size)
         self.weight = nn.Parameter(torch.empty(shape, **kw))
         self.bias = nn.Parameter(torch.empty(out_channels, **kw)) if bias else None
-        if regular_in:
-            idx = torch.tensor([regular_index(group, e) for e in range(self.order)])
-            self.register_buffer("_perm", idx, persistent=False)
+        # where each entry of the expanded kernel comes from in the weight's (|G_in|, k, k) block: every
+        # element's rotated (flipped) and permuted copy, read by one gather per forward
+        src = torch.arange(math.prod(shape[2:])).reshape(shape[2:])
+        per = []
+        for e in range(self.order):
+            s = src[regular_index(group, e)] if regular_in else src
+            per.append(grid_act(s, e))
+        self.register_buffer("_gather", torch.stack(per).reshape(-1), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -86,12 +91,9 @@ class GroupConv2d(nn.Module):
     def expanded(self):
         """The kernel [out·|G|, C·|G_in|, k, k] of the equivalent conv2d."""
         w = self.weight
-        per = []
-        for e in range(self.order):
-            we = w[:, :, self._perm[e]] if self.regular_in else w
-            per.append(grid_act(we, e))
-        k = torch.stack(per, 1)                                   # [out, G, C, (G_in,) k, k]
-        return k.reshape(self.out_channels * self.order, -1, k.shape[-2], k.shape[-1])
+        o, c, k = w.shape[0], w.shape[1], w.shape[-1]
+        e = w.flatten(2)[:, :, self._gather].view(o, c, self.order, -1, k, k)    # [out, C, G, (G_in), k, k]
+        return e.transpose(1, 2).reshape(o * self.order, -1, k, k)
 
     def forward(self, x):
         b = x.shape[0]
