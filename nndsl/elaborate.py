@@ -583,12 +583,17 @@ class Elaborator:
                 for i, a in enumerate(axes):          # every axis of that dim, with one action: [B, N, N] edges
                     if a != dims[0]:
                         continue
-                    if f.family == "linear" and not (shape[i].is_const and 1 <= shape[i].value <= 8):
+                    want = len(f.gens[0]) if f.gens else None
+                    if f.family == "linear" and not (shape[i].is_const and 1 <= shape[i].value <= 8 and
+                                                     want in (None, shape[i].value)):
                         self.fail("E0801", f"`{f.describe()}` acts on coordinates: the axis `{a}` of `{st.name}` "
-                                  f"must have a known size from 1 to 8, got {shape[i]}", st.acted_span,
-                                  help=f"e.g. `input points: [B, N, {a}]` with `{a}: int = 3`")
+                                  f"must have a known size " + (f"of {want} (its matrices are {want}x{want})" if want
+                                                               else "from 1 to 8") + f", got {shape[i]}",
+                                  st.acted_span, help=f"e.g. `input points: [B, N, {a}]` with `{a}: int = "
+                                  f"{want or 3}`")
                     found.append(GroupAction(group=name, kind=f.kind, node=nid, axis=i, dim=a, span=st.acted_span,
-                                             factor=k, role="vec" if f.family == "linear" else "perm"))
+                                             factor=k, role="vec" if f.family == "linear" else "perm",
+                                             gens=[list(r) for r in f.gens] if f.gens else []))
             if not found:
                 dims = list(dict.fromkeys(d for f in fs for d in f.dims))
                 want = " or ".join(f"`{d}`" for d in dims)
@@ -771,9 +776,18 @@ class Elaborator:
         before = set(self.ir.meta.instances)
         v = self._call(inner, scope, name, [])
         path = next(p for p in self.ir.meta.instances if p not in before)
-        self.ir.meta.instances[path].frame = FrameAverage(group=gname, factors=averaged, kind=fs[averaged[0]].kind,
+        fac = fs[averaged[0]]
+        elements = []
+        if fac.gens:
+            from .symmetry.groups import closure
+
+            elements = [[list(r) for r in m] for m in closure(fac.gens, gspan)]
+            if len(elements) > 64:
+                self.fail("E0801", f"`frame_average` over `{gname}` would run the block {len(elements)} times; "
+                          "at most 64", gspan, help="average over a smaller group")
+        self.ir.meta.instances[path].frame = FrameAverage(group=gname, factors=averaged, kind=fac.kind,
                                                           equivariant=equivariant, span=e.span, inputs=[],
-                                                          out_roles=[])
+                                                          out_roles=[], elements=elements)
         self.ir.meta.frames.append(path)
         return v
 

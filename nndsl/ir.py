@@ -58,6 +58,7 @@ class FrameAverage(BaseModel):
     kind: str                          # the averaged factor's kind (c4, d4, cyclic, dihedral, o3, so3, e3)
     equivariant: bool = False          # outputs acted on as the inputs are (else invariant)
     span: Span
+    elements: list = []                # `matrices(...)`: every element of the group, averaged over
     inputs: list[list[str]]            # per block input, the role of each axis ("row", "col", "vec", "perm", "")
     out_roles: list[list[str]]
 
@@ -129,6 +130,7 @@ class GroupAction(BaseModel):
     span: Span
     factor: int = 0
     role: str = "perm"
+    gens: list = []                    # `matrices(D, ...)`: the generators (rows of floats)
 
 
 class SymmetryClaim(BaseModel):

@@ -412,3 +412,50 @@ def test_a_transposed_tie_is_checked():
         assert not r.ok and r.diagnostics[0].span is not None, (body, r.diagnostics)
         if code:
             assert r.diagnostics[0].code == code, (body, r.diagnostics)
+
+
+# -- finite groups given by generator matrices ------------------------------------------------------------
+MATS = {
+    # group, body, claim, expected
+    "d4-gram": ("[[0, -1], [1, 0]], [[1, 0], [0, -1]]", "  output y = matmul(x, transpose(x, 1, 2))",
+                "y invariant under R", None),
+    "d4-relu": ("[[0, -1], [1, 0]], [[1, 0], [0, -1]]", "  output y = relu(x)", "y equivariant under R", "E0802"),
+    "swap-relu": ("[[0, 1], [1, 0]]", "  output y = relu(x)", "y equivariant under R", None),
+    "swap-sum": ("[[0, 1], [1, 0]]", "  output y = sum(relu(x), axes=[2])", "y invariant under R", None),
+    "skew-gram": ("[[1, 1], [0, -1]]", "  output y = matmul(x, transpose(x, 1, 2))", "y invariant under R", "W0801"),
+    "sixfold": ("[[cos(pi / 3), -sin(pi / 3)], [sin(pi / 3), cos(pi / 3)]]", "  output y = sum(x, axes=[1])",
+                "y equivariant under R", None),
+}
+
+
+@pytest.mark.parametrize("name", list(MATS))
+def test_matrix_groups_agree_with_the_numbers(name):
+    gens, body, claim, code = MATS[name]
+    src = f"group R = matrices(D, {gens})\nmodel M(D: int = 2) {{\n  input x: [B, N, D] acted by R\n{body}\n" \
+          f"  ensure {claim}\n}}\n"
+    r = nndsl.check(source=src, B=2, N=4)
+    assert [d.code for d in r.diagnostics] == ([code] if code else []), (name, r.diagnostics)
+    (v,) = verify(r.ir, samples=10)
+    assert (v.error < 1e-9) if code is None else (v.error > 1e-3), (name, v.error)
+
+
+def test_matrix_groups_are_checked():
+    for gens, why in (("[[2, 0], [0, 1]]", "more than 512"), ("[[1, 0], [0, 1, 2]]", "square"),
+                      ("[[0, 1], [1, 0]], [[1, 0, 0], [0, 1, 0], [0, 0, 1]]", "one size"), ("[[x, 0], [0, 1]]", "number"),
+                      ("[[1 / 0, 0], [0, 1]]", "division by zero")):
+        src = f"group R = matrices(D, {gens})\nmodel M(D: int = 2) {{\n  input x: [B, D] acted by R\n  output x\n}}\n"
+        r = nndsl.check(source=src)
+        (d,) = r.diagnostics
+        assert d.code == "E0801" and why in d.message, (gens, d.message)
+    src = "group R = matrices(D, [[0, 1], [1, 0]])\nmodel M(D: int = 3) {\n  input x: [B, D] acted by R\n  output x\n}\n"
+    assert [d.code for d in nndsl.check(source=src).diagnostics] == ["E0801"]            # 2x2 matrices, 3 coordinates
+
+
+def test_frame_averaging_over_a_matrix_group():
+    src = ("group R = matrices(D, [[0, -1], [1, 0]], [[1, 0], [0, -1]])\nblock Net {\n  input p: [B, N, 2]\n"
+           "  output y = linear(relu(linear(p, 8)), 2)\n}\nmodel M(D: int = 2) {\n  input x: [B, N, D] acted by R\n"
+           "  output f = frame_average(Net(x), group=R, equivariant=true)\n  ensure f equivariant under R\n}\n")
+    r = nndsl.check(source=src, B=2, N=5)
+    assert r.ok and not r.diagnostics, r.diagnostics
+    assert len(r.ir.meta.instances["f"].frame.elements) == 8
+    assert verify(r.ir, samples=10)[0].error < 1e-9

@@ -255,3 +255,29 @@ def test_symmetric_weights_store_a_triangle_and_stay_symmetric(tmp_path):
     assert errors["u3"] < 1e-6 and 0 < errors["u1"] < 1
     bad = "model M {\n  input x: [B, 8]\n  y = linear(x, 4) structure symmetric\n  output y\n}\n"
     assert [d.code for d in nndsl.check(source=bad).diagnostics] == ["E0702"]
+
+
+def test_continuous_groups_by_their_lie_algebra():
+    """SO(2) on the plane commutes with a·I + b·J (2 maps); SO(3) maps vectors to vectors by a multiple of the
+    identity (1), a pair of vectors to a scalar by the dot product (1) and to a vector by the cross product
+    (1), which the reflection −I of O(3) forbids (0)."""
+    import numpy as np
+
+    from nndsl.symmetry import lie_basis, lie_tensor, so2_algebra, so3_algebra
+
+    assert lie_basis(so2_algebra(), so2_algebra()).shape[0] == 2
+    v = so3_algebra()
+    scalar = [np.zeros((1, 1))] * 3
+    vv = lie_tensor(v, v)
+    (ident,) = lie_basis(v, v)
+    assert np.allclose(ident / ident[0, 0], np.eye(3))
+    (dot,) = lie_basis(scalar, vv)
+    assert np.allclose(dot.reshape(3, 3) / dot[0, 0], np.eye(3))
+    (cross,) = lie_basis(v, vv)
+    a, b = np.random.default_rng(0).normal(size=(2, 3))
+    got = cross @ np.kron(a, b)
+    assert np.allclose(got / np.linalg.norm(got), np.cross(a, b) / np.linalg.norm(np.cross(a, b))) or \
+        np.allclose(got / np.linalg.norm(got), -np.cross(a, b) / np.linalg.norm(np.cross(a, b)))
+    minus = -np.eye(3)
+    assert lie_basis(v, vv, discrete=[(minus, np.kron(minus, minus))]).shape[0] == 0      # O(3): a pseudovector
+    assert lie_basis(scalar, vv, discrete=[(np.eye(1), np.kron(minus, minus))]).shape[0] == 1

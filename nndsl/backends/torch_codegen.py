@@ -246,7 +246,8 @@ class Codegen:
                 fr = child.frame
                 if fr is not None:       # frame_average(Block(x), group=G): once per frame, averaged
                     self._preludes.add("prelude:symmetry")
-                    spec = "{" + f"'kind': {lit(fr.kind)}, 'inputs': {lit(fr.inputs)}, 'outputs': {lit(fr.out_roles)}" + "}"
+                    spec = "{" + f"'kind': {lit(fr.kind)}, 'inputs': {lit(fr.inputs)}, 'outputs': {lit(fr.out_roles)}" + \
+                        (f", 'elements': {lit(fr.elements)}" if fr.elements else "") + "}"
                     call = f"frame_average({ref}, ({', '.join(cargs)},), {spec})"
                 else:
                     call = f"{ref}({', '.join(cargs)})"

@@ -309,7 +309,8 @@ def _judge(ir: IR, node, ins, in_states, f: _Factor, O):
                     f.roles[i] = r
             return None
         return _signature_roles(ir, node, in_ids, f, what, own_rule=True)
-    rule = {"set": _set_rule, "grid": _grid_rule, "linear": _linear_rule}[f.family]
+    family = "set" if f.kind == "matrices" and _permutations(f) else f.family   # permutation matrices
+    rule = {"set": _set_rule, "grid": _grid_rule, "linear": _linear_rule}[family]
     return rule(ir, node, od, attrs, in_ids, roles_in, in_states, f, what)
 
 
@@ -550,6 +551,24 @@ def _grid_rule(ir, node, od, attrs, in_ids, roles_in, in_states, f: _Factor, wha
     return _contractions(node, sig, in_ids, in_states, f, what, traits, pair=True)
 
 
+def _permutations(f: _Factor) -> bool:
+    """Whether a `matrices` group acts by permutation matrices (then it permutes the axis like a set group)."""
+    for g in f.acts[0].gens:
+        for row in g:
+            if sorted(row) != [0.0] * (len(row) - 1) + [1.0]:
+                return False
+        if any(sorted(col) != [0.0] * (len(g) - 1) + [1.0] for col in zip(*g)):
+            return False
+    return True
+
+
+def _orthogonal(f: _Factor) -> bool:
+    from ..symmetry.groups import orthogonal
+
+    gens = f.acts[0].gens
+    return not gens or orthogonal(tuple(tuple(tuple(r) for r in g) for g in gens))
+
+
 def _linear_rule(ir, node, od, attrs, in_ids, roles_in, in_states, f: _Factor, what):
     """o3/so3 act on coordinates by orthogonal matrices: only linear maps (and dot products) commute."""
     op = node.op
@@ -559,6 +578,12 @@ def _linear_rule(ir, node, od, attrs, in_ids, roles_in, in_states, f: _Factor, w
         return ("unknown", f"{what} acts on coordinates that translate: nndsl proves E(n) claims through "
                 "`frame_average` only", None)
     touching = [k for k, rs in enumerate(roles_in) if any(rs)]
+    sig0 = node.recipe.sig if node.recipe is not None else None
+    if f.kind == "matrices" and sig0 is not None and not _orthogonal(f) and any(
+            f.roles.get(in_ids[r.arg][r.axis]) for g in sig0.contracted for r in g
+            if r.arg < len(in_ids) and r.axis < len(in_ids[r.arg])):
+        return ("unknown", f"{what} contracts coordinates that matrices acted on, which are not orthogonal: a dot "
+                "product is not invariant", None)
     if op in ("add", "sub"):
         if attrs.get("scalar") is not None:
             return ("broken", f"{what} adds a constant to every coordinate: a rotation does not commute with it",

@@ -384,6 +384,56 @@ def _svd_basis(rep_out: Rep, rep_in: Rep):
     return null.reshape(-1, n_out, n_in)
 
 
+# -- continuous groups: Lie-algebra generators ---------------------------------------------------------
+def so2_algebra():
+    """The generator of SO(2) acting on R^2 (rotations: exp(θ·J))."""
+    return [[[0.0, -1.0], [1.0, 0.0]]]
+
+
+def so3_algebra():
+    """The three generators of SO(3) acting on R^3 (infinitesimal rotations about x, y, z)."""
+    return [[[0.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]],
+            [[0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [-1.0, 0.0, 0.0]],
+            [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]
+
+
+def lie_tensor(a, b):
+    """The Lie-algebra generators of a tensor product of two representations: A ⊗ I + I ⊗ B per generator."""
+    import numpy as np
+
+    out = []
+    for x, y in zip(a, b):
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        out.append(np.kron(x, np.eye(len(y))) + np.kron(np.eye(len(x)), y))
+    return out
+
+
+def lie_basis(alg_out, alg_in, discrete=()):
+    """The equivariant linear maps of a Lie group given by its Lie-algebra generators (Finzi et al. 2021): the W
+    with A_out W − W A_in = 0 for every generator (one matrix per generator in each representation; the
+    connected component), and ρ_out(h) W = W ρ_in(h) for each (ρ_out(h), ρ_in(h)) in `discrete` (e.g. the
+    reflection −I that makes SO(3) into O(3)). By SVD; maps with at most MAX_DENSE entries. Returns
+    [m, out, in], orthonormal."""
+    import numpy as np
+
+    alg_out = [np.asarray(a, dtype=float) for a in alg_out]
+    alg_in = [np.asarray(a, dtype=float) for a in alg_in]
+    if len(alg_out) != len(alg_in) or not alg_out:
+        raise SymmetryError("give each representation one matrix per generator of the algebra")
+    n_out, n_in = alg_out[0].shape[0], alg_in[0].shape[0]
+    if n_out * n_in > MAX_DENSE:
+        raise SymmetryError(f"a {n_out}x{n_in} map has more than {MAX_DENSE:,} entries")
+    rows = [np.kron(a, np.eye(n_in)) - np.kron(np.eye(n_out), b.T) for a, b in zip(alg_out, alg_in)]
+    for ho, hi in discrete:      # vec(ρ_out W ρ_in^{-1}) - vec(W)
+        ho, hi = np.asarray(ho, dtype=float), np.asarray(hi, dtype=float)
+        rows.append(np.kron(ho, np.linalg.inv(hi).T) - np.eye(n_out * n_in))
+    c = np.concatenate(rows, 0)
+    _, sv, vt = np.linalg.svd(c)
+    tol = max(c.shape) * np.finfo(float).eps * (sv[0] if len(sv) and sv[0] > 0 else 1.0) * 10
+    rank = int((sv > tol).sum())
+    return vt[rank:].reshape(-1, n_out, n_in)
+
+
 def bell(n: int) -> int:
     """Bell numbers: the dimension of S_m-equivariant maps between order-k and order-l tensors for
     m >= k + l is bell(k + l) (Maron et al. 2019)."""
@@ -415,4 +465,5 @@ def gconv_rep(group_name: str, kernel: int, fiber: str) -> tuple[Rep, Rep]:
 
 __all__ = ["Group", "Rep", "cyclic", "dihedral", "symmetric", "grid", "trivial", "permutation", "sign", "regular",
            "direct_sum", "tensor", "tensor_power", "from_matrices", "basis", "dimension", "bell", "gconv_rep",
+           "so2_algebra", "so3_algebra", "lie_tensor", "lie_basis",
            "SymmetryError"]

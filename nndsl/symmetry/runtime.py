@@ -194,6 +194,18 @@ def frame_average(block, inputs, spec):
             ys = [_roll_flip(y, r, s, f, inverse=True) for y, r in zip(ys, out_roles)]
             total = ys if total is None else [t + y for t, y in zip(total, ys)]
         n = len(elements)
+    elif kind == "matrices":               # every element M of a finite matrix group: x -> x Mᵀ
+        for m in spec["elements"]:
+            ref = next(x for x, r in zip(inputs, in_roles) if "vec" in r)
+            mat = torch.tensor(m, dtype=ref.dtype, device=ref.device)
+            inv = torch.linalg.inv(mat)
+            xs = [_matmul_axis(x, r.index("vec"), mat) if "vec" in r else x for x, r in zip(inputs, in_roles)]
+            ys = block(*xs)
+            single = not isinstance(ys, tuple)
+            ys = (ys,) if single else ys
+            ys = [_matmul_axis(y, r.index("vec"), inv) if "vec" in r else y for y, r in zip(ys, out_roles)]
+            total = ys if total is None else [t + y for t, y in zip(total, ys)]
+        n = len(spec["elements"])
     else:
         ref = next(k for k, r in enumerate(in_roles) if "vec" in r)
         axis = in_roles[ref].index("vec")
@@ -223,6 +235,11 @@ def frame_average(block, inputs, spec):
         n = len(frames)
     out = [t / n for t in total]
     return out[0] if single else tuple(out)
+
+
+def _matmul_axis(x, axis, m):
+    """m acting on the vectors along `axis` of x (x Mᵀ)."""
+    return (x.movedim(axis, -1) @ m.t()).movedim(-1, axis)
 
 
 def _roll_flip(x, roles, shift, flip, inverse=False):

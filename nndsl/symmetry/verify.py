@@ -153,6 +153,12 @@ def _sample(kind, acts, xs, input_of, g):
         return (shift, flip)
     if kind in ("c4", "d4"):
         return int(torch.randint(0, 4 if kind == "c4" else 8, (1,), generator=g))
+    if kind == "matrices":                  # a random word in the generators
+        gens = [torch.tensor(m, dtype=torch.float64) for m in a.gens]
+        q = torch.eye(n, dtype=torch.float64)
+        for _ in range(int(torch.randint(0, 13, (1,), generator=g))):
+            q = gens[int(torch.randint(0, len(gens), (1,), generator=g))] @ q
+        return (q, None)
     q, r = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
     q = q * torch.sign(torch.diagonal(r))
     if kind == "so3" and torch.det(q) < 0:
