@@ -593,7 +593,7 @@ class Elaborator:
                                   f"{want or 3}`")
                     found.append(GroupAction(group=name, kind=f.kind, node=nid, axis=i, dim=a, span=st.acted_span,
                                              factor=k, role="vec" if f.family == "linear" else "perm",
-                                             gens=[list(r) for r in f.gens] if f.gens else []))
+                                             gens=[[list(r) for r in m] for m in f.gens]))
             if not found:
                 dims = list(dict.fromkeys(d for f in fs for d in f.dims))
                 want = " or ".join(f"`{d}`" for d in dims)
@@ -791,8 +791,9 @@ class Elaborator:
         self.ir.meta.frames.append(path)
         return v
 
-    def _grid_group(self, e: A.Expr, scope: Scope, op: str) -> str:
-        """`group=R` of a group convolution: the kind (c4, d4) of R's grid factor."""
+    def _grid_group(self, e: A.Expr, scope: Scope, op: str):
+        """`group=R` of an op: for a group convolution the kind (c4, d4) of R's grid factor; for an equivariant
+        linear map of one axis, its one other factor ({"kind", "gens"})."""
         from .symmetry.groups import GroupSyntaxError, factors
 
         if not isinstance(e, A.Name):
@@ -805,9 +806,18 @@ class Elaborator:
                       help=f"did you mean `{near[0]}`?" if near else "declare it at the top of the file: "
                       "`group R = c4(S)`")
         try:
-            grid = [f for f in factors(g.value) if f.family == "grid"]
+            fs = factors(g.value)
         except GroupSyntaxError as err:
             self.fail("E0801", f"group `{e.id}`: {err.message}", err.span, help=err.help or None)
+        if op != "gconv2d":
+            axis = [f for f in fs if f.family != "grid" and f.kind != "e3"]
+            if len(axis) != 1:
+                self.fail("E0801", f"`{op}` needs a group with one factor acting on its last axis (`perm`, `cyclic`, "
+                          f"`dihedral`, `matrices`, `o3`, `so3`); `{e.id}` has {len(axis)}", e.span,
+                          secondary=[Label(span=g.value.span, message=f"`{e.id}` is defined here")],
+                          help="a grid's equivariant layer is `gconv2d`")
+            return {"kind": axis[0].kind, "gens": [[list(r) for r in m] for m in axis[0].gens]}
+        grid = [f for f in fs if f.family == "grid"]
         if len(grid) != 1:
             self.fail("E0801", f"`{op}` needs a group with one grid factor (`c4(...)` or `d4(...)`); `{e.id}` has "
                       f"{len(grid)}", e.span, secondary=[Label(span=g.value.span, message=f"`{e.id}` is defined here")])
@@ -987,8 +997,8 @@ class Elaborator:
                 else:
                     bad("axis names or indices")
             return out if isinstance(v, list) else out[0]
-        if t == "group":             # resolved by _grid_group to the grid factor's kind
-            if isinstance(v, str):
+        if t == "group":             # resolved by _grid_group to the grid factor's kind, or a factor's record
+            if isinstance(v, (str, dict)):
                 return v
             bad("a group")
         if t == "any":

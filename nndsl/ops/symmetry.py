@@ -12,9 +12,47 @@ from .registry import P, Attr, Lowered, OpDef, OpError, concrete, need_float, pr
 from .tensor import resolve_axis
 
 
+MAX_AXIS = 16        # the size of an axis whose equivariant maps are solved densely (m·d² constants emitted)
+
+
+def _axis_maps(kind, gens, d):
+    """The solver's maps of one axis (symmetry.axis_basis), rounded to lists for the recipe."""
+    from ..symmetry import axis_basis
+
+    maps, inv = axis_basis(kind, gens, d)
+    return [[[round(float(v), 12) for v in row] for row in m] for m in maps], \
+        [[round(float(v), 12) for v in vec] for vec in inv]
+
+
+def _infer_group(ins, a):
+    """`equivariant_linear(x, out, group=G)`: [..., C, D] -> [..., out, D], the weight Σ_m θ[o, c, m] B_m over the
+    maps B_m of D that commute with G's factor; the bias a combination of its invariant vectors."""
+    x = ins[0]
+    if x.rank < 2:
+        raise OpError("E0202", "equivariant_linear with `group=` expects [..., C, D]: channels, then the acted axis",
+                      arg=0)
+    d, c = x.shape[-1], x.shape[-2]
+    if not d.is_const or not 1 <= d.value <= MAX_AXIS:
+        raise OpError("E0203", f"equivariant_linear solves the maps of its last axis, which needs a known size from 1 "
+                      f"to {MAX_AXIS}, got {d}", arg=0, help="bind the dim with `--dim` or in the input declaration")
+    g = a["group"]
+    if g["kind"] == "matrices" and len(g["gens"][0]) != d.value:
+        raise OpError("E0201", f"the group's matrices are {len(g['gens'][0])}x{len(g['gens'][0])} but the last axis "
+                      f"has size {d}", arg=0)
+    maps, inv = _axis_maps(g["kind"], g["gens"], d.value)
+    r = x.rank
+    sig = Signature(((*(Ax(KEEP, (Ref(0, i),)) for i in range(r - 2)), Ax(NEW), Ax(KEEP, (Ref(0, r - 1),))),),
+                    contracted=((Ref(0, r - 2),),))
+    names = x.axis_names()
+    return Out([TensorType.make(x.shape[:-2] + (Dim.const(a["out"]), d), x.dtype, names[:-2] + (None, names[-1]))],
+               sig, resolved={"maps": maps, "invariants": inv})
+
+
 def _infer(ins, a, facts):
     x = ins[0]
     need_float(x, "equivariant_linear")
+    if a.get("group") is not None:
+        return _infer_group(ins, a)
     if x.rank < 2:
         raise OpError("E0202", "equivariant_linear expects [..., N, features]: a set axis and a feature axis", arg=0)
     ax = resolve_axis(x, a["axis"], "set axis")
@@ -27,6 +65,15 @@ def _infer(ins, a, facts):
 
 
 def _params(ins, a):
+    if a.get("group") is not None:
+        c = concrete(ins[0].shape[-2], "the input channels of `equivariant_linear`")
+        r = ins[0].rank
+        m, k = len(a["maps"]), len(a["invariants"])
+        ps = [P("weight", (a["out"], c, m), (Face("out", "out", 0, r - 2), Face("in", "in", 0, r - 2), Face("none")))]
+        ps[0].facets["axis_size"] = ins[0].shape[-1].value
+        if a["bias"] and k:
+            ps.append(P("bias", (a["out"], k), (Face("bias", "out", 0, r - 2), Face("none"))))
+        return ps
     c = concrete(ins[0].shape[-1], "the input features of `equivariant_linear`")
     r = ins[0].rank
     ps = [P("weight", (a["out"], 2 * c), (Face("out", "out", 0, r - 1), Face("in", "in", 0, r - 1)))]
@@ -36,12 +83,44 @@ def _params(ins, a):
 
 
 def _lower(c):
+    if c.a.get("group") is not None:
+        inv = c.a["invariants"] if c.a["bias"] and c.a["invariants"] else None
+        return Lowered(f"EquivariantMap({c.ins[0].shape[-2].value}, {c.a['out']}, {c.a['maps']!r}, {inv!r})",
+                       f"{c.m}({c.args[0]})", ("prelude:symmetry",))
     fin = c.ins[0].shape[-1].value
     ax = c.a["axis"]
     x = c.args[0]
     bias = "" if c.a["bias"] else ", bias=False"
     pooled = f"{x}.mean({ax}, keepdim=True).expand_as({x})"
     return Lowered(f"nn.Linear({2 * fin}, {c.a['out']}{bias})", f"{c.m}(torch.cat([{x}, {pooled}], -1))")
+
+
+def _group_init(p, params):
+    """The runtime's draw of a `group=` layer: U(±√(D/(C·m))) for coefficients and bias, so that the expanded
+    weight has a dense layer's variance 1/(3·C·D) (the maps are orthonormal: each entry carries m/D of a
+    coefficient's energy); without `group=`, PyTorch's default."""
+    w = next((x for x in params if x.name == "weight"), p)
+    if len(w.shape) != 3:
+        return torch_default_init(p, params)
+    return 0.0, w.facets.get("axis_size", 1) / (3.0 * max(w.shape[1] * w.shape[2], 1))
+
+
+def _signal(c):
+    """A `group=` layer: each output entry sums C·m coefficients, each meeting 1/D of the input's energy
+    through an orthonormal map (and k invariant vectors of the bias, 1/D each); else a dense layer."""
+    if c.a.get("group") is None:
+        return S.dense(c)
+    x = c.ins[0]
+    if x is None:
+        return S.Result([None], [None])
+    d = c.in_shapes[0][-1]
+    m, k = len(c.a["maps"]), len(c.a["invariants"])
+    fin, fout = c.fans("weight")
+    _, w2 = c.weights("weight") or (0.0, 0.0)
+    b2 = (c.weights("bias") or (0.0, 0.0))[1]
+    eff_in, eff_out = fin * m / d, fout * m / d
+    q = eff_in * w2 * x.q + b2 * k / d
+    return S.Result([S.Stat(q, 0.0, min(eff_in * w2 * x.k + b2 * k / d, q))], [eff_out * w2])
 
 
 def _check(a):
@@ -51,10 +130,20 @@ def _check(a):
 
 def _equivariance(q):
     """Kept for a permutation of the set axes (and of any axis but the features); the features are mixed.
-    A grid's rotation or a rotation of coordinates is not a permutation of one set axis: no claim."""
+    A grid's rotation or a rotation of coordinates is not a permutation of one set axis: no claim. With
+    `group=`, kept for that factor acting on the last axis (and for any action on the leading axes)."""
     from ..passes.equivariance import Verdict
 
     roles = q.roles[0]
+    g = q.attrs.get("group")
+    if g is not None:
+        if roles[-2]:
+            return Verdict("broken", "mixes an acted axis as its channels", "put the channels before the acted axis")
+        if not roles[-1]:
+            return None
+        if g["kind"] != q.kind or (g["kind"] == "matrices" and g["gens"] != q.gens):
+            return Verdict("unknown", f"commutes with {g['kind']}, not with the {q.kind} acting on its last axis")
+        return None
     if roles and roles[-1]:
         return Verdict("broken", "mixes the acted axis as its features", "apply it with the acted axis as its set "
                        "axis (`axis=N`), features last")
@@ -66,13 +155,17 @@ def _equivariance(q):
 register(OpDef(
     name="equivariant_linear", inputs=("x",),
     attrs=(Attr("out", "int", doc="output features"), Attr("axis", "axes", 1, doc="the set axis (permuted)"),
-           Attr("bias", "bool", True)),
+           Attr("bias", "bool", True),
+           Attr("group", "group", None, doc="a group acting on the last axis: [..., C, D] -> [..., out, D]")),
     infer=_infer, params=_params, lower=_lower,
-    flops=lambda ins, outs, a: 4 * prod(ins[0].shape) * a["out"],
-    traits=frozenset({"linear", "weighted"}), signal=S.dense, init_default=torch_default_init,
+    flops=lambda ins, outs, a: (2 * prod(ins[0].shape) * a["out"] * ins[0].shape[-1]) if a.get("group") is not None
+    else 4 * prod(ins[0].shape) * a["out"],
+    traits=frozenset({"linear", "weighted"}), signal=_signal, init_default=_group_init,
     check_attrs=_check, glyph="L_S", equivariance=_equivariance,
     doc="y_n = Λ x_n + Γ mean_m x_m + b over the set `axis`: equivariant under permutations of it "
-        "(DeepSets); one nn.Linear over [x_n, mean x].",
+        "(DeepSets); one nn.Linear over [x_n, mean x]. With `group=G`: [..., C, D] -> [..., out, D], the weight "
+        "a combination of the maps of D that commute with G (the solver's basis), the bias of its invariant "
+        "vectors.",
 ))
 
 

@@ -57,6 +57,7 @@ class EqQuery(NamedTuple):
     ins: tuple
     outs: tuple
     facts: object = None               # the spec's divisibility facts (nndsl.dims.Facts)
+    gens: list = []                    # `matrices`: the factor's generators
 
 
 class Verdict(NamedTuple):
@@ -298,7 +299,7 @@ def _judge(ir: IR, node, ins, in_states, f: _Factor, O):
     what = f"`{node.op}`" + (f" (`{node.binding}`)" if node.binding and node.binding != node.op else "")
     if od is not None and od.equivariance is not None:   # the op's own rule
         v = od.equivariance(EqQuery(f.kind, f.family, attrs, roles_in, tuple(ir.in_types(node.id)),
-                                    tuple(node.outputs), f.facts(ir)))
+                                    tuple(node.outputs), f.facts(ir), f.acts[0].gens))
         if isinstance(v, str):
             v = Verdict("broken", v)
         if v is not None and v.kind != "kept":

@@ -418,9 +418,12 @@ def lie_basis(alg_out, alg_in, discrete=()):
 
     alg_out = [np.asarray(a, dtype=float) for a in alg_out]
     alg_in = [np.asarray(a, dtype=float) for a in alg_in]
-    if len(alg_out) != len(alg_in) or not alg_out:
+    if len(alg_out) != len(alg_in) or not (alg_out or discrete):
         raise SymmetryError("give each representation one matrix per generator of the algebra")
-    n_out, n_in = alg_out[0].shape[0], alg_in[0].shape[0]
+    if alg_out:
+        n_out, n_in = alg_out[0].shape[0], alg_in[0].shape[0]
+    else:
+        n_out, n_in = len(discrete[0][0]), len(discrete[0][1])
     if n_out * n_in > MAX_DENSE:
         raise SymmetryError(f"a {n_out}x{n_in} map has more than {MAX_DENSE:,} entries")
     rows = [np.kron(a, np.eye(n_in)) - np.kron(np.eye(n_out), b.T) for a, b in zip(alg_out, alg_in)]
@@ -432,6 +435,46 @@ def lie_basis(alg_out, alg_in, discrete=()):
     tol = max(c.shape) * np.finfo(float).eps * (sv[0] if len(sv) and sv[0] > 0 else 1.0) * 10
     rank = int((sv > tol).sum())
     return vt[rank:].reshape(-1, n_out, n_in)
+
+
+def axis_basis(kind: str, gens, d: int):
+    """The equivariant maps of one axis of size d to itself under a factor of the language (nndsl/symmetry/
+    groups.py), and its invariant vectors: (basis [m, d, d], invariants [k, d]), both orthonormal. The axis is
+    permuted (`perm`), rolled (`cyclic`; and reversed, `dihedral`), acted on by matrices (`matrices`) or rotated
+    (`so3`: the Lie algebra so(d); `o3`: and a reflection)."""
+    import numpy as np
+
+    discrete, alg = [], []
+    if kind in ("perm", "cyclic", "dihedral"):
+        shift = np.roll(np.eye(d), 1, axis=0)
+        discrete.append(shift)
+        if kind == "perm" and d > 1:
+            swap = np.eye(d)
+            swap[[0, 1]] = swap[[1, 0]]
+            discrete.append(swap)
+        if kind == "dihedral":
+            discrete.append(np.eye(d)[::-1].copy())
+    elif kind == "matrices":
+        discrete = [np.asarray(g, dtype=float) for g in gens]
+    elif kind in ("o3", "so3"):
+        for i in range(d):
+            for j in range(i + 1, d):
+                a = np.zeros((d, d))
+                a[i, j], a[j, i] = -1.0, 1.0
+                alg.append(a)
+        if kind == "o3":
+            r = np.eye(d)
+            r[0, 0] = -1.0
+            discrete.append(r)
+        if not alg and not discrete:
+            discrete.append(np.eye(d))
+    else:
+        raise SymmetryError(f"{kind} has no equivariant linear maps of one axis")
+    if not alg and not discrete:
+        discrete.append(np.eye(d))
+    maps = lie_basis(alg, alg, [(g, g) for g in discrete])
+    inv = lie_basis(alg, [np.zeros((1, 1)) for _ in alg], [(g, np.eye(1)) for g in discrete])[:, :, 0]
+    return maps, inv
 
 
 def bell(n: int) -> int:
@@ -465,5 +508,5 @@ def gconv_rep(group_name: str, kernel: int, fiber: str) -> tuple[Rep, Rep]:
 
 __all__ = ["Group", "Rep", "cyclic", "dihedral", "symmetric", "grid", "trivial", "permutation", "sign", "regular",
            "direct_sum", "tensor", "tensor_power", "from_matrices", "basis", "dimension", "bell", "gconv_rep",
-           "so2_algebra", "so3_algebra", "lie_tensor", "lie_basis",
+           "so2_algebra", "so3_algebra", "lie_tensor", "lie_basis", "axis_basis",
            "SymmetryError"]

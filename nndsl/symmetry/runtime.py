@@ -104,6 +104,41 @@ class GroupConv2d(nn.Module):
         return y.view(b, self.out_channels, self.order, y.shape[-2], y.shape[-1])
 
 
+class EquivariantMap(nn.Module):
+    """[..., C, D] -> [..., out, D] with the weight W[o, :, c, :] = Σ_m θ[o, c, m] B_m over the maps B_m of D that
+    commute with a group (the solver's basis, fixed), and the bias Σ_k β[o, k] v_k over its invariant vectors:
+    equivariant by construction. The basis is contracted once per forward, then one matmul."""
+
+    def __init__(self, in_channels, out_channels, maps, invariants=None, device=None, dtype=None):
+        super().__init__()
+        kw = {"device": device, "dtype": dtype or torch.get_default_dtype()}
+        self.register_buffer("maps", torch.tensor(maps, **kw), persistent=False)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.maps.shape[0], **kw))
+        if invariants:
+            self.register_buffer("invariants", torch.tensor(invariants, **kw), persistent=False)
+            self.bias = nn.Parameter(torch.empty(out_channels, self.invariants.shape[0], **kw))
+        else:
+            self.invariants, self.bias = None, None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """U(±√(D/(C·m))) for the coefficients and the bias: the expanded weight then has a dense layer's
+        default variance over its fan C·D (each of the m orthonormal maps carries 1/D of a coefficient)."""
+        bound = math.sqrt(self.maps.shape[-1] / max(self.weight[0].numel(), 1))
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        o, c, _ = self.weight.shape
+        d = self.maps.shape[-1]
+        w = torch.einsum("ocm,mij->oicj", self.weight, self.maps.to(self.weight.dtype)).reshape(o * d, c * d)
+        y = (x.flatten(-2) @ w.t()).unflatten(-1, (o, d))
+        if self.bias is not None:
+            y = y + self.bias @ self.invariants.to(self.bias.dtype)
+        return y
+
+
 class TransposedTie(nn.Module):
     """A linear layer whose weight is another layer's, transposed (`tie=transpose(enc)`: W_dec = W_encᵀ, as in
     tied autoencoders); it owns only its bias. The weight is passed in by the module that owns both."""
