@@ -510,3 +510,20 @@ def test_equivariant_linear_with_a_group_is_checked():
         src = base.format(g=g, call=call)
         r = nndsl.check(source=src if code != "E0201" else src.replace(" acted by G", ""))
         assert [d.code for d in r.diagnostics][:1] == [code], (g, r.diagnostics)
+
+
+def test_equivariant_models_export_and_compile():
+    """What nndsl emits for group convolutions, frame averaging and tied weights is plain PyTorch that
+    torch.export and torch.compile(fullgraph=True) take unchanged."""
+    import torch
+
+    for name, x in (("c4_cnn", torch.randn(2, 1, 8, 8)), ("frame_averaged_pointnet", torch.randn(2, 10, 3))):
+        m = nndsl.load(str(ROOT / "examples" / f"{name}.nn"), seed=0).eval()
+        want = m(x)
+        want = want if isinstance(want, tuple) else (want,)
+        got = torch.export.export(m, (x,)).module()(x)
+        got = got if isinstance(got, tuple) else (got,)
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(want, got)), name
+        comp = torch.compile(m, fullgraph=True)(x)
+        comp = comp if isinstance(comp, tuple) else (comp,)
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(want, comp)), name
