@@ -22,7 +22,7 @@ from .types import TensorType
 
 
 class Node(BaseModel):
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(defer_build=True, arbitrary_types_allowed=True)
 
     id: str                            # hierarchical name, unique in the graph
     op: str
@@ -42,6 +42,8 @@ class Node(BaseModel):
 
 
 class EdgeAttr(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     src_port: int = 0
     dst_port: int = 0
     type: Optional[TensorType] = None
@@ -52,6 +54,8 @@ class FrameAverage(BaseModel):
     """`frame_average(Block(x), group=G)`: the instance runs once per frame of the factors `factors` of G
     (a finite group's elements, or the PCA frames of point coordinates) and averages; its outputs keep
     the action, with `out_roles` (per output, per axis) the role each axis carries."""
+
+    model_config = ConfigDict(defer_build=True)
 
     group: str
     factors: list[int]
@@ -65,6 +69,8 @@ class FrameAverage(BaseModel):
 
 class Instance(BaseModel):
     """One instantiation of a block: the unit the PyTorch backend turns into a module."""
+
+    model_config = ConfigDict(defer_build=True)
 
     path: str
     block: str
@@ -81,6 +87,8 @@ class Instance(BaseModel):
 class EnsureCheck(BaseModel):
     """An `ensure` that needs shapes or parameter counts; evaluated after shape inference."""
 
+    model_config = ConfigDict(defer_build=True)
+
     expr: A.Expr
     env: dict[str, Any]
     scope: str
@@ -90,6 +98,8 @@ class EnsureCheck(BaseModel):
 class InitDecl(BaseModel):
     """An init rule as declared: for the layers one statement created (`nodes`), or for every layer in
     an instance and below it (`nodes` is None). The init pass picks, per parameter, the most specific."""
+
+    model_config = ConfigDict(defer_build=True)
 
     op: Optional[str] = None           # op kind the key names (None: any)
     param: Optional[str] = None        # parameter name the key names (None: any)
@@ -106,12 +116,16 @@ class InitDecl(BaseModel):
 class ParametrizationDecl(BaseModel):
     """`parametrization NAME(args)` of the model (resolved by passes/parametrize.py)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     name: str                          # sp, ntk, mf, mup
     args: dict[str, Any] = {}
     span: Span
 
 
 class ModelInput(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     node: str
     type: TensorType
@@ -121,6 +135,8 @@ class GroupAction(BaseModel):
     """`input x: [B, N, D] acted by S` with `group S = perm(N)`: factor `factor` of S (nndsl/symmetry/groups.py)
     acts on axis `axis` of input `node`, in the role `role`: "perm" (a permuted set axis), "row" and "col"
     (the two axes of a rotated grid), "vec" (coordinates a matrix acts on)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     group: str
     kind: str                          # the factor's kind: perm, cyclic, dihedral, c4, d4, o3, so3, e3
@@ -136,6 +152,8 @@ class GroupAction(BaseModel):
 class SymmetryClaim(BaseModel):
     """`ensure y invariant under S` (or equivariant): checked by passes/equivariance.py."""
 
+    model_config = ConfigDict(defer_build=True)
+
     claim: str                         # "invariant" or "equivariant"
     group: str
     node: str
@@ -150,12 +168,16 @@ class SymmetryClaim(BaseModel):
 
 
 class ModelOutput(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     node: str
     port: int = 0
 
 
 class GraphMeta(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     model: str
     file: str
     inputs: list[ModelInput] = []

@@ -67,7 +67,7 @@ class Face(NamedTuple):
 class ParamSpec(BaseModel):
     """One parameter or buffer of a node: the one record every pass fills and every backend reads."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(defer_build=True, arbitrary_types_allowed=True)
 
     name: str                            # "" for a free parameter that is the node itself
     shape: tuple[int, ...]
@@ -122,7 +122,7 @@ def fan_of(shape, faces) -> tuple[Optional[int], Optional[int]]:
 class Recipe(BaseModel):
     """Stored on a node by the shape pass: resolved attributes and the axis signature."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(defer_build=True, arbitrary_types_allowed=True)
 
     attrs: dict[str, Any]                # the op's attributes, with what the rule solved (axes, sizes)
     sig: Any = None                      # Signature

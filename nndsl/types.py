@@ -39,7 +39,7 @@ def dtype_bytes(dtype: str) -> int:
 
 
 class TensorType(BaseModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(defer_build=True, frozen=True, arbitrary_types_allowed=True)
 
     shape: tuple[DimField, ...]
     dtype: str = "float32"

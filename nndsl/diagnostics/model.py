@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 class Span(BaseModel):
     """A region of a source file; lines and columns are 1-based, `end_col` is exclusive."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     file: str
     line: int
@@ -28,7 +28,7 @@ class Severity(str, Enum):
 
 
 class Label(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     span: Span
     message: str = ""
@@ -38,7 +38,7 @@ class Label(BaseModel):
 class CallSite(BaseModel):
     """One level of the chain that led into a block: `block` was called at `span`."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     block: str
     span: Span
