@@ -1,4 +1,4 @@
-"""The `nndsl` command line: check, summary, compile, draw, explain.
+"""The `nndsl` command line: check, summary, compile, draw, fmt, explain.
 
 Exit codes: 0 clean, 1 the spec (or an input or output file) has errors, 2 the command line is wrong.
 Every error about a file is a coded diagnostic; outputs are written atomically (nothing is left behind
@@ -188,7 +188,7 @@ def check(files: List[Path] = typer.Argument(..., help="Spec files to check."),
                 worst = 1
                 continue
             for v in checked:
-                text = "not a model output: not verified" if v.samples == 0 else \
+                text = "inside a block: not verified" if v.samples == 0 else \
                     f"max |f(g·x) - g·f(x)| = {v.error:.2e} over {v.samples} group elements"
                 if format == "text":
                     typer.echo(f"  verify  {visible(v.tensor)} {v.claim} under {visible(v.group)}: {text}")
@@ -450,6 +450,54 @@ def draw(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]] =
 def _model_span(res: CheckResult):
     inst = res.ir.meta.instances.get("") if res.ir is not None else None
     return inst.span if inst is not None else None
+
+
+@app.command()
+def fmt(files: List[Path] = typer.Argument(..., help="Spec files to format in place (`-`: standard input to "
+                                          "standard output)."),
+        check_only: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if a file is not "
+                                        "formatted (for CI and pre-commit hooks)."),
+        max_file_size: Optional[int] = MaxFileOpt):
+    """Format specs: the canonical layout, comments kept, meaning unchanged. Exit 0 when every file is
+    (or now is) formatted, 1 when --check finds one that is not or a file does not parse."""
+    from .loader import SourceError, read_source
+    from .syntax.fmt import FormatError, format_text
+
+    limits = _limits(None, max_file_size, None)
+    worst = 0
+    for f in files:
+        name = "<stdin>" if str(f) == "-" else str(f)
+        try:
+            text = sys.stdin.read(limits.file_bytes + 1) if str(f) == "-" else read_source(f, limits.file_bytes)
+            if len(text.encode("utf-8", "surrogatepass")) > limits.file_bytes:
+                raise SourceError(f"it is larger than {limits.file_bytes:,} bytes")
+        except SourceError as e:
+            d = Diagnostic(code="E0112" if "limit" in str(e) or "larger" in str(e) else "E0108",
+                           message=f"cannot read `{visible(name)}`: {e}")
+            typer.echo(render_all([d], {}, color=_color()), err=True, nl=False)
+            worst = 1
+            continue
+        try:
+            out = format_text(text, name)
+        except FormatError as e:
+            typer.echo(render_all(e.diagnostics, {name: text}, color=_color()), err=True, nl=False)
+            worst = 1
+            continue
+        if str(f) == "-":
+            if check_only:
+                worst = max(worst, int(out != text))
+            else:
+                sys.stdout.write(out)
+            continue
+        if out == text:
+            continue
+        if check_only:
+            typer.echo(f"would reformat {visible(name)}", err=True)
+            worst = 1
+            continue
+        write_output(f, out.encode("utf-8"))
+        typer.echo(f"reformatted {visible(name)}", err=True)
+    raise typer.Exit(worst)
 
 
 @app.command()

@@ -34,7 +34,10 @@ def expr(e, prec: int = 0) -> str:
         return f"{expr(e.value, 9)}[{expr(e.index)}]"
     if k == "binop":
         p = _PREC[e.op]
-        s = f"{expr(e.left, p)} {e.op} {expr(e.right, p + 1)}"
+        left = expr(e.left, p)
+        if e.left.kind == "binop" and e.left.op != e.op and _PREC[e.left.op] == p and {e.op, e.left.op} & {"//", "%"}:
+            left = f"({left})"            # `(H // p) * W`: floor division mixed with products reads grouped
+        s = f"{left} {e.op} {expr(e.right, p + 1)}"
         return f"({s})" if p < prec else s
     if k == "compare":
         p = _PREC["compare"]
