@@ -1,4 +1,4 @@
-"""The `nndsl` command line: check, summary, compile, draw, fmt, explain.
+"""The `nndsl` command line: check, summary, compile, draw, export, fmt, explain.
 
 Exit codes: 0 clean, 1 the spec (or an input or output file) has errors, 2 the command line is wrong.
 Every error about a file is a coded diagnostic; outputs are written atomically (nothing is left behind
@@ -450,6 +450,65 @@ def draw(file: Path, model: Optional[str] = ModelOpt, dim: Optional[List[str]] =
 def _model_span(res: CheckResult):
     inst = res.ir.meta.instances.get("") if res.ir is not None else None
     return inst.span if inst is not None else None
+
+
+@app.command()
+def export(file: Path, onnx: Optional[Path] = typer.Option(None, "--onnx", help="Write the model as ONNX here "
+                                                           "(free dims as dynamic axes)."),
+           torch_export: Optional[Path] = typer.Option(None, "--torch-export", help="Write a torch.export program "
+                                                       "here (.pt2; free dims as Dims with the spec's bounds)."),
+           model: Optional[str] = ModelOpt, dim: Optional[List[str]] = DimOpt,
+           seed: int = typer.Option(0, "--seed", help="Seed of the spec's init."),
+           weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Load this state dict (.pt) first."),
+           opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset (default: the exporter's)."),
+           max_nodes: Optional[int] = MaxNodesOpt, max_file_size: Optional[int] = MaxFileOpt,
+           max_params: Optional[int] = MaxParamsOpt, import_root: Optional[Path] = ImportRootOpt):
+    """Export the model to ONNX (checked with onnx.checker and strict shape inference, then run with
+    onnxruntime against the eager module) and/or torch.export, its free dims dynamic."""
+    from .backends.export import ExportError, export_program, onnx_bytes, verify_onnx
+    from .backends.torch_module import build_module
+    from .limits import available_memory
+    from .passes.validate import model_bytes
+
+    if onnx is None and torch_export is None:
+        _usage("give --onnx OUT.onnx and/or --torch-export OUT.pt2")
+    res = _load(file, model, dim, _limits(max_nodes, max_file_size, max_params), import_root)
+    need, _ = model_bytes(res.ir)
+    if need * 4 > available_memory():          # the module, the traced copy and the serialised weights
+        _fail("E0406", f"exporting `{res.ir.meta.model}` needs about {need * 4 / 2 ** 30:.1f} GiB, more than "
+              "this machine has available", help="bind smaller dims or parameters with --dim")
+    net = build_module(res.ir, seed).eval()
+    if weights is not None:
+        import torch
+
+        sd = _read_tensors(weights, "E0405", lambda: torch.load(weights, map_location="cpu", weights_only=True))
+        if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+            _fail("E0405", "the checkpoint must be a state dict: names -> tensors")
+        try:
+            net.load_state_dict(sd, strict=True)
+        except (KeyError, ValueError, RuntimeError) as e:
+            _fail("E0405", f"the checkpoint does not fit `{res.ir.meta.model}`: {str(e).splitlines()[0][:300]}")
+    try:
+        if torch_export is not None:
+            import io
+
+            import torch
+
+            buf = io.BytesIO()
+            torch.export.save(export_program(net, res.ir), buf)
+            write_output(torch_export, buf.getvalue())
+            typer.echo(f"wrote {visible(str(torch_export))}", err=True)
+        if onnx is not None:
+            data = onnx_bytes(net, res.ir, opset=opset)
+            err = verify_onnx(data, net, res.ir)
+            write_output(onnx, data)
+            typer.echo(f"wrote {visible(str(onnx))} (onnxruntime vs eager: max |diff| = {err:.2e})", err=True)
+    except ExportError as e:
+        _fail("E0406", f"cannot export `{res.ir.meta.model}`: {e}",
+              help="docs/export.md lists what each exporter takes")
+    except ImportError as e:
+        _fail("E0406", f"cannot export: {e.name or 'a package'} is not installed",
+              help="pip install onnx onnxruntime onnxscript")
 
 
 @app.command()

@@ -186,6 +186,7 @@ class GraphMeta(BaseModel):
     ensures: list[EnsureCheck] = []
     facts: list[tuple[str, str]] = []  # divisibility facts (num, den) as dim strings
     free_dims: list[str] = []
+    dim_bounds: dict[str, list] = {}   # free dim -> [min, max] (inclusive; max None: unbounded) from `ensure`s
     constants: list[str] = []          # nodes known when the module is built (what buffers are made of)
     inits: list[InitDecl] = []         # init rules as declared (resolved per parameter by passes/init.py)
     sparsity: list[InitDecl] = []      # storage rules as declared (resolved by passes/sparsity.py)

@@ -168,6 +168,12 @@ cannot run code). The batch must fit the model's inputs: their number, rank and 
 `nndsl project --weights` could not use the file: it must be a `.pt` state dict (names -> tensors, read
 without unpickling code) of the same network with dense weights: every structured layer's `weight`
 present with its dense shape, every other entry matching the model."""),
+    "E0406": Code("cannot export", """\
+`nndsl export` could not export the model: the exporter (torch.export, or torch.onnx and then
+`onnx.checker` with strict shape inference) refused it, the packages are missing (`pip install onnx
+onnxruntime onnxscript`), or the model would not fit in memory. The message gives the exporter's reason.
+Frame averages over PCA frames cannot go to ONNX (it has no eigendecomposition operator); torch.export
+takes them."""),
     # -- initialization ---------------------------------------------------------------------------
     "E0501": Code("unknown init rule", """\
 An init entry (`key: rule`) names no rule, or its value is not a rule name or a call. Rules are

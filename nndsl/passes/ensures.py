@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..diagnostics import Abort, Sink
-from ..dims import Dim
+from ..dims import Dim, is_local
 from ..evaluate import Binding, Deferred, Evaluator, Reported, Scope, Undecidable, explain
 from ..ir import IR
 from ..syntax import ast as A
@@ -66,6 +66,37 @@ def _is_fact(e) -> bool:
     return e.op in ("<", "<=", ">", ">=")
 
 
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def _record_bound(ir: IR, e, ev, scope) -> None:
+    """`ensure T <= n_ctx` (or `<`, `>=`, `>`, either way round) on a free dim of the model and a number:
+    the range it gives the dim, recorded on the IR (`meta.dim_bounds`: name -> [min, max], inclusive) for
+    whoever needs it (torch.export's dynamic dims)."""
+    if not isinstance(e, A.Compare) or e.op not in _FLIP:
+        return
+    try:
+        a = ev.ev(e.left, scope, None, const=True, ensure=True)
+        b = ev.ev(e.right, scope, None, const=True, ensure=True)
+    except Exception:                      # noqa: BLE001 - a bound it cannot read is simply not recorded
+        return
+    op = e.op
+    if isinstance(a, (int, Dim)) and not isinstance(a, bool) and isinstance(b, Dim) and not b.is_const:
+        a, b, op = b, a, _FLIP[op]
+    if not isinstance(a, Dim) or a.symbol_name() is None or is_local(a.symbol_name()):
+        return
+    n = b.value if isinstance(b, Dim) and b.is_const else b if isinstance(b, int) and not isinstance(b, bool) else None
+    if n is None:
+        return
+    lo, hi = ir.meta.dim_bounds.get(a.symbol_name(), [1, None])
+    if op in ("<", "<="):
+        top = n - 1 if op == "<" else n
+        hi = top if hi is None else min(hi, top)
+    else:
+        lo = max(lo, n + 1 if op == ">" else n)
+    ir.meta.dim_bounds[a.symbol_name()] = [lo, hi]
+
+
 def check_ensures(ir: IR, ctx: ShapeContext, sink: Sink) -> None:
     for chk in ir.meta.ensures:
         ev = _AfterShapes(ir, chk.scope, ctx.facts).ev
@@ -85,6 +116,7 @@ def check_ensures(ir: IR, ctx: ShapeContext, sink: Sink) -> None:
             continue
         except Undecidable:
             if _is_fact(chk.expr):
+                _record_bound(ir, chk.expr, ev, scope)
                 continue  # a divisibility fact on free dims: assumed, and used by the checker
             sink.error("E0206", "ensure cannot be proved for every size of the free dims", chk.span,
                        label="undecided", notes=[_strip(n) for n in explain(chk.expr, ev, scope)],
@@ -98,3 +130,29 @@ def check_ensures(ir: IR, ctx: ShapeContext, sink: Sink) -> None:
         else:
             sink.error("E0106", "`ensure` needs a condition", chk.span)
     sink.context = ""
+
+
+def sample_dims(ir: IR, given: dict | None = None, default: int = 5) -> dict[str, int]:
+    """A size for every free dim of the model: `given`, else `default` moved into the range its `ensure`s
+    state (`meta.dim_bounds`) and rounded up to what its divisibility facts ask (`S % 2 == 0`)."""
+    import math
+
+    from ..dims import parse_dim
+
+    out = dict(given or {})
+    need: dict[str, int] = {}
+    for num, den in ir.meta.facts:
+        n, d = parse_dim(num), parse_dim(den)
+        if n.symbol_name() is not None and d.is_const and d.value > 0:
+            need[str(n)] = math.lcm(need.get(str(n), 1), d.value)
+    for name in ir.meta.free_dims:
+        if name in out:
+            continue
+        lo, hi = ir.meta.dim_bounds.get(name, [1, None])
+        v = max(default, lo)
+        m = need.get(name, 1)
+        v = -(-v // m) * m
+        if hi is not None and v > hi:
+            v = max(lo, (hi // m) * m)
+        out[name] = v
+    return out

@@ -32,25 +32,12 @@ class TooLarge(ValueError):
 
 
 def _sizes(ir, sizes: dict) -> dict:
-    """Free dims: 5 unless given, rounded up to what the divisibility facts on them ask."""
-    import math
+    """Free dims: 5 unless given, moved into their stated ranges and rounded up to their facts; acted dims too."""
+    from ..passes.ensures import sample_dims
 
-    from ..dims import parse_dim
-
-    out = dict(sizes)
+    out = sample_dims(ir, sizes)
     for a in ir.meta.actions:
         out.setdefault(a.dim, 5)
-    need: dict[str, int] = {}
-    for num, den in ir.meta.facts:
-        n, d = parse_dim(num), parse_dim(den)
-        name = n.symbol_name()
-        if name is not None and d.is_const and d.value > 0:
-            need[str(n)] = math.lcm(need.get(str(n), 1), d.value)
-    for d in ir.meta.free_dims:
-        if d not in sizes:
-            m = need.get(d, 1)
-            base = out.get(d, 5)
-            out[d] = -(-base // m) * m
     return out
 
 

@@ -1,0 +1,84 @@
+"""`nndsl export`: every example goes through torch.export and, but for the one that needs an
+eigendecomposition, through ONNX (onnx.checker with strict shape inference, then onnxruntime against the
+eager module on inputs of other sizes than the traced ones); free dims stay dynamic, with the ranges the
+spec states."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import nndsl
+from nndsl.backends.export import ExportError, example_inputs, export_program, onnx_bytes, verify_onnx
+from nndsl.passes.ensures import sample_dims
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.nn"))
+# the large examples at a smaller width (the same layers, fewer parameters to serialise)
+SMALL = {"gpt2_small": dict(vocab=512, n_ctx=64, D=64, depth=2, heads=4),
+         "vit_b16": dict(D=64, depth=2, heads=4, mlp_dim=128, num_classes=10), "unet": dict(base=8)}
+NO_ONNX = {"frame_averaged_pointnet": "_linalg_eigh"}      # PCA frames: ONNX has no eigendecomposition
+
+
+def built(name):
+    dims = SMALL.get(name, {})
+    path = str(ROOT / "examples" / f"{name}.nn")
+    return nndsl.load(path, seed=0, **dims).eval(), nndsl.check(path, **dims).ir
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_torch_export_round_trip(name, tmp_path):
+    m, ir = built(name)
+    prog = export_program(m, ir)
+    path = tmp_path / f"{name}.pt2"
+    torch.export.save(prog, str(path))
+    loaded = torch.export.load(str(path)).module()
+    xs = example_inputs(ir, sample_dims(ir, default=24), torch.Generator().manual_seed(3))   # other sizes
+    with torch.no_grad():
+        want, got = m(*xs), loaded(*xs)
+    want, got = (want if isinstance(want, tuple) else (want,)), (got if isinstance(got, tuple) else (got,))
+    for a, b in zip(want, got):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), (name, float((a - b).abs().max()))
+
+
+def test_stated_ranges_become_the_dims_ranges():
+    m, ir = built("gpt2_small")
+    prog = export_program(m, ir)
+    ranges = sorted((int(r.lower), r.upper) for r in prog.range_constraints.values())
+    assert (2, 64) in [(lo, int(hi) if str(hi) != "int_oo" else None) for lo, hi in ranges]     # T <= n_ctx
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_onnx_round_trip(name):
+    import onnx
+
+    m, ir = built(name)
+    if name in NO_ONNX:
+        with pytest.raises(ExportError, match=NO_ONNX[name]):
+            onnx_bytes(m, ir)
+        return
+    data = onnx_bytes(m, ir)                       # checked by onnx.checker and strict shape inference
+    assert verify_onnx(data, m, ir) < 1e-4
+    graph = onnx.load_from_string(data).graph
+    for mi, gi in zip(ir.meta.inputs, graph.input):
+        dims = gi.type.tensor_type.shape.dim
+        for d, od in zip(mi.type.shape, dims):
+            assert (od.dim_param != "") == (not d.is_const), (name, mi.name)       # free dims are dynamic
+
+
+def test_the_command(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "nndsl", "export", *map(str, args)], capture_output=True,
+                              text=True, timeout=300, cwd=tmp_path)
+
+    r = run(ROOT / "examples" / "deepsets.nn", "--onnx", tmp_path / "d.onnx", "--torch-export", tmp_path / "d.pt2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "d.onnx").stat().st_size > 0 and (tmp_path / "d.pt2").stat().st_size > 0
+    assert "onnxruntime vs eager" in r.stderr
+    r = run(ROOT / "examples" / "frame_averaged_pointnet.nn", "--onnx", tmp_path / "f.onnx")
+    assert r.returncode == 1 and "error[E0406]" in r.stderr and "_linalg_eigh" in r.stderr
+    assert not (tmp_path / "f.onnx").exists()
+    assert run(ROOT / "examples" / "deepsets.nn").returncode == 2
