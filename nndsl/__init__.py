@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from .diagnostics import Diagnostic, NNDSLError
 
 __version__ = "0.1.0"
-__all__ = ["parse", "check", "load", "draw", "compile_source", "CheckResult", "Diagnostic", "NNDSLError", "Limits",
-           "__version__"]
+__all__ = ["parse", "check", "load", "draw", "summary", "compile_source", "CheckResult", "Diagnostic", "NNDSLError",
+           "Limits", "__version__"]
 
 # `import nndsl` is cheap: the front end (parser, IR, passes) loads on first use (PEP 562).
 _LAZY = {"CheckResult": ".compiler", "Diagnostic": ".diagnostics", "NNDSLError": ".diagnostics"}
@@ -75,6 +75,16 @@ def check(path: str | Path | None = None, *, source: str | None = None, model: s
 
     return _check(path, source=source, model=model, dims=dims, limits=limits, import_root=import_root,
                   signal=signal)
+
+
+def summary(path: str | Path | None = None, *, source: str | None = None, model: str | None = None,
+            limits: Limits | None = None, import_root: str | Path | None = None, **dims: Any):
+    """The per-layer summary of a model (what `nndsl summary` prints): `.rows`, `.totals`, `str()`, and a
+    table in Jupyter. Raises NNDSLError for a spec with errors."""
+    from .notebook import Summary
+
+    res = check(path, source=source, model=model, limits=limits, import_root=import_root, **dims).raise_for_errors()
+    return Summary(res.ir)
 
 
 def compile_source(path: str | Path | None = None, *, source: str | None = None, model: str | None = None,

@@ -38,6 +38,12 @@ class CheckResult:
     def errors(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.is_error]
 
+    def _repr_html_(self) -> str:
+        """Diagnostics (or the model's inputs, outputs and size) as HTML, for Jupyter."""
+        from .notebook import check_html
+
+        return check_html(self)
+
     def raise_for_errors(self) -> "CheckResult":
         if not self.ok:
             raise NNDSLError(self.errors or self.diagnostics, self.sources, self.omitted)
