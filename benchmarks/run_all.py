@@ -11,6 +11,7 @@ import coldstart  # noqa: E402
 import draw  # noqa: E402
 import frontend  # noqa: E402
 import init  # noqa: E402
+import lsp  # noqa: E402
 import runtime  # noqa: E402
 import sparsity  # noqa: E402
 import symmetry  # noqa: E402
@@ -31,3 +32,5 @@ if __name__ == "__main__":
     sparsity.main()
     print()
     symmetry.main()
+    print()
+    lsp.main()

@@ -1,4 +1,4 @@
-"""The `nndsl` command line: check, summary, compile, draw, export, fmt, explain.
+"""The `nndsl` command line: check, summary, compile, draw, export, fmt, lsp, explain.
 
 Exit codes: 0 clean, 1 the spec (or an input or output file) has errors, 2 the command line is wrong.
 Every error about a file is a coded diagnostic; outputs are written atomically (nothing is left behind
@@ -557,6 +557,17 @@ def fmt(files: List[Path] = typer.Argument(..., help="Spec files to format in pl
         write_output(f, out.encode("utf-8"))
         typer.echo(f"reformatted {visible(name)}", err=True)
     raise typer.Exit(worst)
+
+
+@app.command()
+def lsp():
+    """Run the language server on standard input and output (for editors: diagnostics, hover, go to
+    definition, completion, symbols, formatting; docs/editors.md)."""
+    try:
+        from .lsp import serve
+    except ImportError as e:
+        _usage(f"the language server needs pygls: pip install pygls ({e.name} is missing)")
+    serve()
 
 
 @app.command()
