@@ -45,6 +45,7 @@ class TensorType(BaseModel):
     dtype: str = "float32"
     axes: tuple[Optional[str], ...] = ()
     vmax: Optional[DimField] = None     # integer tensors: every value is below this (set by `positions`)
+    vmin: Optional[DimField] = None     # ... and at least this (None with a vmax: 0)
 
     @staticmethod
     def make(shape, dtype: str = "float32", axes=None) -> "TensorType":
@@ -52,7 +53,7 @@ class TensorType(BaseModel):
         axes = tuple(axes) if axes is not None else (None,) * len(shape)
         if len(axes) != len(shape):
             axes = (None,) * len(shape)
-        return make(TensorType, shape=shape, dtype=dtype, axes=axes, vmax=None)
+        return make(TensorType, shape=shape, dtype=dtype, axes=axes, vmax=None, vmin=None)
 
     @property
     def rank(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 import nndsl
@@ -160,5 +161,50 @@ def test_a_buffer_is_computed_once_and_kept_at_its_name():
 def test_a_buffer_of_run_time_values_is_an_error():
     src = SWIN_ATTN.replace("buffer(rel_y * (2 * M - 1) + rel_x)", "buffer(rel_y * (2 * M - 1) + rel_x + reshape(positions(scores, axis=2), [1, M * M]))")
     res = nndsl.check(source=src)
-    assert [d.code for d in res.errors] == ["E0118"]
-    assert "scores" in res.errors[0].notes[0] and res.errors[0].call_sites[0].block == "WindowBias"
+    (e,) = [d for d in res.errors if d.code == "E0118"]
+    assert "scores" in e.notes[0] and e.call_sites[0].block == "WindowBias"
+    # the indices it makes also overrun the bias table (their range is followed through the sum): E0201
+    assert {d.code for d in res.errors} <= {"E0118", "E0201"}
+
+
+# -- value ranges: lower bounds as well as upper ones --------------------------------------------------------
+RANGES = {
+    # expression of p = positions(t, axis=1) over T = 8, the table size, the expected code (None: accepted)
+    "p + 1": (9, None), "p - 1": (10, "negative"), "(p - 1) + 1": (8, None), "7 - p": (8, None),
+    "p * -1": (10, "negative"), "p % 3": (3, None), "p // 2": (4, None), "p // 2 + 4": (8, None),
+    "p * 2": (10, "up to 14"), "p % 3 - 3": (10, "negative"), "sum(reshape(p, [2, 4]), axes=[1])": (29, None),
+}
+SAFE_ONLY = {"sum(reshape(p, [2, 4]), axes=[1])"}     # a sum's range is safe, not tight (7 * 4 + 1 > 22 + 1)
+
+
+@pytest.mark.parametrize("expr", list(RANGES))
+def test_index_arithmetic_keeps_exact_ranges(expr):
+    """Each expression is accepted exactly when every index it can produce is in the table: the checker's
+    range [lo, hi) is the true one (checked against the values PyTorch computes)."""
+    import torch
+
+    table, want = RANGES[expr]
+    src = (f"model M {{\n  input t: [B, 8] int64\n  p = positions(t, axis=1)\n  q = {expr}\n"
+           f"  output y = embedding(q, {table}, 2)\n}}\n")
+    r = nndsl.check(source=src)
+    if want is None:
+        assert r.ok, r.diagnostics
+        node = next(n for n in r.ir.nodes() if n.binding == "q")
+        lo, hi = node.outputs[0].vmin.value, node.outputs[0].vmax.value
+        m = nndsl.load(source=src.replace(f"  output y = embedding(q, {table}, 2)", "  output q"), seed=0)
+        vals = m(torch.zeros(1, 8, dtype=torch.int64))
+        assert lo <= int(vals.min()) and hi >= int(vals.max()) + 1, (expr, lo, hi, vals)   # safe
+        if expr not in SAFE_ONLY:
+            assert lo == int(vals.min()) and hi == int(vals.max()) + 1, (expr, lo, hi, vals)   # and exact
+    else:
+        (d,) = r.diagnostics
+        assert d.code == "E0201" and want in d.message, (expr, d.message)
+
+
+def test_a_relative_position_index_is_checked_exactly():
+    """Swin's relative positions: i - j in [-(W-1), W-1], shifted by W - 1 into a table of 2W - 1 rows."""
+    src = ("model Rel(W: int = 4) {\n  input x: [B, W]\n  i = positions(x, axis=1)\n"
+           "  rel = reshape(i, [W, 1]) - reshape(i, [1, W])\n  output y = embedding(rel + (W - 1), 2 * W - 1, 3)\n}\n")
+    assert nndsl.check(source=src).ok
+    assert "negative: they go down to -3" in nndsl.check(source=src.replace("rel + (W - 1)", "rel")).diagnostics[0].message
+    assert "up to 6 but the table has 6" in nndsl.check(source=src.replace("2 * W - 1, 3", "2 * W - 2, 3")).diagnostics[0].message

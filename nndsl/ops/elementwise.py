@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 
+from ..dims import Dim
 from ..types import FLOAT_DTYPES, TensorType
 from .. import signal as S
 from .registry import pyval, Attr, Lowered, OpDef, OpError, broadcast, prod, register
@@ -10,22 +11,53 @@ _SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mo
 _CMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 
-def _bound(combine, scale):
-    """Bounds for `+` and `*` of non-negative integers: two bounded tensors, or one and an int scalar."""
-    def bound(bounds, ins, outs, a):
+def _int(sc) -> bool:
+    return isinstance(sc, int) and not isinstance(sc, bool)
+
+
+def _nonneg(r) -> bool:
+    return r[0].is_const and r[0].value >= 0
+
+
+def _range(name: str):
+    """Value ranges [lo, hi) of integer arithmetic: two tensors with ranges, or one and an int scalar
+    (`reverse`: the scalar on the left)."""
+    def rule(ranges, ins, outs, a):
         sc = a.get("scalar")
         if sc is None:
-            return combine(*bounds) if len(bounds) == 2 and None not in bounds else None
-        if isinstance(sc, int) and not isinstance(sc, bool) and sc >= 0 and bounds[0] is not None:
-            return scale(bounds[0], sc)
+            if len(ranges) != 2 or None in ranges:
+                return None
+            (al, ah), (bl, bh) = ranges
+            if name == "add":
+                return al + bl, ah + bh - 1
+            if name == "sub":
+                return al - (bh - 1), ah - bl
+            if name == "mul" and _nonneg(ranges[0]) and _nonneg(ranges[1]):
+                return al * bl, (ah - 1) * (bh - 1) + 1
+            return None
+        r = ranges[0]
+        if r is None or not _int(sc):
+            return None
+        lo, hi = r
+        if name == "add":
+            return lo + sc, hi + sc
+        if name == "sub":
+            return (sc - (hi - 1), sc - lo + 1) if a.get("reverse") else (lo - sc, hi - sc)
+        if name == "mul":
+            return (lo * sc, (hi - 1) * sc + 1) if sc >= 0 else ((hi - 1) * sc, lo * sc + 1)
+        if a.get("reverse") or sc <= 0:
+            return None
+        if name == "floordiv":                     # floor division keeps the order
+            return lo.floordiv(sc), (hi - 1).floordiv(sc) + 1
+        if name == "mod":                          # PyTorch's remainder has the divisor's sign: [0, sc)
+            if _nonneg(r) and hi.is_const and hi.value <= sc:
+                return lo, hi
+            return Dim.const(0), Dim.const(sc)
         return None
-    return bound
+    return rule
 
 
-_BOUNDS = {
-    "add": _bound(lambda a, b: a + b - 1, lambda b, s: b + s),
-    "mul": _bound(lambda a, b: (a - 1) * (b - 1) + 1, lambda b, s: (b - 1) * s + 1),
-}
+_BOUNDS = {n: _range(n) for n in ("add", "sub", "mul", "floordiv", "mod")}
 
 
 def _infix(sym: str):

@@ -14,7 +14,7 @@ from .tensor import _axes_list, resolve_axis
 
 def _arange_infer(ins, a, facts):
     n = a["n"]                   # an int: the shape pass refuses a free dim here (E0203)
-    t = TensorType.make([n], "int64").model_copy(update={"vmax": Dim.const(n)})
+    t = TensorType.make([n], "int64").model_copy(update={"vmax": Dim.const(n), "vmin": Dim.const(0)})
     return Out([t], Signature(((Ax(NEW),),)))
 
 
@@ -34,6 +34,12 @@ def _take_infer(ins, a, facts):
                       label=f"{idx.dtype} tensor")
     ax = resolve_axis(x, a["axis"])
     size = x.shape[ax]
+    from ..passes.shapes import index_range
+
+    why = index_range(idx)
+    if why is not None and why != "unbounded":
+        raise OpError("E0201", f"take: the indices may be {why}", arg=1, label="indices that may be negative",
+                      help="offset them into range first (e.g. `+ (W - 1)` after a difference of positions)")
     known = idx.vmax is not None and idx.vmax.is_const and idx.vmax.value < 2 ** 62   # else: not followed
     if known and size.is_const and idx.vmax.value > size.value:
         raise OpError("E0201", f"take: the indices go up to {idx.vmax.value - 1} but axis {ax} has {size} entries",

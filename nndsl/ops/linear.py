@@ -66,10 +66,17 @@ def _embedding_infer(ins, a, facts):
     if x.dtype not in ("int64", "int32"):
         raise OpError("E0208", f"embedding expects integer indices (int64 or int32), got {x.dtype}", arg=0,
                       label=f"{x.dtype} tensor", help="declare the input as `input tokens: [B, T] int64`")
-    if x.vmax is not None and x.vmax.is_const and x.vmax.value >= 2 ** 62:
+    from ..passes.shapes import index_range
+
+    why = index_range(x)
+    if why == "unbounded":
         raise OpError("E0201", "embedding: these indices are computed from `positions` in a way the checker "
                       "cannot bound", arg=0, label="indices of unknown range",
-                      help="index with `positions(...)` directly, or with layout ops of it")
+                      help="index with `positions(...)` directly, or with `+`, `-`, `*`, `//`, `%` by numbers of it")
+    if why is not None:
+        raise OpError("E0201", f"embedding: the indices may be {why}", arg=0,
+                      label=f"values from {x.vmin} up to {x.vmax - 1}",
+                      help="offset them into range first (e.g. `+ (W - 1)` after a difference of positions)")
     if x.vmax is not None and x.vmax.is_const and x.vmax.value > a["num"]:
         raise OpError("E0201", f"embedding: the indices go up to {x.vmax.value - 1} but the table has {a['num']} "
                       f"rows", arg=0, label=f"values in 0..{x.vmax.value - 1}",

@@ -466,17 +466,18 @@ def _make_reduce(name: str, fn: str):
     ))
 
 
-def _sum_bound(bounds, ins, outs, a):
-    """A sum of n values below b is below (b - 1) * n + 1."""
-    if bounds[0] is None:
+def _sum_bound(ranges, ins, outs, a):
+    """A sum of n values in [lo, hi) (lo >= 0) lies in [lo * n, (hi - 1) * n + 1)."""
+    r = ranges[0]
+    if r is None or not (r[0].is_const and r[0].value >= 0):
         return None
     n = prod(ins[0].shape)
     for d in outs[0].shape:
         n = n.floordiv(d)
-    return (bounds[0] - 1) * n + 1
+    return r[0] * n, (r[1] - 1) * n + 1
 
 
-_REDUCE_BOUNDS = {"sum": _sum_bound, "max": lambda bounds, ins, outs, a: bounds[0]}
+_REDUCE_BOUNDS = {"sum": _sum_bound, "max": lambda ranges, ins, outs, a: ranges[0]}
 _make_reduce("sum", "torch.sum")
 _make_reduce("mean", "torch.mean")
 _make_reduce("max", "torch.amax")
@@ -547,7 +548,8 @@ def _positions_infer(ins, a, facts):
     x = ins[0]
     ax = resolve_axis(x, a["axis"])
     out = TensorType.make([x.shape[ax]], "int64", [x.axis_names()[ax]])
-    return Out([out.model_copy(update={"vmax": x.shape[ax]})], Signature(((Ax(KEEP, (Ref(0, ax),)),),)), {"axis": ax})
+    return Out([out.model_copy(update={"vmax": x.shape[ax], "vmin": Dim.const(0)})],
+               Signature(((Ax(KEEP, (Ref(0, ax),)),),)), {"axis": ax})
 
 
 register(OpDef(

@@ -158,22 +158,40 @@ def _simplified(t: TensorType, facts: Facts) -> TensorType:
 
 
 UNBOUNDED = Dim.const(2 ** 62)   # computed from bounded values in a way the checker does not follow
+_ZERO = Dim.const(0)
 
 
 def _value_bounds(od, ins, attrs: dict, outs: list) -> list:
-    """Upper bounds (exclusive) of the values of integer tensors computed from `positions`: layout ops keep
-    them, ops with a `value_bound` rule compute them (`max`, `sum`, `+`, `*`); anything else makes them
-    unbounded (which `embedding` refuses). Indices from model inputs carry no bound."""
-    bounds = [t.vmax for t in ins]
-    v = None
+    """Value ranges [vmin, vmax) of integer tensors computed from `positions` and `arange`: layout ops keep
+    them, ops with a `value_bound` rule compute them from their inputs' ranges (`+`, `-`, `*`, `//` and `%`
+    by numbers, `sum`, `max`, `take`); anything else makes them unbounded (which `embedding` and `take`
+    refuse). Indices from model inputs carry no range."""
+    ranges = [(t.vmin if t.vmin is not None else _ZERO, t.vmax) if t.vmax is not None else None for t in ins]
+    r = None
     if "layout" in od.traits:
-        if None not in bounds:
-            v = max(bounds, key=lambda d: d.value) if all(d.is_const for d in bounds) else sum(bounds[1:], bounds[0])
+        if ranges and None not in ranges:
+            los, his = [x[0] for x in ranges], [x[1] for x in ranges]
+            lo = min(los, key=lambda d: d.value) if all(d.is_const for d in los) else None
+            hi = max(his, key=lambda d: d.value) if all(d.is_const for d in his) else sum(his[1:], his[0])
+            r = (lo, hi) if lo is not None else None
     elif od.value_bound is not None:
-        v = od.value_bound(bounds, ins, outs, attrs)
-    if v is None or (v.is_const and v.value > UNBOUNDED.value):
-        v = UNBOUNDED
-    return [t.model_copy(update={"vmax": v}) if not t.is_float else t for t in outs]
+        r = od.value_bound(ranges, ins, outs, attrs)
+    if r is None or r[0] is None or r[1] is None or (r[1].is_const and r[1].value > UNBOUNDED.value) or \
+            (r[0].is_const and r[0].value < -UNBOUNDED.value):
+        r = (-UNBOUNDED, UNBOUNDED)
+    return [t.model_copy(update={"vmax": r[1], "vmin": r[0]}) if not t.is_float else t for t in outs]
+
+
+def index_range(t) -> str | None:
+    """Why integer tensor `t` cannot index a table: its values are not followed, or may be negative; None
+    when its range is known and non-negative (the caller compares vmax with the table)."""
+    if t.vmax is None:
+        return None
+    if t.vmax.is_const and t.vmax.value >= UNBOUNDED.value:
+        return "unbounded"
+    if t.vmin is not None and t.vmin.is_const and t.vmin.value < 0:
+        return f"negative: they go down to {t.vmin.value}"
+    return None
 
 
 def _put(node: Node, field: str, value) -> None:
