@@ -103,6 +103,8 @@ def _number(e, span) -> float:
     import math
 
     if isinstance(e, A.Num):
+        if not math.isfinite(float(e.value)) or abs(float(e.value)) > 1e12:
+            raise GroupSyntaxError("a matrix entry must be a finite number below 1e12", e.span)
         return float(e.value)
     if isinstance(e, A.Neg):
         return -_number(e.value, span)
@@ -121,7 +123,9 @@ def _number(e, span) -> float:
         v = _number(e.args[0].value, span)
         if e.func.id == "sqrt" and v < 0:
             raise GroupSyntaxError("sqrt of a negative number", e.span)
-        return getattr(math, e.func.id)(v) if abs(v) < 1e6 else math.nan
+        if abs(v) > 1e6:
+            raise GroupSyntaxError(f"`{e.func.id}` of a number beyond 1e6: give the entry itself", e.span)
+        return getattr(math, e.func.id)(v)
     raise GroupSyntaxError("a matrix entry must be a number (or + - * / of numbers, sqrt, cos, sin, pi)",
                            getattr(e, "span", span))
 
