@@ -527,3 +527,19 @@ def test_equivariant_models_export_and_compile():
         comp = torch.compile(m, fullgraph=True)(x)
         comp = comp if isinstance(comp, tuple) else (comp,)
         assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(want, comp)), name
+
+
+def test_the_new_ops_round_trip_through_json_and_the_summary():
+    import json
+
+    from nndsl.backends.summary import to_dict
+    from nndsl.ir import IR
+
+    src = ("group T = cyclic(D)\ngroup R = c4(S)\nmodel M(D: int = 6) {\n  input x: [B, 2, D] acted by T\n"
+           "  input im: [B, 1, S, S] acted by R\n  y = equivariant_linear(x, 3, group=T)\n"
+           "  g = group_pool(gconv2d(im, 4, kernel=3, group=R, padding=1))\n  output y\n  output g\n}\n")
+    r = nndsl.check(source=src)
+    assert r.ok, r.diagnostics
+    j = r.ir.to_json()
+    assert IR.from_json(j).to_json() == j
+    json.dumps(to_dict(r.ir))

@@ -16,12 +16,18 @@ MAX_AXIS = 16        # the size of an axis whose equivariant maps are solved den
 
 
 def _axis_maps(kind, gens, d):
-    """The solver's maps of one axis (symmetry.axis_basis), rounded to lists for the recipe."""
+    """The solver's maps of one axis (symmetry.axis_basis) scaled to the identity's norm √D (and its
+    invariant vectors to the all-ones vector's), rounded to lists for the recipe. At that scale each
+    coefficient meets the input as one dense weight would: fan-in is C·m, and PyTorch's default draw,
+    the init rules and the signal pass read it off the weight's faces."""
+    import math
+
     from ..symmetry import axis_basis
 
     maps, inv = axis_basis(kind, gens, d)
-    return [[[round(float(v), 12) for v in row] for row in m] for m in maps], \
-        [[round(float(v), 12) for v in vec] for vec in inv]
+    r = math.sqrt(d)
+    return [[[round(float(v) * r, 12) for v in row] for row in m] for m in maps], \
+        [[round(float(v) * r, 12) for v in vec] for vec in inv]
 
 
 def _infer_group(ins, a):
@@ -69,8 +75,8 @@ def _params(ins, a):
         c = concrete(ins[0].shape[-2], "the input channels of `equivariant_linear`")
         r = ins[0].rank
         m, k = len(a["maps"]), len(a["invariants"])
-        ps = [P("weight", (a["out"], c, m), (Face("out", "out", 0, r - 2), Face("in", "in", 0, r - 2), Face("none")))]
-        ps[0].facets["axis_size"] = ins[0].shape[-1].value
+        ps = [P("weight", (a["out"], c, m), (Face("out", "out", 0, r - 2), Face("in", "in", 0, r - 2),
+                                             Face("in", "in", 0, r - 1)))]      # the maps meet the acted axis
         if a["bias"] and k:
             ps.append(P("bias", (a["out"], k), (Face("bias", "out", 0, r - 2), Face("none"))))
         return ps
@@ -93,34 +99,6 @@ def _lower(c):
     bias = "" if c.a["bias"] else ", bias=False"
     pooled = f"{x}.mean({ax}, keepdim=True).expand_as({x})"
     return Lowered(f"nn.Linear({2 * fin}, {c.a['out']}{bias})", f"{c.m}(torch.cat([{x}, {pooled}], -1))")
-
-
-def _group_init(p, params):
-    """The runtime's draw of a `group=` layer: U(±√(D/(C·m))) for coefficients and bias, so that the expanded
-    weight has a dense layer's variance 1/(3·C·D) (the maps are orthonormal: each entry carries m/D of a
-    coefficient's energy); without `group=`, PyTorch's default."""
-    w = next((x for x in params if x.name == "weight"), p)
-    if len(w.shape) != 3:
-        return torch_default_init(p, params)
-    return 0.0, w.facets.get("axis_size", 1) / (3.0 * max(w.shape[1] * w.shape[2], 1))
-
-
-def _signal(c):
-    """A `group=` layer: each output entry sums C·m coefficients, each meeting 1/D of the input's energy
-    through an orthonormal map (and k invariant vectors of the bias, 1/D each); else a dense layer."""
-    if c.a.get("group") is None:
-        return S.dense(c)
-    x = c.ins[0]
-    if x is None:
-        return S.Result([None], [None])
-    d = c.in_shapes[0][-1]
-    m, k = len(c.a["maps"]), len(c.a["invariants"])
-    fin, fout = c.fans("weight")
-    _, w2 = c.weights("weight") or (0.0, 0.0)
-    b2 = (c.weights("bias") or (0.0, 0.0))[1]
-    eff_in, eff_out = fin * m / d, fout * m / d
-    q = eff_in * w2 * x.q + b2 * k / d
-    return S.Result([S.Stat(q, 0.0, min(eff_in * w2 * x.k + b2 * k / d, q))], [eff_out * w2])
 
 
 def _check(a):
@@ -160,7 +138,7 @@ register(OpDef(
     infer=_infer, params=_params, lower=_lower,
     flops=lambda ins, outs, a: (2 * prod(ins[0].shape) * a["out"] * ins[0].shape[-1]) if a.get("group") is not None
     else 4 * prod(ins[0].shape) * a["out"],
-    traits=frozenset({"linear", "weighted"}), signal=_signal, init_default=_group_init,
+    traits=frozenset({"linear", "weighted"}), signal=S.dense, init_default=torch_default_init,
     check_attrs=_check, glyph="L_S", equivariance=_equivariance,
     doc="y_n = Λ x_n + Γ mean_m x_m + b over the set `axis`: equivariant under permutations of it "
         "(DeepSets); one nn.Linear over [x_n, mean x]. With `group=G`: [..., C, D] -> [..., out, D], the weight "

@@ -106,8 +106,9 @@ class GroupConv2d(nn.Module):
 
 class EquivariantMap(nn.Module):
     """[..., C, D] -> [..., out, D] with the weight W[o, :, c, :] = Σ_m θ[o, c, m] B_m over the maps B_m of D that
-    commute with a group (the solver's basis, fixed), and the bias Σ_k β[o, k] v_k over its invariant vectors:
-    equivariant by construction. The basis is contracted once per forward, then one matmul."""
+    commute with a group (the solver's basis scaled to the identity's norm, fixed), and the bias Σ_k β[o, k] v_k
+    over its invariant vectors: equivariant by construction. The basis is contracted once per forward, then
+    one matmul."""
 
     def __init__(self, in_channels, out_channels, maps, invariants=None, device=None, dtype=None):
         super().__init__()
@@ -122,9 +123,9 @@ class EquivariantMap(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        """U(±√(D/(C·m))) for the coefficients and the bias: the expanded weight then has a dense layer's
-        default variance over its fan C·D (each of the m orthonormal maps carries 1/D of a coefficient)."""
-        bound = math.sqrt(self.maps.shape[-1] / max(self.weight[0].numel(), 1))
+        """As nn.Linear: U(±1/√fan_in) for the coefficients and the bias, fan_in = C·m (each map has the
+        identity's norm, so a coefficient meets the input as one dense weight does)."""
+        bound = 1 / math.sqrt(max(self.weight[0].numel(), 1))
         nn.init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:
             nn.init.uniform_(self.bias, -bound, bound)
