@@ -29,6 +29,17 @@ def solve_time(rep_out, rep_in) -> tuple[float, int]:
     return time.perf_counter() - t, b.shape[0]
 
 
+def fwd_bwd_ratio(a, xa, b, xb) -> float:
+    """Paired median of t(a: forward + backward on xa) / t(b: the same on xb)."""
+    def step(m, x):
+        def run():
+            m.zero_grad()
+            m(x).sum().backward()
+        return run
+
+    return paired(step(a, xa), step(b, xb), repeat=15, warmup=3)[0]
+
+
 def main() -> dict:
     print("equivariant layers: solver and layers (CPU)")
     S8 = symmetric(8)
@@ -47,15 +58,7 @@ def main() -> dict:
         x = torch.randn(256, c, rin.dim, requires_grad=True)
         xf = x.detach().reshape(256, -1).requires_grad_(True)
 
-        def run_eq():
-            eq.zero_grad()
-            eq(x).sum().backward()
-
-        def run_dense():
-            dense.zero_grad()
-            dense(xf).sum().backward()
-
-        r = paired(run_eq, run_dense, repeat=15, warmup=3)[0]
+        r = fwd_bwd_ratio(eq, x, dense, xf)
         out[name + " layer"] = r
         print(f"  layer {name:26s} {r:5.2f}x the time of nn.Linear({c * rin.dim}, {c * rout.dim}), fwd+bwd, "
               f"batch 256   (target <= 1.5x)")
@@ -70,15 +73,7 @@ def main() -> dict:
         x = torch.randn(32, c, *((g,) if regular else ()), 16, 16)
         xf = x.reshape(32, cin, 16, 16)
 
-        def run_g():
-            gc.zero_grad()
-            gc(x).sum().backward()
-
-        def run_plain():
-            plain.zero_grad()
-            plain(xf).sum().backward()
-
-        r = paired(run_g, run_plain, repeat=15, warmup=3)[0]
+        r = fwd_bwd_ratio(gc, x, plain, xf)
         name = f"gconv2d {group} {'regular' if regular else 'lifting'}"
         out[name] = r
         print(f"  layer {name:26s} {r:5.2f}x the time of nn.Conv2d({cin}, {c * g}, 3), fwd+bwd, batch 32, 16x16   "

@@ -791,9 +791,10 @@ class Elaborator:
         self.ir.meta.frames.append(path)
         return v
 
-    def _grid_group(self, e: A.Expr, scope: Scope, op: str):
-        """`group=R` of an op: for a group convolution the kind (c4, d4) of R's grid factor; for an equivariant
-        linear map of one axis, its one other factor ({"kind", "gens"})."""
+    def _grid_group(self, e: A.Expr, scope: Scope, op: str) -> dict:
+        """`group=R` of an op, as the record of the factor it uses: for a group convolution R's grid factor
+        ({"kind": "c4" | "d4"}), for an equivariant linear map of one axis its one other factor ({"kind",
+        "gens"}). Only this makes a `group` attribute: a value written in its place is E0106."""
         from .symmetry.groups import GroupSyntaxError, factors
 
         if not isinstance(e, A.Name):
@@ -821,7 +822,7 @@ class Elaborator:
         if len(grid) != 1:
             self.fail("E0801", f"`{op}` needs a group with one grid factor (`c4(...)` or `d4(...)`); `{e.id}` has "
                       f"{len(grid)}", e.span, secondary=[Label(span=g.value.span, message=f"`{e.id}` is defined here")])
-        return grid[0].kind
+        return {"kind": grid[0].kind}
 
     def _tie_target(self, e: A.Expr, scope: Scope) -> str:
         """The node a `tie=` names: an earlier binding (`tie=wte`), or a layer inside an earlier block
@@ -997,10 +998,10 @@ class Elaborator:
                 else:
                     bad("axis names or indices")
             return out if isinstance(v, list) else out[0]
-        if t == "group":             # resolved by _grid_group to the grid factor's kind, or a factor's record
-            if isinstance(v, (str, dict)):
+        if t == "group":             # resolved by _grid_group to a factor's record; the evaluator makes no dicts
+            if isinstance(v, dict):
                 return v
-            bad("a group")
+            bad("a group declared with `group`, as `group=R`")
         if t == "any":
             if isinstance(v, (TensorVal, TupleVal)):
                 bad("a value known at compile time")

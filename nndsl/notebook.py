@@ -40,34 +40,38 @@ class Summary:
     table in Jupyter."""
 
     def __init__(self, ir):
-        from .backends.summary import table_lines, to_dict, totals
+        from .backends.summary import to_dict
 
         self.ir = ir
         self.data = to_dict(ir)
-        self.totals = totals(ir)
-        self._lines = table_lines(ir)
 
     @property
     def rows(self) -> list[dict]:
-        return self.data.get("layers", [])
+        return self.data["layers"]
+
+    @property
+    def totals(self) -> dict:
+        from .backends.summary import totals
+
+        return {k: self.data[k] for k in totals(self.ir)}
 
     def __str__(self) -> str:
-        from .backends.summary import fmt_count
+        from .backends.summary import fmt_count, table_lines
 
-        return "\n".join(self._lines + [f"total_params: {fmt_count(self.totals['total_params'])}"])
+        return "\n".join(table_lines(self.ir) + [f"total_params: {fmt_count(self.data['total_params'])}"])
 
     def _repr_html_(self) -> str:
-        from .backends.summary import fmt_count, rows as layer_rows
+        from .backends.summary import fmt_count
         from .diagnostics.render import visible
 
         head = "".join(f"<th>{h}</th>" for h in ("layer", "op", "output shape", "params", "FLOPs"))
         body = []
-        for r in layer_rows(self.ir):
-            flops = fmt_count(r.flops.value) if r.flops.is_const else str(r.flops)
-            body.append(f"<tr><td>{escape(visible(r.name))}</td><td>{escape(r.op)}</td><td>{escape(visible(r.shape))}"
-                        f"</td><td class='n'>{fmt_count(r.params) if r.params else ''}</td>"
+        for r in self.rows:
+            flops = fmt_count(r["flops"]) if isinstance(r["flops"], int) else r["flops"]
+            body.append(f"<tr><td>{escape(visible(r['name']))}</td><td>{escape(r['op'])}</td>"
+                        f"<td>{escape(visible(r['output_shape']))}</td>"
+                        f"<td class='n'>{fmt_count(r['params']) if r['params'] else ''}</td>"
                         f"<td class='n'>{escape(flops)}</td></tr>")
-        t = self.totals
-        foot = (f"<tr><th colspan='3'>total</th><th class='n'>{fmt_count(t['total_params'])}</th><th></th></tr>")
+        foot = f"<tr><th colspan='3'>total</th><th class='n'>{fmt_count(self.data['total_params'])}</th><th></th></tr>"
         return (_STYLE + f"<div><b>{escape(visible(self.ir.meta.model))}</b></div><table class='nndsl-t'>"
                 f"<tr>{head}</tr>{''.join(body)}{foot}</table>")

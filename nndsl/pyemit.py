@@ -102,6 +102,15 @@ def getattr_expr(base: str, name: str) -> str:
     return f"{base}.{name}" if _plain(name) else f"getattr({base}, {lit(name)})"
 
 
+def module_ref(base: str, path: str) -> str:
+    """The expression for a submodule at a dotted local path: an attribute, then ModuleDict keys."""
+    segs = path.split(".")
+    out = getattr_expr(base, segs[0])
+    for s in segs[1:]:
+        out += f"[{lit(s)}]"
+    return out
+
+
 def setattr_stmt(base: str, name: str, expr: str) -> str:
     return f"{base}.{name} = {expr}" if _plain(name) else f"setattr({base}, {lit(name)}, {expr})"
 

@@ -67,11 +67,6 @@ def example_inputs(ir, sizes: dict, generator=None):
     return out
 
 
-def _dynamic(ir, dyn):
-    """torch.export takes one entry per forward argument: a tuple, or a single spec for one input."""
-    return tuple(dyn)
-
-
 def export_program(model, ir, sizes: dict | None = None):
     """The model as a torch.export ExportedProgram with its free dims dynamic."""
     import torch
@@ -81,7 +76,7 @@ def export_program(model, ir, sizes: dict | None = None):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.export.export(model, tuple(xs), dynamic_shapes=_dynamic(ir, dyn))
+            return torch.export.export(model, tuple(xs), dynamic_shapes=tuple(dyn))
     except Exception as e:                # noqa: BLE001 - the exporter's reasons are many; say them
         raise ExportError(f"torch.export: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
 
@@ -106,7 +101,7 @@ def onnx_bytes(model, ir, sizes: dict | None = None, opset: int | None = None) -
             warnings.simplefilter("ignore")
             kw = {"opset_version": opset} if opset else {}
             prog = torch.onnx.export(model, tuple(xs), input_names=names, output_names=outs,
-                                     dynamic_shapes=_dynamic(ir, dyn), dynamo=True, **kw)
+                                     dynamic_shapes=tuple(dyn), dynamo=True, **kw)
             data = prog.model_proto.SerializeToString()
     except Exception as e:                # noqa: BLE001
         raise ExportError(f"ONNX: {_reason(e)}") from None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from .. import ops as O
 from ..diagnostics import Abort, Diagnostic
 from ..ir import IR, Instance, Node
-from ..pyemit import comment, getattr_expr, ident, lit, setattr_stmt
+from ..pyemit import comment, getattr_expr, ident, lit, module_ref, setattr_stmt
 from ..values import decode
 
 HEADER = '''\
@@ -38,15 +38,6 @@ class _Tree:
         if path[-1] in t.items:
             raise Abort(Diagnostic(code="E0304", message=f"two layers are named `{node_id}`"))
         t.items[path[-1]] = expr
-
-
-def module_ref(base: str, path: str) -> str:
-    """The expression for a submodule at a dotted local path: an attribute, then ModuleDict keys."""
-    segs = path.split(".")
-    out = getattr_expr(base, segs[0])
-    for s in segs[1:]:
-        out += f"[{lit(s)}]"
-    return out
 
 
 class Codegen:
@@ -338,13 +329,6 @@ class Codegen:
         if mult is not None and args:            # the parametrization scales this layer's input
             args = [f"({args[0]} * {lit(float(mult.input))})"] + list(args[1:])
             inplace = False
-        if n.attrs.get("tie_transposed"):       # `tie=transpose(enc)`: F.linear(x, enc.weight.T, own bias)
-            src = self.ir.node(n.tie)
-            bias = "" if any(p.name == "bias" for p in n.params) else ", bias=False"
-            self._preludes.add("prelude:symmetry")
-            fin = self.ir.in_types(n.id)[0].shape[-1].value
-            return O.Lowered(f"TransposedTie({fin}, {n.outputs[0].shape[-1].value}{bias})",
-                             f"{module_ref('self', lname)}({args[0]}, {module_ref('self', src.local)}.weight)")
         ctx = O.LowerCtx(node=n, a=n.recipe.attrs if n.recipe is not None else n.attrs, ins=self.ir.in_types(n.id),
                          outs=n.outputs, args=args, m=module_ref("self", lname), inplace=inplace)
         try:

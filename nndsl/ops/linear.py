@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..dims import Dim
+from ..pyemit import module_ref
 from ..recipe import KEEP, NEW, Ax, Face, Out, Ref, Signature, keep_all
 from ..types import TensorType
 from .. import signal as S
@@ -31,6 +32,11 @@ def _linear_params(ins, a):
 def _linear_lower(c):
     fin = c.ins[0].shape[-1].value
     bias = "" if c.a["bias"] else ", bias=False"
+    n = c.node
+    if n.attrs.get("tie_transposed"):    # `tie=transpose(enc)`: F.linear(x, enc.weight.T, its own bias)
+        src = n.tie[len(n.scope) + 1:] if n.scope else n.tie          # a layer of the same block or model
+        return Lowered(f"TransposedTie({fin}, {c.a['out']}{bias})", f"{c.m}({c.args[0]}, "
+                       f"{module_ref('self', src)}.weight)", ("prelude:symmetry",))
     return Lowered(f"nn.Linear({fin}, {c.a['out']}{bias})", f"{c.m}({c.args[0]})")
 
 

@@ -5,6 +5,7 @@ free weights per channel pair are the whole basis the solver finds for permutati
 from __future__ import annotations
 
 from ..dims import Dim
+from ..pyemit import lit
 from ..recipe import DERIVE, KEEP, NEW, Ax, Face, Out, Ref, Signature
 from ..types import TensorType
 from .. import signal as S
@@ -91,7 +92,7 @@ def _params(ins, a):
 def _lower(c):
     if c.a.get("group") is not None:
         inv = c.a["invariants"] if c.a["bias"] and c.a["invariants"] else None
-        return Lowered(f"EquivariantMap({c.ins[0].shape[-2].value}, {c.a['out']}, {c.a['maps']!r}, {inv!r})",
+        return Lowered(f"EquivariantMap({c.ins[0].shape[-2].value}, {c.a['out']}, {lit(c.a['maps'])}, {lit(inv)})",
                        f"{c.m}({c.args[0]})", ("prelude:symmetry",))
     fin = c.ins[0].shape[-1].value
     ax = c.a["axis"]
@@ -219,12 +220,13 @@ def _gconv_infer(ins, a, facts):
 
     x = ins[0]
     need_float(x, "gconv2d")
-    g = _ORDER[a["group"]]
+    kind = a["group"]["kind"]
+    g = _ORDER[kind]
     if x.rank not in (4, 5):
         raise OpError("E0202", f"gconv2d expects [B, C, H, W] (lifting) or [B, C, {g}, H, W] (a regular "
-                      f"feature map of {a['group']}), got rank {x.rank}", arg=0)
+                      f"feature map of {kind}), got rank {x.rank}", arg=0)
     if x.rank == 5 and x.shape[2] != Dim.const(g):
-        raise OpError("E0201", f"gconv2d over {a['group']} expects a group axis of {g} at position 2, got "
+        raise OpError("E0201", f"gconv2d over {kind} expects a group axis of {g} at position 2, got "
                       f"{x.shape[2]}", arg=0, help="a group axis comes from an earlier gconv2d of the same group")
     k, s, p = a["kernel"], a["stride"], a["padding"]
     if p == "same":
@@ -238,7 +240,7 @@ def _gconv_infer(ins, a, facts):
             raise OpError("E0201", f"gconv2d: kernel {k} is larger than the padded input size {size}", arg=0)
         sp.append(o)
     r = x.rank
-    outs = (Ax(KEEP, (Ref(0, 0),)), Ax(NEW), Ax(NEW, name=a["group"].upper()),
+    outs = (Ax(KEEP, (Ref(0, 0),)), Ax(NEW), Ax(NEW, name=kind.upper()),
             *(Ax(DERIVE, (Ref(0, r - 2 + i),), how="window") for i in range(2)))
     contracted = ((Ref(0, 1),),) + (((Ref(0, 2),),) if r == 5 else ())
     names = x.axis_names()
@@ -252,7 +254,7 @@ def _gconv_params(ins, a):
     c = concrete(x.shape[1], "the input channels of `gconv2d`")
     k = a["kernel"]
     reg = x.rank == 5
-    shape = (a["out"], c) + ((_ORDER[a["group"]],) if reg else ()) + (k, k)
+    shape = (a["out"], c) + ((_ORDER[a["group"]["kind"]],) if reg else ()) + (k, k)
     faces = (Face("out", "out", 0, 1), Face("in", "in", 0, 1)) + ((Face("in", "in", 0, 2),) if reg else ()) + \
         tuple(Face("window", "in", 0, x.rank - 2 + i) for i in range(2))
     ps = [P("weight", shape, faces)]
@@ -263,7 +265,7 @@ def _gconv_params(ins, a):
 
 def _gconv_lower(c):
     a = c.a
-    parts = [str(c.ins[0].shape[1].value), str(a["out"]), str(a["kernel"]), f"group={a['group']!r}"]
+    parts = [str(c.ins[0].shape[1].value), str(a["out"]), str(a["kernel"]), f"group={lit(a['group']['kind'])}"]
     if c.ins[0].rank == 5:
         parts.append("regular_in=True")
     if a["stride"] != 1:
@@ -286,7 +288,7 @@ def _gconv_equivariance(q):
         if any(roles[1:]):
             return Verdict("broken", f"mixes or windows an axis that {q.kind} acts on")
         return None
-    kind = q.attrs["group"]
+    kind = q.attrs["group"]["kind"]
     want = ("row", "col") if len(roles) == 4 else ("regular", "row", "col")
     if tuple(roles[2:]) != want or roles[1]:
         return Verdict("broken", "needs the grid's rows and columns as its last two axes" +

@@ -579,9 +579,9 @@ def _linear_rule(ir, node, od, attrs, in_ids, roles_in, in_states, f: _Factor, w
         return ("unknown", f"{what} acts on coordinates that translate: nndsl proves E(n) claims through "
                 "`frame_average` only", None)
     touching = [k for k, rs in enumerate(roles_in) if any(rs)]
-    sig0 = node.recipe.sig if node.recipe is not None else None
-    if f.kind == "matrices" and sig0 is not None and not _orthogonal(f) and any(
-            f.roles.get(in_ids[r.arg][r.axis]) for g in sig0.contracted for r in g
+    sig = node.recipe.sig if node.recipe is not None else None
+    if f.kind == "matrices" and sig is not None and not _orthogonal(f) and any(
+            f.roles.get(in_ids[r.arg][r.axis]) for g in sig.contracted for r in g
             if r.arg < len(in_ids) and r.axis < len(in_ids[r.arg])):
         return ("unknown", f"{what} contracts coordinates that matrices acted on, which are not orthogonal: a dot "
                 "product is not invariant", None)
@@ -599,7 +599,6 @@ def _linear_rule(ir, node, od, attrs, in_ids, roles_in, in_states, f: _Factor, w
         return ("unknown", f"{what} multiplies coordinates entrywise (a sum over {f.dims} may make it a dot "
                 "product)", None)
     if op == "neg" or op in LINEAR_LAYOUT:
-        sig = node.recipe.sig if node.recipe is not None else None
         v = _signature_roles(ir, node, in_ids, f, what)
         if v is not None:
             return ("broken", f"{what} splits, slices or merges the coordinates of {f.dims}", help_) \
@@ -608,7 +607,6 @@ def _linear_rule(ir, node, od, attrs, in_ids, roles_in, in_states, f: _Factor, w
                                    if r.arg < len(in_ids) and r.axis < len(in_ids[r.arg])):
             return ("broken", f"{what} picks coordinates of {f.dims}", help_)
         return None
-    sig = node.recipe.sig if node.recipe is not None else None
     if sig is None:
         return ("unknown", f"{what} has no axis signature", None)
     if op in ("sum", "mean"):

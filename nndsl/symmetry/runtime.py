@@ -201,47 +201,45 @@ def _shift(x, axis, centre):
 
 
 def frame_average(block, inputs, spec):
-    """Runs `block` once per frame and averages its outputs. `spec`: kind (c4, d4, cyclic, dihedral, o3, so3,
-    e3), per input the role of each of its axes, per output the roles its axes carry (what is transformed
-    back). Finite groups average over every element; O(d)/SO(d)/E(d) over the PCA frames of the first
-    input's coordinates (centred first under E(d), and the centroid added back to equivariant outputs)."""
-    kind, in_roles, out_roles = spec["kind"], spec["inputs"], spec["outputs"]
-    single = False
-    total = None
+    """Runs `block` once per frame and averages its outputs. `spec`: kind (c4, d4, cyclic, dihedral, matrices,
+    o3, so3, e3), per input the role of each of its axes, per output the roles its axes carry (what is
+    transformed back). Finite groups average over every element; O(d)/SO(d)/E(d) over the PCA frames of the
+    first input's coordinates (centred first under E(d), and the centroid added back to equivariant outputs)."""
+    in_roles, out_roles = spec["inputs"], spec["outputs"]
+    total, single, n = None, False, 0
+    for fwd, back in _frames(spec, inputs):
+        xs = [fwd(x, r) if any(r) else x for x, r in zip(inputs, in_roles)]
+        ys = block(*xs)
+        single = not isinstance(ys, tuple)
+        ys = [back(y, r) if any(r) else y for y, r in zip((ys,) if single else ys, out_roles)]
+        total = ys if total is None else [t + y for t, y in zip(total, ys)]
+        n += 1
+    out = [t / n for t in total]
+    return out[0] if single else tuple(out)
+
+
+def _frames(spec, inputs):
+    """The frames of `frame_average` as (act on an input, act back on an output) pairs, each given a tensor
+    and the roles of its axes."""
+    kind, in_roles = spec["kind"], spec["inputs"]
     if kind in ("c4", "d4"):
         for e in range(_grid_order(kind)):
-            xs = [grid_transform(x, kind, e, r) if any(r) else x for x, r in zip(inputs, in_roles)]
-            ys = block(*xs)
-            single = not isinstance(ys, tuple)
-            ys = (ys,) if single else ys
-            inv = _inverse(e)
-            ys = [grid_transform(y, kind, inv, r) if any(r) else y for y, r in zip(ys, out_roles)]
-            total = ys if total is None else [t + y for t, y in zip(total, ys)]
-        n = _grid_order(kind)
+            yield (lambda x, r, e=e: grid_transform(x, kind, e, r)), \
+                (lambda y, r, e=e: grid_transform(y, kind, _inverse(e), r))
     elif kind in ("cyclic", "dihedral"):
         ref = next(k for k, r in enumerate(in_roles) if "perm" in r)
         size = inputs[ref].shape[in_roles[ref].index("perm")]
-        elements = [(s, f) for f in ((0, 1) if kind == "dihedral" else (0,)) for s in range(size)]
-        for s, f in elements:
-            xs = [_roll_flip(x, r, s, f) for x, r in zip(inputs, in_roles)]
-            ys = block(*xs)
-            single = not isinstance(ys, tuple)
-            ys = (ys,) if single else ys
-            ys = [_roll_flip(y, r, s, f, inverse=True) for y, r in zip(ys, out_roles)]
-            total = ys if total is None else [t + y for t, y in zip(total, ys)]
-        n = len(elements)
+        for f in ((0, 1) if kind == "dihedral" else (0,)):
+            for s in range(size):
+                yield (lambda x, r, s=s, f=f: _roll_flip(x, r, s, f)), \
+                    (lambda y, r, s=s, f=f: _roll_flip(y, r, s, f, inverse=True))
     elif kind == "matrices":               # every element M of a finite matrix group: x -> x Mᵀ
+        ref = next(x for x, r in zip(inputs, in_roles) if "vec" in r)
         for m in spec["elements"]:
-            ref = next(x for x, r in zip(inputs, in_roles) if "vec" in r)
             mat = torch.tensor(m, dtype=ref.dtype, device=ref.device)
             inv = torch.linalg.inv(mat)
-            xs = [_matmul_axis(x, r.index("vec"), mat) if "vec" in r else x for x, r in zip(inputs, in_roles)]
-            ys = block(*xs)
-            single = not isinstance(ys, tuple)
-            ys = (ys,) if single else ys
-            ys = [_matmul_axis(y, r.index("vec"), inv) if "vec" in r else y for y, r in zip(ys, out_roles)]
-            total = ys if total is None else [t + y for t, y in zip(total, ys)]
-        n = len(spec["elements"])
+            yield (lambda x, r, mat=mat: _matmul_axis(x, r.index("vec"), mat)), \
+                (lambda y, r, inv=inv: _matmul_axis(y, r.index("vec"), inv))
     else:
         ref = next(k for k, r in enumerate(in_roles) if "vec" in r)
         axis = in_roles[ref].index("vec")
@@ -250,27 +248,17 @@ def frame_average(block, inputs, spec):
         if kind == "e3":                                      # translations: centre the points first
             centre = x0.movedim(axis, -1).reshape(x0.shape[0], -1, x0.shape[axis]).mean(1)
             x0 = _shift(x0, axis, -centre)
-        frames = pca_frames(x0, axis, kind == "so3")
-        for fr in frames:
-            xs = []
-            for x, r in zip(inputs, in_roles):
-                if "vec" in r:
-                    x = _shift(x, r.index("vec"), -centre) if centre is not None else x
-                    x = _in_frame(x, r.index("vec"), fr)
-                xs.append(x)
-            ys = block(*xs)
-            single = not isinstance(ys, tuple)
-            ys = (ys,) if single else ys
-            back = []
-            for y, r in zip(ys, out_roles):
-                if "vec" in r:
-                    y = _in_frame(y, r.index("vec"), fr, back=True)
-                    y = _shift(y, r.index("vec"), centre) if centre is not None else y
-                back.append(y)
-            total = back if total is None else [t + y for t, y in zip(total, back)]
-        n = len(frames)
-    out = [t / n for t in total]
-    return out[0] if single else tuple(out)
+
+        def into(x, r, fr):
+            x = _shift(x, r.index("vec"), -centre) if centre is not None else x
+            return _in_frame(x, r.index("vec"), fr)
+
+        def out_of(y, r, fr):
+            y = _in_frame(y, r.index("vec"), fr, back=True)
+            return _shift(y, r.index("vec"), centre) if centre is not None else y
+
+        for fr in pca_frames(x0, axis, kind == "so3"):
+            yield (lambda x, r, fr=fr: into(x, r, fr)), (lambda y, r, fr=fr: out_of(y, r, fr))
 
 
 def _matmul_axis(x, axis, m):

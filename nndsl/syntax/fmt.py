@@ -17,13 +17,12 @@ check over every example and hundreds of mutated specs, and it is a fixed point:
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from . import ast as A
+from .parser import _STRINGS_COMMENTS
 from .unparse import expr, stmt
 
-_CODE_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
 ALIGN_LIMIT = 100
 
 
@@ -48,7 +47,7 @@ def _comments(text: str) -> list[_Comment]:
     for i, line in enumerate(text.split("\n"), 1):
         if "#" not in line:
             continue
-        for m in _CODE_OR_COMMENT.finditer(line):
+        for m in _STRINGS_COMMENTS.finditer(line):
             if m.group(0).startswith("#"):
                 out.append(_Comment(i, m.group(0).rstrip(), not line[:m.start()].strip()))
                 break
@@ -118,9 +117,7 @@ class _Writer:
 
     def _if(self, s: A.If, ind: str) -> None:
         head = f"{ind}if {expr(s.cond)} {{"
-        body_start = s.then[0].span.line if s.then else s.span.end_line
-        trail = self.trailing(s.span.line, s.span.line if s.then and s.then[0].span.line > s.span.line
-                              else s.span.line, ind)
+        trail = self.trailing(s.span.line, s.span.line, ind)
         self.lines.append((head, trail[0] if trail else None))
         else_line = _else_line(s)
         self.body(s.then, ind + "  ", s.span.line, else_line if s.orelse is not None else s.span.end_line)
@@ -130,7 +127,6 @@ class _Writer:
             self.body(s.orelse, ind + "  ", else_line, s.span.end_line)
         trail = self.trailing(s.span.end_line, s.span.end_line, ind)
         self.lines.append((f"{ind}}}", trail[0] if trail else None))
-        del body_start
 
     def render(self) -> str:
         """Trailing comments aligned: within a section (the lines between two braces) at one column past
