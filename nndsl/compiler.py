@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from .diagnostics import Abort, Diagnostic, NNDSLError, Sink
 from .elaborate import Elaborator, Reported
+from .fastmodel import make
 from .ir import IR, ModelOutput
 from .limits import DEFAULT, Limits
 from .loader import Loader, Program, file_span
@@ -230,7 +231,7 @@ def _elaborate_and_run(prog: Program, bd: A.BlockDef, dims: dict[str, Any], sink
     el = Elaborator(prog, sink, limits)
     ir = el.build(bd, overrides)
     inst = ir.meta.instances[""]
-    ir.meta.outputs = [ModelOutput(name=n, node=node, port=port)
+    ir.meta.outputs = [make(ModelOutput, name=n, node=node, port=port)
                        for (node, port), n in zip(inst.outputs, inst.output_names)]
     bad = [k for k in free if k not in ir.meta.free_dims]
     for k in bad if strict_dims else ():

@@ -75,11 +75,11 @@ class Elaborator:
         raise Abort(Diagnostic(code=code, message=message, span=span, **kw))
 
     def build(self, model: A.BlockDef, overrides: dict[str, Any]) -> IR:
-        self.ir = IR(GraphMeta(model=model.name, file=model.span.file))
+        self.ir = IR(make(GraphMeta, model=model.name, file=model.span.file))
         self.sink.chain_for = self.ir.call_sites
         scope = Scope(path="", file=model.span.file, blocks=self.prog.scopes.get(model.span.file, self.prog.blocks))
         params = self._bind_params(model, [], {}, model.name_span, overrides=overrides)
-        inst = Instance(path="", block=model.name, file=model.span.file, params=encode(params), span=model.span)
+        inst = make(Instance, path="", block=model.name, file=model.span.file, params=encode(params), span=model.span)
         self.ir.meta.instances[""] = inst
         self._check_expansion(model, scope)
         self.stack.append(model.name)
@@ -496,7 +496,7 @@ class Elaborator:
                 id=nid, op="input", attrs={"shape": dims, "dtype": dtype, "axes": axes, "name": st.name},
                 scope="", local=st.name, span=st.span, arg_spans=[], binding=st.name, tie=None,
                 outputs=[], params=[], flops=None))
-            self.ir.meta.inputs.append(ModelInput(name=st.name, node=nid, type=decl))
+            self.ir.meta.inputs.append(make(ModelInput, name=st.name, node=nid, type=decl))
         if st.acted_by:
             self._actions(st, nid, axes, block_level, ctx)
         ctx.scope.names[st.name] = Binding(TensorVal(nid, 0), st.name_span, "input")
@@ -577,7 +577,7 @@ class Elaborator:
                                       help=f"declare both axes with one dim: `[B, C, S, S]` and `group {name} = "
                                       f"{f.kind}(S)`")
                     for role, i in zip(("row", "col"), at):
-                        found.append(GroupAction(group=name, kind=f.kind, node=nid, axis=i, dim=axes[i],
+                        found.append(make(GroupAction, group=name, kind=f.kind, node=nid, axis=i, dim=axes[i],
                                                  span=st.acted_span, factor=k, role=role))
                     continue
                 for i, a in enumerate(axes):          # every axis of that dim, with one action: [B, N, N] edges
@@ -591,7 +591,7 @@ class Elaborator:
                                                                else "from 1 to 8") + f", got {shape[i]}",
                                   st.acted_span, help=f"e.g. `input points: [B, N, {a}]` with `{a}: int = "
                                   f"{want or 3}`")
-                    found.append(GroupAction(group=name, kind=f.kind, node=nid, axis=i, dim=a, span=st.acted_span,
+                    found.append(make(GroupAction, group=name, kind=f.kind, node=nid, axis=i, dim=a, span=st.acted_span,
                                              factor=k, role="vec" if f.family == "linear" else "perm",
                                              gens=[[list(r) for r in m] for m in f.gens]))
             if not found:
@@ -612,7 +612,7 @@ class Elaborator:
             self.fail("E0106", f"`ensure ... {st.claim} under {st.group}` needs a tensor, got {describe(v)}",
                       st.expr.span)
         name = st.expr.id if isinstance(st.expr, A.Name) else "this tensor"
-        self.ir.meta.claims.append(SymmetryClaim(claim=st.claim, group=st.group, node=v.node, port=v.port,
+        self.ir.meta.claims.append(make(SymmetryClaim, claim=st.claim, group=st.group, node=v.node, port=v.port,
                                                  tensor=name, span=st.span, scope=ctx.scope.path))
 
     def _ensure(self, st: A.Ensure, ctx: "_Ctx"):
@@ -641,7 +641,7 @@ class Elaborator:
                 if b is not None:
                     b.used = True
                     env[n] = encode(b.value)
-            self.ir.meta.ensures.append(EnsureCheck(expr=st.expr, env=env, scope=ctx.scope.path, span=st.span))
+            self.ir.meta.ensures.append(make(EnsureCheck, expr=st.expr, env=env, scope=ctx.scope.path, span=st.span))
             return
         if v is not True:
             if v is False:
@@ -714,7 +714,7 @@ class Elaborator:
                     self.fail("E0104", f"`{a.name}` is given twice", a.span)
                 kw[a.name] = (v, a.value.span)
                 sp = a.span
-                self._kw_spans[a.name] = Span(file=sp.file, line=sp.line, col=sp.col, end_line=sp.line,
+                self._kw_spans[a.name] = make(Span, file=sp.file, line=sp.line, col=sp.col, end_line=sp.line,
                                               end_col=sp.col + len(a.name))
         if isinstance(target, A.ActDef):
             if tie is not None:
@@ -1189,7 +1189,7 @@ class Elaborator:
         path = self._new_id(scope.path, name)
         self.used_ids.discard(path)  # the path names a module, its nodes live below it
         self.used_ids.add(path + "#inst")
-        inst = Instance(path=path, block=bd.name, file=bd.span.file, params=encode(params), parent=scope.path,
+        inst = make(Instance, path=path, block=bd.name, file=bd.span.file, params=encode(params), parent=scope.path,
                         span=span)
         self.ir.meta.instances[path] = inst
         inner = Scope(path=path, file=bd.span.file, blocks=self.prog.scopes.get(bd.span.file, scope.blocks))

@@ -220,21 +220,30 @@ class IR:
 
     # -- queries
     def node(self, nid: str) -> Node:
-        return self.g.nodes[nid]["node"]
+        return self.g._node[nid]["node"]     # networkx's node dict: the views cost a call per lookup
 
-    def nodes(self):
-        for nid in self.g.nodes:
-            yield self.g.nodes[nid]["node"]
+    def nodes(self) -> list[Node]:
+        return [d["node"] for d in self.g._node.values()]
 
     def inputs_of(self, nid: str) -> list[tuple[str, int]]:
         """(producer, port) of each input, in port order."""
-        items = [(k, u, d["attr"].src_port) for u, kd in self.g.pred[nid].items() for k, d in kd.items()]
+        pred = self.g._pred[nid]
+        if len(pred) == 1:
+            for u, kd in pred.items():
+                if len(kd) == 1:
+                    for d in kd.values():
+                        return [(u, d["attr"].src_port)]
+        items = [(k, u, d["attr"].src_port) for u, kd in pred.items() for k, d in kd.items()]
         if len(items) > 1:
             items.sort()
         return [(u, p) for _k, u, p in items]
 
     def in_types(self, nid: str) -> list[TensorType | None]:
-        return [self.node(u).outputs[p] if p < len(self.node(u).outputs) else None for u, p in self.inputs_of(nid)]
+        nodes, out = self.g._node, []
+        for u, p in self.inputs_of(nid):
+            outs = nodes[u]["node"].outputs
+            out.append(outs[p] if p < len(outs) else None)
+        return out
 
     def __len__(self) -> int:
         return self.g.number_of_nodes()

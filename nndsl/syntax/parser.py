@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 from lark import Lark, Token, Transformer
-from lark.grammar import Rule
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..diagnostics import Abort, Diagnostic, Span
@@ -37,8 +36,6 @@ class _LexState:
         self.max_nesting = max_nesting
         self.open_before = ""       # innermost open bracket before the last token handed to the parser
         self.open_since = 0         # the line of the outermost bracket still open then (0: none)
-        self.resume_prev = None     # after a recovery: the token the statement boundary logic resumes from
-        self.resuming = False
 
 
 _LEX = _LexState()
@@ -117,38 +114,38 @@ class _PostLex:
     always_accept = ("_NL",)
 
     def process(self, stream):
-        return _soft_keywords(self._statements(stream))
+        return _soft_keywords(_statements(stream))
 
-    def _statements(self, stream):
-        st = _LEX
-        opened: list[Token] = []
-        prev = None
-        if st.resuming:
-            prev, st.resuming, st.resume_prev = st.resume_prev, False, None
-        pending = None
-        for tok in stream:
-            if tok.type == "_NL":
-                if not opened and prev is not None and prev.value not in _CONTINUE_AFTER:
-                    pending = pending or tok
-                continue
-            if pending is not None:
-                if tok.value not in _CONTINUE_BEFORE:
-                    st.open_before, st.open_since = "", 0
-                    yield pending
-                pending = None
-            v = tok.value
-            if opened:
-                st.open_before, st.open_since = opened[-1].value, opened[0].line
-            else:
+
+def _statements(stream, prev=None):
+    """Newlines as statement separators: dropped inside brackets and where a statement goes on. `prev` is
+    the token before the stream (after a recovery: where the statement boundary logic resumes from)."""
+    st = _LEX
+    opened: list[Token] = []
+    pending = None
+    for tok in stream:
+        if tok.type == "_NL":
+            if not opened and prev is not None and prev.value not in _CONTINUE_AFTER:
+                pending = pending or tok
+            continue
+        if pending is not None:
+            if tok.value not in _CONTINUE_BEFORE:
                 st.open_before, st.open_since = "", 0
-            if v in _OPEN:
-                opened.append(tok)
-                if len(opened) > st.max_nesting:
-                    raise _NestingTooDeep(tok)
-            elif v in _CLOSE and opened:
-                opened.pop()
-            yield tok
-            prev = tok
+                yield pending
+            pending = None
+        v = tok.value
+        if opened:
+            st.open_before, st.open_since = opened[-1].value, opened[0].line
+        else:
+            st.open_before, st.open_since = "", 0
+        if v in _OPEN:
+            opened.append(tok)
+            if len(opened) > st.max_nesting:
+                raise _NestingTooDeep(tok)
+        elif v in _CLOSE and opened:
+            opened.pop()
+        yield tok
+        prev = tok
 
 
 @functools.lru_cache(maxsize=1)
@@ -163,45 +160,7 @@ def _lark() -> Lark:
         transformer=_TRANSFORMER,
         cache=_cache_file(),
     )
-    _share_rules(lark)
     return lark
-
-
-def _share_rules(lark: Lark) -> None:
-    """Each parser action asserts `arg != end_state`; for a reduction `arg` is a `Rule`, whose Python
-    `__eq__` then runs once per reduction (a tenth of the parse). The table's rules become copies that
-    compare by identity in C, and the callback table is keyed by those same objects."""
-    try:
-        core = lark.parser.parser.parser             # ParsingFrontend -> LALR_Parser -> _Parser
-        callbacks, states = core.callbacks, core.parse_table.states
-    except AttributeError:                           # another Lark layout: correct, only slower
-        return
-    fast: dict = {}
-
-    def swap(rule):
-        f = fast.get(id(rule))
-        if f is None:
-            f = fast[id(rule)] = _IdRule.__new__(_IdRule)
-            for k in Rule.__slots__:
-                setattr(f, k, getattr(rule, k))
-        return f
-
-    by_eq = {k: v for k, v in callbacks.items() if isinstance(k, Rule)}
-    for row in states.values():
-        for tok, (action, arg) in list(row.items()):
-            if isinstance(arg, Rule) and arg in by_eq:
-                f = swap(arg)
-                callbacks[f] = by_eq[arg]
-                row[tok] = (action, f)
-
-
-class _IdRule(Rule):
-    """A grammar rule that is equal only to itself (see `_share_rules`)."""
-
-    __slots__ = ()
-    __eq__ = object.__eq__
-    __ne__ = object.__ne__
-    __hash__ = object.__hash__
 
 
 def _cache_file():
@@ -759,7 +718,7 @@ def parse_recovering(text: str, file: str = "<string>", max_errors: int = MAX_SY
         line = getattr(getattr(e, "token", None), "line", None) or getattr(e, "line", 0)
         if len(diags) + len(_TRANSFORMER.errors) >= max_errors or (_LEX.open_since and _LEX.open_since != line):
             return False  # inside a bracket opened on an earlier line: where the statement ends is a guess
-        return _recover(e, text)
+        return True
 
     mod = None
     try:
@@ -783,109 +742,144 @@ def parse_recovering(text: str, file: str = "<string>", max_errors: int = MAX_SY
 
 
 def _parse(text: str, on_error=None):
-    """Lark's LALR parse (same table, callbacks, lexer and post-lexer, same error recovery through
-    `on_error`), with a tighter first pass (`_fast_loop`); after an error Lark's own loop resumes."""
-    from lark.parsers.lalr_parser_state import ParseConf, ParserState
-
-    tables = _fast_tables()
-    if tables is None:
-        return _lark().parse(text, on_error=on_error)
-    frontend, core = tables[0].parser, tables[0].parser.parser.parser
-    state = ParserState(ParseConf(core.parse_table, core.callbacks, "start"), frontend._make_lexer_thread(text))
-    try:
-        return _fast_loop(state, tables, core)
-    except UnexpectedInput as e:           # as lark.parsers.lalr_parser.LALR_Parser.parse
-        if on_error is None:
-            raise
-        while True:
-            if isinstance(e, UnexpectedCharacters):
-                s = e.interactive_parser.lexer_thread.state
-                p = s.line_ctr.char_pos
-            if not on_error(e):
-                raise e
-            if isinstance(e, UnexpectedCharacters) and p == s.line_ctr.char_pos:
-                s.line_ctr.feed(s.text.text[p:p + 1])
-            try:
-                return e.interactive_parser.resume_parse()
-            except UnexpectedToken as e2:
-                if isinstance(e, UnexpectedToken) and e.token.type == e2.token.type == "$END" and \
-                        e.interactive_parser == e2.interactive_parser:
-                    raise e2
-                e = e2
-            except UnexpectedCharacters as e2:
-                e = e2
+    """Parse `text` with Lark's LALR table and callbacks, through nndsl's own lexer and driver loop (Lark
+    builds the table; this loop runs it, several times faster than Lark's per-token machinery). On a
+    syntax error `on_error(e)` is asked whether to go on (a Lark UnexpectedToken / UnexpectedCharacters,
+    as Lark raises them); if so, the statement in progress is dropped and parsing resumes at the end of
+    the line (see `_recover`). Without `on_error` the first error is raised."""
+    tables = _tables()
+    states, start = tables[0], tables[1]
+    ss, vs = [start], []
+    pos, line, line_start, prev = 0, 1, 0, None
+    while True:
+        try:
+            return _run(text, pos, line, line_start, prev, ss, vs, tables)
+        except UnexpectedInput as e:
+            if on_error is None or not on_error(e):
+                raise
+            resume = _recover(e, text, ss, vs)
+            if resume is None:
+                raise
+            pos, line, line_start, prev = resume
 
 
-def _fast_loop(state, tables, core):
-    """Lark's parse loop (ParserState.feed_token) over the same table, with chains of single-child rules
-    (`expr -> ... -> atom`) taken without a call. Errors are raised as Lark raises them, with an
-    interactive parser on the same state, so recovery resumes where this loop stopped."""
-    from lark.parsers.lalr_interactive_parser import InteractiveParser
-
-    _, states, start, end, tok_cb = tables
-    ss, vs = state.state_stack, state.value_stack
+def _run(text, pos, line, line_start, prev, ss, vs, tables):
+    """The LALR loop from one lexer position to the end (or the first error). Chains of single-child rules
+    (`expr -> ... -> atom`) are taken without a call."""
+    states, _, end, scanner, chains = tables
     token = None
-    try:
-        for token in state.lexer.lex(state):
-            ttype = token.type
-            while True:
-                try:
-                    shift, arg = states[ss[-1]][ttype]
-                except KeyError:
-                    raise _unexpected(token, state) from None
-                if shift:
-                    ss.append(arg)
-                    vs.append(token if ttype not in tok_cb else tok_cb[ttype](token))
-                    break
-                _reduce(arg, ss, vs, states)
-        token = Token.new_borrow_pos("$END", "", token) if token else Token("$END", "", 0, 1, 1)
+    for token in _soft_keywords(_statements(_lex(text, pos, line, line_start, scanner), prev)):
+        ttype = token.type
         while True:
             try:
-                shift, arg = states[ss[-1]]["$END"]
+                shift, arg = states[ss[-1]][ttype]
             except KeyError:
-                raise _unexpected(token, state) from None
+                raise _unexpected(token, ss, states) from None
             if shift:
-                raise _unexpected(token, state)
-            _reduce(arg, ss, vs, states)
-            if ss[-1] == end:
-                return vs[-1]
-    except UnexpectedInput as e:
-        e.interactive_parser = InteractiveParser(core, state, state.lexer)
-        raise
+                ss.append(arg)
+                vs.append(token)
+                break
+            size, origin, cb = arg
+            if cb is None:                           # a chain of single children passed up, in one step
+                key = (ss[-2], ss[-1], ttype)
+                top = chains.get(key)
+                if top is None:
+                    top = chains[key] = _chain(states, ss[-2], ss[-1], ttype)
+                ss[-1] = top
+                continue
+            if size:
+                s = vs[-size:]
+                del ss[-size:]
+                del vs[-size:]
+                vs.append(cb(s))
+            else:
+                vs.append(cb([]))
+            ss.append(states[ss[-1]][origin][1])
+    token = Token.new_borrow_pos("$END", "", token) if token else Token("$END", "", 0, 1, 1)
+    while True:
+        try:
+            shift, arg = states[ss[-1]]["$END"]
+        except KeyError:
+            raise _unexpected(token, ss, states) from None
+        if shift:
+            raise _unexpected(token, ss, states)
+        size, origin, cb = arg
+        if cb is None:
+            ss.pop()
+        else:
+            s = vs[-size:] if size else []
+            if size:
+                del ss[-size:]
+                del vs[-size:]
+            vs.append(cb(s))
+        ss.append(states[ss[-1]][origin][1])
+        if ss[-1] == end:
+            return vs[-1]
 
 
-def _reduce(arg, ss, vs, states) -> None:
-    size, origin, cb = arg
-    if cb is None:                                   # a single child passed up
-        ss.pop()
-    else:
-        s = vs[-size:] if size else []
-        if size:
-            del ss[-size:]
-            del vs[-size:]
-        vs.append(cb(s))
-    ss.append(states[ss[-1]][origin][1])
+_new_str = str.__new__
 
 
-def _unexpected(token, state) -> UnexpectedToken:
-    expected = {s for s in state.parse_conf.states[state.state_stack[-1]].keys() if s.isupper()}
-    return UnexpectedToken(token, expected, state=state, interactive_parser=None)
+def _lex(text: str, pos: int, line: int, line_start: int, scanner):
+    """Tokens of `text` from `pos`: Lark's terminals in Lark's order as one regular expression, keywords
+    told from names as Lark tells them, positions as Lark's line counter gives them. Raises Lark's
+    UnexpectedCharacters where no terminal matches."""
+    match, name_type, keywords, ignore, multiline = scanner
+    n = len(text)
+    while pos < n:
+        m = match(text, pos)
+        if m is None:
+            raise UnexpectedCharacters(text, pos, line, pos - line_start + 1)
+        typ, end = m.lastgroup, m.end()
+        if typ in ignore:
+            if typ in multiline and "\n" in m.group():
+                v = m.group()
+                line += v.count("\n")
+                line_start = pos + v.rindex("\n") + 1
+            pos = end
+            continue
+        v = m.group()
+        if typ == name_type:
+            typ = keywords.get(v, typ)
+        t = _new_str(Token, v)
+        t.type, t.value, t.start_pos, t.line, t.column = typ, v, pos, line, pos - line_start + 1
+        if typ in multiline and "\n" in v:
+            line += v.count("\n")
+            line_start = pos + v.rindex("\n") + 1
+        t.end_line, t.end_column, t.end_pos = line, end - line_start + 1, end
+        yield t
+        pos = end
+
+
+def _chain(states, below: int, top: int, ttype: str) -> int:
+    """Where a chain of single-child reductions (`atom -> postfix -> ... -> expr`) ends before `ttype`: each
+    pops one state and pushes one, so the state beneath stays `below` and the end depends only on
+    (below, top, ttype); the driver remembers it per triple."""
+    while True:
+        action = states[top].get(ttype)
+        if action is None or action[0] or action[1][2] is not None:
+            return top
+        top = states[below][action[1][1]][1]
+
+
+def _unexpected(token, ss, states) -> UnexpectedToken:
+    expected = {s for s in states[ss[-1]] if s.isupper()}
+    return UnexpectedToken(token, expected)
 
 
 @functools.lru_cache(maxsize=1)
-def _fast_tables():
-    """Lark's LALR table as (shift?, target) per state and token, each reduction as (size, rule name,
-    callback or None for a single-child rule that passes its child up)."""
+def _tables():
+    """What the driver runs, taken once from Lark: the LALR table as (shift?, target) per state and token,
+    each reduction as (size, rule name, callback or None for a single-child rule that passes its child
+    up); the start and end states; the lexer's terminals (in Lark's order) as one regular expression,
+    with the keywords Lark folds into NAME."""
+    from lark.lexer import UnlessCallback
     from lark.parse_tree_builder import ExpandSingleChild
     from lark.parsers.lalr_analysis import Shift
 
     lark = _lark()
-    try:
-        core = lark.parser.parser.parser
-        table, callbacks = core.parse_table, core.callbacks
-        start, end = table.start_states["start"], table.end_states["start"]
-    except (AttributeError, KeyError):                   # another Lark layout: Lark's own loop only
-        return None
+    core = lark.parser.parser.parser                     # ParsingFrontend -> LALR_Parser -> _Parser
+    table, callbacks = core.parse_table, core.callbacks
     rules: dict = {}
     states: dict = {}
     for st, row in table.states.items():
@@ -902,26 +896,35 @@ def _fast_tables():
                                          None if isinstance(cb, ExpandSingleChild) and size == 1 else cb)
             out[tok] = (False, info)
         states[st] = out
-    tok_cb = {k: v for k, v in callbacks.items() if isinstance(k, str)}
-    return lark, states, start, end, tok_cb
+    if any(isinstance(k, str) for k in callbacks):
+        raise AssertionError("terminal callbacks are not supported by the driver")
+    lexer = lark.parser.lexer.lexer                       # PostLexConnector -> BasicLexer
+    scanner = lexer.scanner
+    (name_type, unless), = lexer.callback.items()         # keywords folded into NAME, as Lark does
+    assert isinstance(unless, UnlessCallback)
+    keywords = {t.pattern.value: t.name for t in unless.scanner.terminals}
+    pattern = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in scanner.terminals)
+    master = re.compile(pattern, lexer.g_regex_flags)
+    scan = (master.match, name_type, keywords, lexer.ignore_types, lexer.newline_types)
+    return states, table.start_states["start"], table.end_states["start"], scan, {}
 
 
-def _recover(e: UnexpectedInput, text: str) -> bool:
+def _recover(e: UnexpectedInput, text: str, ss: list, vs: list):
+    """After an error: drop the statement in progress (pop the stacks back to the last statement boundary)
+    and resume lexing at the end of the line. Returns (pos, line, line_start, previous token) to resume
+    from, or None where recovery would guess: at the end of the file, or on a line with a brace."""
     tok = getattr(e, "token", None)
     if isinstance(e, UnexpectedEOF) or (tok is not None and tok.type == "$END"):
-        return False
+        return None
     pos = tok.start_pos if tok is not None else e.pos_in_stream
-    if pos is None or e.interactive_parser is None:
-        return False
+    if pos is None:
+        return None
     start = text.rfind("\n", 0, pos) + 1
     eol = text.find("\n", pos)
     eol = len(text) if eol < 0 else eol
     line_text = _STRINGS_COMMENTS.sub("", text[start:eol])
     if "{" in line_text or "}" in line_text:
-        return False
-    ip = e.interactive_parser
-    ps = ip.parser_state
-    vs, ss = ps.value_stack, ps.state_stack
+        return None
     while vs and not (isinstance(vs[-1], Token) and vs[-1].type in ("_NL", "LBRACE")):
         vs.pop()
         ss.pop()
@@ -931,12 +934,8 @@ def _recover(e: UnexpectedInput, text: str) -> bool:
         prev = Token("NAME", "_")        # a statement ended here: the next newline separates
     else:
         prev = vs[-1] if vs else None    # after `{` or at the top of the file: newlines are dropped
-    lc = ip.lexer_thread.state.line_ctr
-    lc.char_pos, lc.line_start_pos = eol, start
-    lc.line = text.count("\n", 0, start) + 1 if tok is None or tok.line is None else tok.line
-    lc.column = eol - start + 1
-    _LEX.resuming, _LEX.resume_prev = True, prev
-    return True
+    line = text.count("\n", 0, start) + 1 if tok is None or tok.line is None else tok.line
+    return eol, line, start, prev
 
 
 _STRINGS_COMMENTS = re.compile(r'"([^"\\\n]|\\.)*"|#[^\n]*')
