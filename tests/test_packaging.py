@@ -23,7 +23,7 @@ def test_wheel_in_fresh_venv(tmp_path):
     import zipfile
 
     names = zipfile.ZipFile(wheel).namelist()
-    assert "nndsl/grammar/nndsl.lark" in names
+    assert "nndsl/grammar/nndsl.lark" in names and "nndsl/grammar/nndsl.tables.json" in names
     assert "nndsl/stdlib_blocks/resnet.nn" in names and "nndsl/stdlib_blocks/transformer.nn" in names
     env = tmp_path / "venv"
     venv.create(env, system_site_packages=True, with_pip=False)  # torch & co come from the system
@@ -35,7 +35,8 @@ def test_wheel_in_fresh_venv(tmp_path):
     work.mkdir()
     shutil.copy(EXAMPLES / "resnet18.nn", work / "net.nn")
     code = ("import nndsl, pathlib; f = pathlib.Path(nndsl.__file__); "
-            "assert 'venv' in str(f), f; r = nndsl.check('net.nn'); assert r.ok, r.diagnostics; print('OK')")
+            "assert 'venv' in str(f), f; r = nndsl.check('net.nn'); assert r.ok, r.diagnostics; "
+            "import sys; assert 'lark' not in sys.modules, 'the shipped tables were not used'; print('OK')")
     r = subprocess.run([str(py), "-c", code], cwd=work, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr
     r = subprocess.run([str(env / "bin" / "nndsl"), "check", "net.nn"], cwd=work, capture_output=True, text=True)

@@ -203,3 +203,39 @@ def test_the_fast_loop_agrees_on_generated_and_mutated_specs():
         else:
             stepped_aside += 1
     assert agreed > 50 and stepped_aside > 5
+
+
+def test_the_shipped_tables_are_made_from_the_grammar_and_parsing_needs_no_lark():
+    """grammar/nndsl.tables.json is what Lark makes of grammar/nndsl.lark now (run scripts/gen_tables.py
+    after editing the grammar); with it, parsing imports neither Lark nor the regex module Lark pulls in."""
+    import json
+    import subprocess
+    import sys
+
+    from nndsl.syntax import tables
+    from nndsl.syntax.parser import _lark
+
+    shipped = json.loads(tables.tables_path().read_text(encoding="utf-8"))
+    assert shipped == json.loads(json.dumps(tables.from_lark(_lark(), tables.grammar_digest()))), \
+        "grammar/nndsl.tables.json is stale: run scripts/gen_tables.py"
+    code = ("import sys, nndsl; r = nndsl.check('examples/gpt2_small.nn'); assert r.ok; "
+            "print(sorted(m for m in ('lark', 'regex') if m in sys.modules))")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_an_edited_grammar_gets_fresh_tables(monkeypatch, tmp_path):
+    """Tables made for another grammar are not used: the parser makes them again from Lark."""
+    import json
+
+    from nndsl.syntax import tables
+
+    stale = json.loads(tables.tables_path().read_text(encoding="utf-8"))
+    stale["grammar"] = "0" * 64
+    stale["states"] = []
+    f = tmp_path / "nndsl.tables.json"
+    f.write_text(json.dumps(stale))
+    monkeypatch.setattr(tables, "tables_path", lambda: f)
+    data = tables.load()
+    assert data["grammar"] == tables.grammar_digest() and data["states"]

@@ -1,12 +1,11 @@
-"""Source text -> AST. Lark LALR with positions; syntax errors become Diagnostics in plain words."""
+"""Source text -> AST. The grammar is Lark's (grammar/nndsl.lark), and so is its LALR table (read from
+grammar/nndsl.tables.json, see tables.py); nndsl's own lexer and driver loop run it, so that parsing imports
+no Lark. Syntax errors become Diagnostics in plain words."""
 from __future__ import annotations
 
 import functools
 import re
 from pathlib import Path
-
-from lark import Lark, Token, Transformer
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..diagnostics import Abort, Diagnostic, Span
 from ..resources import grammar_path
@@ -19,6 +18,53 @@ _CONTINUE_AFTER = {"{", "(", "[", ",", "=", "|>", "+", "-", "*", "/", "//", "%",
                    ">=", "<", ">", "and", "or", "not", "if", "then", "else", ":", "repeat", "as", "."}
 _CONTINUE_BEFORE = {"}", "|>", "else", "then", ")", "]"}
 _OPEN, _CLOSE = {"(", "["}, {")", "]"}
+
+
+class Token(str):
+    """A token: its text (the str itself and `.value`), terminal name and position, as Lark's Token has
+    them, so the same callbacks serve Lark's own parser (the reference the tests compare with)."""
+
+    __slots__ = ("type", "value", "start_pos", "line", "column", "end_line", "end_column", "end_pos")
+
+    def __new__(cls, type: str, value: str, start_pos=None, line=None, column=None, end_line=None,
+                end_column=None, end_pos=None):
+        t = str.__new__(cls, value)
+        t.type, t.value, t.start_pos, t.line, t.column = type, value, start_pos, line, column
+        t.end_line, t.end_column, t.end_pos = end_line, end_column, end_pos
+        return t
+
+    @classmethod
+    def new_borrow_pos(cls, type: str, value: str, borrow) -> "Token":
+        return cls(type, value, borrow.start_pos, borrow.line, borrow.column, borrow.end_line, borrow.end_column,
+                   borrow.end_pos)
+
+    def __reduce__(self):
+        return (Token, (self.type, self.value, self.start_pos, self.line, self.column, self.end_line,
+                        self.end_column, self.end_pos))
+
+    def __repr__(self) -> str:
+        return f"Token({self.type!r}, {self.value!r})"
+
+
+class UnexpectedInput(Exception):
+    """A syntax error where the parser stopped (named as Lark names its own)."""
+
+    token = None
+    expected: set = set()
+
+
+class UnexpectedToken(UnexpectedInput):
+    def __init__(self, token: Token, expected: set):
+        super().__init__(f"unexpected {token.type}")
+        self.token, self.expected = token, expected
+        self.line, self.column, self.pos_in_stream = token.line, token.column, token.start_pos
+
+
+class UnexpectedCharacters(UnexpectedInput):
+    def __init__(self, text: str, pos: int, line: int, column: int):
+        super().__init__(f"no token starts at line {line}, column {column}")
+        self.pos_in_stream, self.line, self.column = pos, line, column
+        self.char = text[pos:pos + 1]
 
 
 class _NestingTooDeep(Exception):
@@ -149,7 +195,11 @@ def _statements(stream, prev=None):
 
 
 @functools.lru_cache(maxsize=1)
-def _lark() -> Lark:
+def _lark():
+    """Lark's own LALR parser for the grammar, with the same post-lexer and callbacks: what the tables
+    are made from (tables.py), and the reference the tests compare the driver with."""
+    from lark import Lark
+
     lark = Lark(
         grammar_path().read_text(),
         parser="lalr",
@@ -208,13 +258,8 @@ _HUMAN = {
 }
 
 
-@functools.lru_cache(maxsize=None)
 def _terminal_words() -> dict[str, str]:
-    out = dict(_HUMAN)
-    for t in _lark().terminals:
-        if t.name not in out and t.pattern.type == "str":
-            out[t.name] = f"`{t.pattern.value}`"
-    return out
+    return {**_tables()[5], **_HUMAN}
 
 
 def _describe_expected(expected, in_bracket: str | None = None) -> str:
@@ -266,7 +311,7 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str, in_bracket: str = ""
                           help="names use letters, digits and `_`; comments start with `#`")
     tok = getattr(e, "token", None)
     expected = getattr(e, "expected", None) or set()
-    if isinstance(e, UnexpectedEOF) or (tok is not None and tok.type == "$END"):
+    if (tok is not None and tok.type == "$END"):
         span = _eof_span(file, text)
         want = "`}` to close the block" if "RBRACE" in expected else _describe_expected(expected)
         return Diagnostic(code="E0002", message="unexpected end of file", span=span, label=f"expected {want}",
@@ -342,13 +387,13 @@ class _Seq(list):
 
 
 def _start(x):
-    if isinstance(x, Token):
+    if isinstance(x, str):
         return x.line, x.column
     return x.span.line, x.span.col
 
 
 def _end(x):
-    if isinstance(x, Token):
+    if isinstance(x, str):
         return x.end_line, x.end_column
     return x.span.end_line, x.span.end_col
 
@@ -363,7 +408,7 @@ class _Key:
 
 
 def _vals(ch):
-    return [c for c in ch if not isinstance(c, Token) or c.type in _VALUE_TOKENS]
+    return [c for c in ch if not isinstance(c, str) or c.type in _VALUE_TOKENS]
 
 
 class _Acted:
@@ -376,12 +421,11 @@ class _Claim:
         self.kind, self.group, self.span, self.group_span = kind, group, span, group_span
 
 
-class _ToAST(Transformer):
+class _ToAST:
     """Applied inline by the LALR parser (no parse tree is built). With keep_all_tokens every child is
     present, so each node's span runs from its first to its last child, brackets included."""
 
     def __init__(self, file: str):
-        super().__init__()
         self.file = file
         self.errors: list[Diagnostic] = []   # literal errors: reported, and the parse goes on
 
@@ -396,12 +440,12 @@ class _ToAST(Transformer):
 
     # -- top level
     def start(self, ch):
-        return A.make(A.Module, file=self.file, items=[c for c in ch if not isinstance(c, Token)])
+        return A.make(A.Module, file=self.file, items=[c for c in ch if not isinstance(c, str)])
 
     def import_stmt(self, ch):
         v = _vals(ch)
         target, alias = v[0], (str(v[1]) if len(v) > 1 else None)
-        if isinstance(target, Token) and target.type == "STRING":
+        if isinstance(target, str) and target.type == "STRING":
             return A.make(A.Import, span=self._s(ch), path=_unquote(target), module=None, alias=alias)
         return A.make(A.Import, span=self._s(ch), path=None, module=str(target), alias=alias)
 
@@ -450,11 +494,11 @@ class _ToAST(Transformer):
                       acted_by=acted.names if acted else [], acted_span=acted.span if acted else None)
 
     def acted_by(self, ch):
-        names = [t for t in ch if isinstance(t, Token) and t.type == "NAME"]
+        names = [t for t in ch if isinstance(t, str) and t.type == "NAME"]
         return _Acted([str(t) for t in names], self._s(ch))
 
     def claim(self, ch):
-        toks = [t for t in ch if isinstance(t, Token)]
+        toks = [t for t in ch if isinstance(t, str)]
         return _Claim(toks[0].value, str(toks[-1]), self._s(ch), _tspan(self.file, toks[-1]))
 
     def group_def(self, ch):
@@ -463,7 +507,7 @@ class _ToAST(Transformer):
 
     def shape(self, ch):
         return self._seq(ch, [A.make(A.Ellipsis, span=_tspan(self.file, c), kind="ellipsis")
-                              if isinstance(c, Token) and c.type == "ELLIPSIS" else c for c in _vals(ch)])
+                              if isinstance(c, str) and c.type == "ELLIPSIS" else c for c in _vals(ch)])
 
     def bind_stmt(self, ch):
         v = _vals(ch)
@@ -491,7 +535,7 @@ class _ToAST(Transformer):
         return A.make(A.InitEntry, span=self._s(ch), key=v[0].parts, key_span=v[0].span, rule=v[1])
 
     def init_key(self, ch):
-        toks = [t for t in ch if isinstance(t, Token) and t.type in ("NAME", "MUL_OP")]
+        toks = [t for t in ch if isinstance(t, str) and t.type in ("NAME", "MUL_OP")]
         for t in toks:
             if t.type == "MUL_OP" and t.value != "*":
                 self.errors.append(Diagnostic(code="E0001", message=f"unexpected `{t.value}` in an init key",
@@ -538,9 +582,9 @@ class _ToAST(Transformer):
     def repeat_stage(self, ch):
         v = _vals(ch)
         count, rest, var, names = v[0], v[1:], None, None
-        if rest and isinstance(rest[0], Token) and rest[0].type == "NAME":
+        if rest and isinstance(rest[0], str) and rest[0].type == "NAME":
             var = str(rest.pop(0))
-        if rest and isinstance(rest[0], Token) and rest[0].type == "STRING":
+        if rest and isinstance(rest[0], str) and rest[0].type == "STRING":
             names = _unquote(rest.pop(0))
         return A.make(A.Repeat, span=self._s(ch), count=count, var=var, names=names, stages=rest)
 
@@ -730,10 +774,6 @@ def parse_recovering(text: str, file: str = "<string>", max_errors: int = MAX_SY
         diags.append(Diagnostic(code="E0112", message=f"brackets nested more than {max_nesting} deep",
                                 span=_tspan(file, e.token), label="nesting limit reached here",
                                 help="split the expression into several bindings"))
-    except VisitError as e:
-        if not isinstance(e.orig_exc, Abort):
-            raise
-        diags.append(e.orig_exc.diagnostic)
     except Abort as e:
         diags.append(e.diagnostic)
     diags = sorted(diags + _TRANSFORMER.errors, key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
@@ -766,7 +806,7 @@ def _parse(text: str, on_error=None):
 def _run(text, pos, line, line_start, prev, ss, vs, tables):
     """The LALR loop from one lexer position to the end (or the first error). Chains of single-child rules
     (`expr -> ... -> atom`) are taken without a call."""
-    states, _, end, scanner, chains = tables
+    states, _, end, scanner, chains, _ = tables
     token = None
     for token in _soft_keywords(_statements(_lex(text, pos, line, line_start, scanner), prev)):
         ttype = token.type
@@ -869,44 +909,54 @@ def _unexpected(token, ss, states) -> UnexpectedToken:
 
 @functools.lru_cache(maxsize=1)
 def _tables():
-    """What the driver runs, taken once from Lark: the LALR table as (shift?, target) per state and token,
-    each reduction as (size, rule name, callback or None for a single-child rule that passes its child
-    up); the start and end states; the lexer's terminals (in Lark's order) as one regular expression,
-    with the keywords Lark folds into NAME."""
-    from lark.lexer import UnlessCallback
-    from lark.parse_tree_builder import ExpandSingleChild
-    from lark.parsers.lalr_analysis import Shift
+    """The driver's tables (see tables.py): per state and token (shift?, target state or reduction), each
+    reduction as (size, rule name, callback or None for a single child passed up); the start and end
+    states; the lexer (one regular expression over the terminals in Lark's order, keywords folded into
+    NAME); a memo of reduction chains; the terminals' words for messages."""
+    from . import tables
 
-    lark = _lark()
-    core = lark.parser.parser.parser                     # ParsingFrontend -> LALR_Parser -> _Parser
-    table, callbacks = core.parse_table, core.callbacks
-    rules: dict = {}
-    states: dict = {}
-    for st, row in table.states.items():
-        out = {}
-        for tok, (action, arg) in row.items():
-            if action is Shift:
-                out[tok] = (True, arg)
-                continue
-            info = rules.get(id(arg))
-            if info is None:
-                cb = callbacks[arg]
-                size = len(arg.expansion)
-                info = rules[id(arg)] = (size, arg.origin.name,
-                                         None if isinstance(cb, ExpandSingleChild) and size == 1 else cb)
-            out[tok] = (False, info)
-        states[st] = out
-    if any(isinstance(k, str) for k in callbacks):
-        raise AssertionError("terminal callbacks are not supported by the driver")
-    lexer = lark.parser.lexer.lexer                       # PostLexConnector -> BasicLexer
-    scanner = lexer.scanner
-    (name_type, unless), = lexer.callback.items()         # keywords folded into NAME, as Lark does
-    assert isinstance(unless, UnlessCallback)
-    keywords = {t.pattern.value: t.name for t in unless.scanner.terminals}
-    pattern = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in scanner.terminals)
-    master = re.compile(pattern, lexer.g_regex_flags)
-    scan = (master.match, name_type, keywords, lexer.ignore_types, lexer.newline_types)
-    return states, table.start_states["start"], table.end_states["start"], scan, {}
+    data = tables.load()
+    reductions = [(size, origin, None if expand1 and size == 1 and expand is None
+                   else _callback(name, expand1, expand, _TRANSFORMER))
+                  for origin, size, name, expand1, expand in data["rules"]]
+    states = {st: {tok: (True, arg) if shift else (False, reductions[arg]) for tok, (shift, arg) in row.items()}
+              for st, row in enumerate(data["states"])}
+    master = re.compile("|".join(f"(?P<{name}>{rx})" for name, rx in data["terminals"]), data["flags"])
+    scan = (master.match, data["name"], data["keywords"], frozenset(data["ignore"]), frozenset(data["newline"]))
+    return states, data["start"], data["end"], scan, {}, data["words"]
+
+
+class _Inlined(list):
+    """The children of an `_inlined` rule (`_stmt`, Lark's `__body_star_3`), spliced into its parent's."""
+
+
+def _callback(name: str | None, expand1: bool, expand: list | None, transformer):
+    """How a rule builds its value, as Lark's parse-tree builder does with keep_all_tokens: the
+    transformer's method (or the children kept for the parent to splice), a single child passed through
+    for `?rule`, and the children of inlined rules spliced in. None: a single child passed up as it is."""
+    f = getattr(transformer, name) if name is not None else _Inlined
+    if expand1:
+        if expand is None and f is not _Inlined:
+            inner = f
+            f = lambda ch: ch[0] if len(ch) == 1 else inner(ch)  # noqa: E731
+        elif expand is None:
+            f = lambda ch: ch[0] if len(ch) == 1 else _Inlined(ch)  # noqa: E731
+    if expand is not None:
+        build, single = f, expand1
+
+        def f(ch):
+            out = None
+            for c, splice in zip(ch, expand):
+                if out is None:          # a left-recursive list (`a: a _NL b`) grows in place, as in Lark
+                    out = c if splice else [c]
+                elif splice:
+                    out += c
+                else:
+                    out.append(c)
+            if single and len(out) == 1:
+                return out[0]
+            return out if build is _Inlined and type(out) is _Inlined else build(out)
+    return f
 
 
 def _recover(e: UnexpectedInput, text: str, ss: list, vs: list):
@@ -914,7 +964,7 @@ def _recover(e: UnexpectedInput, text: str, ss: list, vs: list):
     and resume lexing at the end of the line. Returns (pos, line, line_start, previous token) to resume
     from, or None where recovery would guess: at the end of the file, or on a line with a brace."""
     tok = getattr(e, "token", None)
-    if isinstance(e, UnexpectedEOF) or (tok is not None and tok.type == "$END"):
+    if (tok is not None and tok.type == "$END"):
         return None
     pos = tok.start_pos if tok is not None else e.pos_in_stream
     if pos is None:
@@ -925,7 +975,7 @@ def _recover(e: UnexpectedInput, text: str, ss: list, vs: list):
     line_text = _STRINGS_COMMENTS.sub("", text[start:eol])
     if "{" in line_text or "}" in line_text:
         return None
-    while vs and not (isinstance(vs[-1], Token) and vs[-1].type in ("_NL", "LBRACE")):
+    while vs and not (isinstance(vs[-1], str) and vs[-1].type in ("_NL", "LBRACE")):
         vs.pop()
         ss.pop()
     if vs and vs[-1].type == "_NL":
