@@ -20,6 +20,7 @@ class ShapeContext:
         self.bindings: dict[str, Dim] = {k: Dim.const(v) for k, v in dim_overrides.items()}
         self.bound_at: dict[str, Span] = {}
         self.facts = Facts()
+        self.memo: dict = {}               # shape rule results by (op, input types, attributes, facts)
         # facts stated in blocks are about block-local dims; as unification binds those to the caller's
         # dims, each fact is carried over (`ensure D % heads == 0` becomes `E % 4 == 0` for the caller)
         self.stated: list[tuple[Dim, Dim]] = []
@@ -107,6 +108,26 @@ def _node(ctx: ShapeContext, node: Node) -> None:
     if od.check_attrs is not None:
         od.check_attrs(attrs)
     _put(node, "attrs", attrs)
+    # a shape rule is a pure function of the input types, the attributes and the facts: layers repeated
+    # with the same types (every block of a stack) reuse its result; each node gets its own parameters
+    key = _memo_key(od.name, ins, attrs, ctx.facts)
+    hit = ctx.memo.get(key) if key is not None else None
+    if hit is None:
+        hit = _rule(ctx, od, ins, attrs)
+        if key is not None:
+            ctx.memo[key] = hit
+    attrs, sig, outs, params, fan, flops = hit
+    _put(node, "outputs", outs)
+    _put(node, "params", [_fresh(p) for p in params])
+    _put(node, "recipe", make(Recipe, attrs=dict(attrs), sig=sig, fan=fan))
+    _put(node, "flops", flops)
+    if node.tie:
+        _tie(ctx, node)
+
+
+def _rule(ctx: ShapeContext, od, ins: list, attrs: dict) -> tuple:
+    """What the op's shape rule gives for these inputs: (attributes as resolved, axis signature, output
+    types, parameter specs, fan, FLOPs). Raises OpError."""
     res = od.infer(ins, attrs, ctx.facts)
     sig = None
     if type(res) is Out:
@@ -137,19 +158,47 @@ def _node(ctx: ShapeContext, node: Node) -> None:
         outs = [_simplified(t, ctx.facts) for t in outs]
     if any(t.vmax is not None for t in ins):
         outs = _value_bounds(od, ins, attrs, outs)
-    _put(node, "outputs", outs)
     params = od.params(ins, attrs) if od.params else []
     fan = (None, None)
     for p in params:
         if p.numel > 2 ** 36:
-            raise O.OpError("E0112", f"parameter `{p.name or node.id}` of {p.numel:,} elements is beyond the limit")
+            raise O.OpError("E0112", f"parameter `{p.name}` of {p.numel:,} elements is beyond the limit")
         if fan[0] is None and p.fan_in is not None:
             fan = (p.fan_in, p.fan_out)
-    _put(node, "params", params)
-    _put(node, "recipe", make(Recipe, attrs=attrs, sig=sig, fan=fan))
-    _put(node, "flops", od.flops(ins, outs, attrs) if od.flops else Dim.const(0))
-    if node.tie:
-        _tie(ctx, node)
+    flops = od.flops(ins, outs, attrs) if od.flops else Dim.const(0)
+    return attrs, sig, outs, tuple(_fresh(p) for p in params), fan, flops
+
+
+_SCALARS = (str, int, type(None), Dim)
+
+
+def _memo_key(op: str, ins: list, attrs: dict, facts: Facts):
+    """What a shape rule's result depends on, hashable; None when an attribute is not plain data."""
+    try:
+        items = tuple((k, _frozen(v)) for k, v in attrs.items())
+        return op, tuple(ins), items, len(facts.pairs)
+    except TypeError:
+        return None
+
+
+def _frozen(v):
+    t = type(v)
+    if t in _SCALARS:
+        return v
+    if t is bool or t is float:
+        return t, v                      # 1, 1.0 and True are equal keys in a dict; not here
+    if t is list or t is tuple:
+        return t, tuple(_frozen(x) for x in v)
+    if t is dict:
+        return t, tuple((k, _frozen(x)) for k, x in v.items())
+    raise TypeError(t)
+
+
+def _fresh(p):
+    """A parameter spec of its own: later passes fill facets and ties per node."""
+    d = dict(p.__dict__)
+    d["facets"] = {}
+    return make(type(p), **d)
 
 
 def _simplified(t: TensorType, facts: Facts) -> TensorType:

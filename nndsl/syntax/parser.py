@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from ..diagnostics import Abort, Diagnostic, Span
+from ..fastmodel import span as _span
 from ..resources import grammar_path
 from . import ast as A
 
@@ -333,13 +334,8 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str, in_bracket: str = ""
     return d
 
 
-def _span(file: str, meta) -> Span:
-    return Span(file=file, line=meta.line, col=meta.column, end_line=meta.end_line, end_col=meta.end_column)
-
-
 def _tspan(file: str, tok: Token) -> Span:
-    return A.make(Span, file=file, line=tok.line, col=tok.column, end_line=tok.end_line,
-                                end_col=tok.end_column)
+    return _span(file, tok.line, tok.column, tok.end_line, tok.end_column)
 
 
 _SUFFIX = {"k": 10**3, "M": 10**6, "G": 10**9, "B": 10**9}
@@ -430,8 +426,14 @@ class _ToAST:
         self.errors: list[Diagnostic] = []   # literal errors: reported, and the parse goes on
 
     def _s(self, ch) -> Span:
-        (l1, c1), (l2, c2) = _start(ch[0]), _end(ch[-1])
-        return A.make(Span, file=self.file, line=l1, col=c1, end_line=l2, end_col=c2)
+        a, b = ch[0], ch[-1]
+        if isinstance(a, str):
+            l1, c1 = a.line, a.column
+        else:
+            l1, c1 = a.span.line, a.span.col
+        if isinstance(b, str):
+            return _span(self.file, l1, c1, b.end_line, b.end_column)
+        return _span(self.file, l1, c1, b.span.end_line, b.span.end_col)
 
     def _seq(self, ch, items) -> _Seq:
         out = _Seq(items)
@@ -666,7 +668,8 @@ class _ToAST:
         return A.make(A.Bool, span=self._s(ch), value=False)
 
     def name(self, ch):
-        return A.make(A.Name, span=self._s(ch), id=str(ch[0]))
+        t = ch[0]
+        return A.make(A.Name, span=_span(self.file, t.line, t.column, t.end_line, t.end_column), id=t.value)
 
     def list(self, ch):
         return A.make(A.ListExpr, span=self._s(ch), items=_vals(ch))
