@@ -18,21 +18,54 @@ IntLike = Union[int, "Dim"]
 # -- scoped symbols ------------------------------------------------------------------------------
 # A dim a model declares (`B`, `T`) is a symbol of the model's scope, named as written. A dim a block
 # declares is local to each instance of the block: `H` of the instance `layer1.0` is the symbol
-# `H@layer1.0`, bound by unification when the instance is called. Only these functions know how a
-# scope is written into a symbol; every pass asks them.
-def scoped(name: str, scope: str | None) -> str:
+# (H, layer1.0), bound by unification when the instance is called.
+class Sym(str):
+    """A dim symbol: the name as the user wrote it and the block instance it belongs to (`scope`; None for
+    a dim of the model itself). A symbol is its own key: it compares and hashes as its canonical text,
+    `H@layer1.0` (`B` for a model dim), so facts, bindings, `--dim` values and JSON dumps key on it
+    directly, while passes read `.name` and `.scope` instead of taking text apart. Only this class knows
+    how a scope is written into that text."""
+
+    __slots__ = ("name", "scope")
+
+    def __new__(cls, name: str, scope: str | None = None):
+        s = str.__new__(cls, name if scope is None else f"{name}@{scope or '_'}")
+        s.name, s.scope = name, scope
+        return s
+
+    @staticmethod
+    def of(sym: str) -> "Sym":
+        """The symbol whose canonical text is `sym` (a Sym is returned as it is)."""
+        if type(sym) is Sym:
+            return sym
+        name, at, scope = sym.partition("@")
+        return Sym(name, (scope if scope != "_" else "") if at else None)
+
+    @property
+    def is_local(self) -> bool:
+        """The symbol belongs to a block instance (unification binds it), not to the model."""
+        return self.scope is not None
+
+    def __getnewargs__(self):
+        return (self.name, self.scope)
+
+    def __repr__(self) -> str:
+        return f"Sym({self.name!r}, {self.scope!r})"
+
+
+def scoped(name: str, scope: str | None) -> Sym:
     """The symbol of dim `name` declared in the block instance `scope` (None: the model's own)."""
-    return name if scope is None else f"{name}@{scope or '_'}"
+    return Sym(name, scope)
 
 
 def sym_name(sym: str) -> str:
     """The dim's name as the user wrote it."""
-    return sym.split("@", 1)[0]
+    return Sym.of(sym).name
 
 
 def is_local(sym: str) -> bool:
     """The symbol belongs to a block instance (unification binds it), not to the model."""
-    return "@" in sym
+    return Sym.of(sym).scope is not None
 
 
 _SCOPE = re.compile(r"@[A-Za-z0-9_.@]+")
@@ -96,7 +129,7 @@ class Dim:
 
     @staticmethod
     def sym(name: str) -> "Dim":
-        return Dim({((Atom(("s", name)), 1),): 1})
+        return Dim({((Atom(("s", Sym.of(name))), 1),): 1})
 
     @staticmethod
     def of(x: IntLike) -> "Dim":
@@ -127,16 +160,16 @@ class Dim:
             return self.value >= 0
         return len(self.terms) == 1 and self.terms[0][1] == 1 and len(self.terms[0][0]) == 1 and self.terms[0][0][0][1] == 1 and self.terms[0][0][0][0][0] == "s"
 
-    def symbol_name(self) -> str | None:
-        """The name when this Dim is a bare symbol, else None."""
+    def symbol_name(self) -> Sym | None:
+        """The symbol when this Dim is a bare one, else None."""
         if len(self.terms) == 1:
             mono, c = self.terms[0]
             if c == 1 and len(mono) == 1 and mono[0][1] == 1 and mono[0][0][0] == "s":
                 return mono[0][0][1]
         return None
 
-    def free_symbols(self) -> set[str]:
-        out: set[str] = set()
+    def free_symbols(self) -> set[Sym]:
+        out: set[Sym] = set()
         for mono, _ in self.terms:
             for atom, _p in mono:
                 if atom[0] == "s":

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..diagnostics import Abort, Sink
-from ..dims import Dim, is_local
+from ..dims import Dim
 from ..evaluate import Binding, Deferred, Evaluator, Reported, Scope, Undecidable, explain
 from ..ir import IR
 from ..syntax import ast as A
@@ -83,7 +83,7 @@ def _record_bound(ir: IR, e, ev, scope) -> None:
     op = e.op
     if isinstance(a, (int, Dim)) and not isinstance(a, bool) and isinstance(b, Dim) and not b.is_const:
         a, b, op = b, a, _FLIP[op]
-    if not isinstance(a, Dim) or a.symbol_name() is None or is_local(a.symbol_name()):
+    if not isinstance(a, Dim) or a.symbol_name() is None or a.symbol_name().is_local:
         return
     n = b.value if isinstance(b, Dim) and b.is_const else b if isinstance(b, int) and not isinstance(b, bool) else None
     if n is None:

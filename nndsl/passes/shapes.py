@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import ops as O
 from ..diagnostics import Diagnostic, Label, Sink, Span
-from ..dims import Dim, Facts, display, is_local, parse_dim, sym_name
+from ..dims import Dim, Facts, display, parse_dim
 from ..fastmodel import make
 from ..ir import IR, Node
 from ..recipe import Out, Recipe, default_signature
@@ -337,7 +337,7 @@ def _unify(ctx: ShapeContext, node: Node, actual: TensorType) -> None:
         p = ctx.subst(p)
         if p == d:
             continue
-        free = sorted(s for s in p.free_symbols() if is_local(s) and s not in ctx.bindings)
+        free = sorted(s for s in p.free_symbols() if s.is_local and s not in ctx.bindings)
         if p.symbol_name() is not None and p.symbol_name() in free:
             ctx.bind(p.symbol_name(), d, arg_span)
             continue
@@ -348,12 +348,12 @@ def _unify(ctx: ShapeContext, node: Node, actual: TensorType) -> None:
                 continue
         pretty = _show(p)
         sec = [Label(span=decl, message=f"`{name}` is declared as [{', '.join(_show(ctx.subst(x)) for x in pattern)}]")]
-        syms = [s for s in pattern[i].free_symbols() if is_local(s)]
-        code, what = ("E0204", f"dim `{sym_name(syms[0])}` is bound to {_show(p)} but axis {i} of `{name}` is {d}") \
+        syms = [s for s in pattern[i].free_symbols() if s.is_local]
+        code, what = ("E0204", f"dim `{syms[0].name}` is bound to {_show(p)} but axis {i} of `{name}` is {d}") \
             if syms else ("E0201", f"axis {i} of `{name}` must be {pretty}, got {d}")
         for s in syms:
             if s in ctx.bound_at and ctx.bound_at[s] != arg_span:
-                sec.append(Label(span=ctx.bound_at[s], message=f"`{sym_name(s)}` bound to {_show(ctx.bindings[s])} here"))
+                sec.append(Label(span=ctx.bound_at[s], message=f"`{s.name}` bound to {_show(ctx.bindings[s])} here"))
         ctx.sink.add(Diagnostic(code=code, message=f"`{block}` input `{name}`: {what}", span=arg_span,
                                 label=f"this is {actual}", secondary=sec))
         return
