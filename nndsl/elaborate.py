@@ -36,6 +36,7 @@ class Elaborator:
         self.limits = limits
         self._block_cost: dict[tuple, int] = {}   # (block, params) -> nodes its body created
         self._kw_spans: dict[str, Span] = {}      # keyword -> where it is written, in the latest call
+        self._slots: dict[str, tuple] = {}       # op -> its attributes as call slots (_op_slots)
         self.ir: IR | None = None
         self.facts = Facts()
         self.used_ids: set[str] = set()
@@ -890,8 +891,7 @@ class Elaborator:
         if len(tensors) < n_fixed:
             self.fail("E0104", f"`{od.name}` takes {n_fixed} tensor input{'s' if n_fixed != 1 else ''} "
                       f"({', '.join(od.inputs)}) but {len(tensors)} {'was' if len(tensors) == 1 else 'were'} given", span)
-        free_attrs = [a for a in od.attrs if a.type != "kwargs"]
-        kw_attr = next((a for a in od.attrs if a.type == "kwargs"), None)
+        free_attrs, kw_attr, slots = self._op_slots(od)
         sizes: dict[str, Any] = {}
 
         def too_many(n):
@@ -905,7 +905,6 @@ class Elaborator:
         def missing(slot):
             self.fail("E0107", f"`{od.name}` needs `{slot.name}`", span, notes=[f"signature: {signature(od)}"])
 
-        slots = [_attr_slot(self, od, at) for at in free_attrs]
         attrs = bind_call(od.name, slots, rest, kw, span, fail=self.fail, too_many=too_many, missing=missing,
                           unknown=lambda k, sp: self._unknown_kw(k, [a.name for a in free_attrs], sp, od.name),
                           rest=(lambda k, v, sp: sizes.__setitem__(k, self._coerce_attr(od, O.Attr(k, "dim"), v, sp)))
@@ -918,6 +917,15 @@ class Elaborator:
             except O.OpError as err:
                 self.fail(err.code, err.message, span, help=err.help)
         return self._make_node(od.name, tensors, attrs, name, scope, span, tspans, tie=tie)
+
+    def _op_slots(self, od: O.OpDef) -> tuple:
+        """An op's attributes as call slots (made once per op): (attributes, the `**sizes` one, slots)."""
+        got = self._slots.get(od.name)
+        if got is None:
+            free = [a for a in od.attrs if a.type != "kwargs"]
+            got = self._slots[od.name] = (free, next((a for a in od.attrs if a.type == "kwargs"), None),
+                                          [_attr_slot(self, od, at) for at in free])
+        return got
 
     def _coerce_attr(self, od: O.OpDef, at: O.Attr, v, sp: Span):
         t = at.type

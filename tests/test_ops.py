@@ -252,6 +252,22 @@ def test_ir_json_round_trip_and_verifier():
         assert verify(back) == []
 
 
+def test_validation_proves_the_creation_order_topological():
+    """The graph has no cycle because every edge runs forward in creation order (what passes rely on);
+    an edge against that order is caught."""
+    from nndsl.diagnostics import Sink
+    from nndsl.passes.validate import _creation_order_is_topological, validate
+
+    res = nndsl.check("examples/resnet18.nn")
+    assert _creation_order_is_topological(res.ir)
+    ids = list(res.ir.g.nodes)
+    res.ir.g.add_edge(ids[-1], ids[1], key=7)
+    assert not _creation_order_is_topological(res.ir)
+    sink = Sink()
+    validate(res.ir, sink)
+    assert [d.code for d in sink.sorted()][:1] == ["E9999"]
+
+
 def test_symbolic_shapes_and_divisibility_facts():
     src = """
     model M(heads: int = 4) {
