@@ -119,6 +119,9 @@ def _keyword_or_name(held: Token, prev_type, tok: Token | None) -> Token:
     return held if keep else Token.new_borrow_pos("NAME", held.value, held)
 
 
+_SPECIAL = {"INIT", *_CLAUSE_KEYWORDS, *_PAIRS, *_SECONDS, *SOFT_KEYWORDS}
+
+
 def _soft_keywords(stream):
     """Keyword tokens that stand where a name must be become NAME tokens; `init` is a keyword only when
     `{` follows it, `sparsity`/`structure` only as a statement before `{` or after an expression."""
@@ -131,6 +134,10 @@ def _soft_keywords(stream):
             prev_type = out.type
             held = None
             yield out
+        if tok.type not in _SPECIAL:                 # most tokens: nothing to decide
+            prev_type = tok.type
+            yield tok
+            continue
         if tok.type == "INIT" or tok.type in _CLAUSE_KEYWORDS and (prev_type in _STATEMENT_START
                                                                    or prev_type in _ENDS_EXPR) \
                 or tok.type in _PAIRS and prev_type in _ENDS_EXPR:
