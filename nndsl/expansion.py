@@ -12,6 +12,9 @@ from . import ops as O
 from .syntax import ast as A
 
 
+_LEAVES = frozenset(("name", "num", "str", "bool", "attr"))   # expressions that create no node
+
+
 class Estimator:
     def __init__(self, scopes: dict[str, dict[str, A.BlockDef]], default_scope: dict[str, A.BlockDef], cap: int):
         self.scopes = scopes
@@ -69,17 +72,24 @@ class Estimator:
         return 1 if O.get(name) is not None else 0
 
     def expr(self, e, scope) -> int:
-        if isinstance(e, A.Call):
-            return min(self.cap, self._callee(e.func, scope) + sum(self.expr(a.value, scope) for a in e.args))
-        if isinstance(e, A.Pipe):
+        k = e.kind
+        if k == "call":
+            n = self._callee(e.func, scope)
+            for a in e.args:
+                if a.value.kind not in _LEAVES:
+                    n += self.expr(a.value, scope)
+            return min(self.cap, n)
+        if k in _LEAVES:
+            return 0
+        if k == "pipe":
             return min(self.cap, self.expr(e.head, scope) + sum(self.stage(s, scope) for s in e.stages))
-        if isinstance(e, A.Cond):
+        if k == "cond":
             return min(self.expr(e.then, scope), self.expr(e.orelse, scope))
-        if isinstance(e, (A.BinOp,)):
+        if k == "binop":
             return min(self.cap, self.expr(e.left, scope) + self.expr(e.right, scope))
-        if isinstance(e, A.Neg):
+        if k == "neg":
             return self.expr(e.value, scope)
-        if isinstance(e, A.ListExpr):
+        if k == "list":
             return min(self.cap, sum(self.expr(x, scope) for x in e.items))
         return 0
 

@@ -41,6 +41,7 @@ def test_ast_json_round_trip(path: Path):
     m = parse_text(path.read_text(), str(path))
     back = A.Module.model_validate_json(m.model_dump_json())
     assert back.model_dump() == m.model_dump()
+    assert back.model_dump_json() == m.model_dump_json()   # fields in declared order (the parser's fast builds)
 
 
 SRC = '''block R(C: int, s: int = 1) {

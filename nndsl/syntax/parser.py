@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from ..diagnostics import Abort, Diagnostic, Span
-from ..fastmodel import span as _span
+from ..fastmodel import from_fields as _built, span as _span
 from ..resources import grammar_path
 from . import ast as A
 
@@ -523,8 +523,9 @@ class _ToAST:
         sp = v.pop() if isinstance(v[-1], A.SparsityClause) else None
         init = v.pop() if isinstance(v[-1], A.InitClause) else None
         names = v[:-1]
-        return A.make(A.Bind, span=self._s(ch), targets=[str(n) for n in names],
-                      target_spans=[_tspan(self.file, n) for n in names], value=v[-1], init=init, sparsity=sp)
+        return _built(A.Bind, {"span": self._s(ch), "kind": "bind", "targets": [n.value for n in names],
+                               "target_spans": [_tspan(self.file, n) for n in names], "value": v[-1],
+                               "init": init, "sparsity": sp})
 
     def sparsity_clause(self, ch):
         return A.make(A.SparsityClause, span=self._s(ch), rule=_vals(ch)[-1])
@@ -618,28 +619,28 @@ class _ToAST:
 
     def binop(self, ch):
         v = _vals(ch)
-        return A.make(A.BinOp, span=self._s(ch), op=str(v[1]), left=v[0], right=v[2],
-                                       op_span=_tspan(self.file, v[1]))
+        return _built(A.BinOp, {"span": self._s(ch), "kind": "binop", "op": v[1].value, "left": v[0], "right": v[2],
+                                "op_span": _tspan(self.file, v[1])})
 
     def neg(self, ch):
         return A.make(A.Neg, span=self._s(ch), value=_vals(ch)[1])
 
     def call(self, ch):
         v = _vals(ch)
-        args = list(v[1]) if len(v) > 1 else []
-        return A.make(A.Call, span=self._s(ch), func=v[0], args=args)
+        return _built(A.Call, {"span": self._s(ch), "kind": "call", "func": v[0],
+                               "args": list(v[1]) if len(v) > 1 else []})
 
     def args(self, ch):
-        return [c if isinstance(c, A.Arg) else A.make(A.Arg, span=c.span, name=None, value=c)
-                for c in _vals(ch)]
+        return [c if type(c) is A.Arg else _built(A.Arg, {"span": c.span, "name": None, "value": c})
+                for c in ch if not isinstance(c, str)]
 
     def kwarg(self, ch):
         v = _vals(ch)
-        return A.make(A.Arg, span=self._s(ch), name=str(v[0]), value=v[1])
+        return _built(A.Arg, {"span": self._s(ch), "name": v[0].value, "value": v[1]})
 
     def attr(self, ch):
         v = _vals(ch)
-        return A.make(A.Attr, span=self._s(ch), value=v[0], name=str(v[1]))
+        return _built(A.Attr, {"span": self._s(ch), "kind": "attr", "value": v[0], "name": v[1].value})
 
     def index(self, ch):
         v = _vals(ch)
@@ -653,7 +654,7 @@ class _ToAST:
             self.errors.append(Diagnostic(code="E0004", message=f"invalid number: {e}", span=span,
                                           label="this literal", help="integers may be at most 2**62"))
             value = 0
-        return A.make(A.Num, span=span, value=value, text=str(ch[0]))
+        return _built(A.Num, {"span": span, "kind": "num", "value": value, "text": ch[0].value})
 
     def string(self, ch):
         tok = ch[0]
@@ -676,7 +677,8 @@ class _ToAST:
 
     def name(self, ch):
         t = ch[0]
-        return A.make(A.Name, span=_span(self.file, t.line, t.column, t.end_line, t.end_column), id=t.value)
+        return _built(A.Name, {"span": _span(self.file, t.line, t.column, t.end_line, t.end_column), "kind": "name",
+                               "id": t.value})
 
     def list(self, ch):
         return A.make(A.ListExpr, span=self._s(ch), items=_vals(ch))
