@@ -7,7 +7,7 @@ from typing import Any
 from .. import ops as O
 from ..diagnostics import Diagnostic, Label, Sink, Span
 from ..dims import Dim, Facts, display, parse_dim
-from ..fastmodel import make
+from ..fastmodel import from_fields, make
 from ..ir import IR, Node
 from ..recipe import Out, Recipe, default_signature
 from ..types import TensorType
@@ -41,6 +41,8 @@ class ShapeContext:
             self.facts.add(num.subs(self.bindings, self.facts), den.subs(self.bindings, self.facts))
 
     def subst(self, v: Any) -> Any:
+        if not self.bindings:         # nothing bound (a model without blocks and --dim): a fresh copy
+            return dict(v) if type(v) is dict else v
         if isinstance(v, Dim):
             return v.subs(self.bindings, self.facts) if self.bindings else v
         if isinstance(v, list):
@@ -119,7 +121,7 @@ def _node(ctx: ShapeContext, node: Node) -> None:
     attrs, sig, outs, params, fan, flops = hit
     _put(node, "outputs", outs)
     _put(node, "params", [_fresh(p) for p in params])
-    _put(node, "recipe", make(Recipe, attrs=dict(attrs), sig=sig, fan=fan))
+    _put(node, "recipe", from_fields(Recipe, {"attrs": dict(attrs), "sig": sig, "fan": fan}))
     _put(node, "flops", flops)
     if node.tie:
         _tie(ctx, node)
@@ -196,9 +198,7 @@ def _frozen(v):
 
 def _fresh(p):
     """A parameter spec of its own: later passes fill facets and ties per node."""
-    d = dict(p.__dict__)
-    d["facets"] = {}
-    return make(type(p), **d)
+    return from_fields(type(p), {**p.__dict__, "facets": {}})
 
 
 def _simplified(t: TensorType, facts: Facts) -> TensorType:
