@@ -3,7 +3,7 @@ builds the networkx graph. Shapes are not computed here (see passes/shapes.py): 
 dims are fresh symbols (`H@layer1.0`) that shape inference binds by unification."""
 from __future__ import annotations
 
-from .fastmodel import make
+from .fastmodel import from_fields, make
 
 import difflib
 import math
@@ -1039,11 +1039,11 @@ class Elaborator:
         if not 1 <= n_out <= 4096:
             self.fail("E0111", f"`{od.name}` would have {n_out} outputs; it needs 1 to 4096", span)
         nid = self._new_id(scope.path, _local_name(name, op))
-        node = make(Node, id=nid, op=od.name, attrs=attrs, scope=scope.path,
-                                    local=nid[len(scope.path) + 1:] if scope.path else nid, span=span,
-                                    arg_spans=list(tspans), binding=str(name) if name and not isinstance(name, Nested) else None,
-                                    tie=tie[0] if tie else None,
-                                    outputs=[], params=[], flops=None)
+        node = from_fields(Node, {
+            "id": nid, "op": od.name, "attrs": attrs, "scope": scope.path,
+            "local": nid[len(scope.path) + 1:] if scope.path else nid, "span": span, "arg_spans": list(tspans),
+            "binding": str(name) if name and not isinstance(name, Nested) else None, "tie": tie[0] if tie else None,
+            "outputs": [], "params": [], "flops": None, "recipe": None, "axes": [], "facets": {}})
         if tie is not None:
             node.attrs = dict(attrs, tie_span=tie[1].model_dump())
             if tie[2]:

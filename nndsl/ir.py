@@ -6,7 +6,7 @@ keyed by the consumer's input port and carry the tensor type once shape inferenc
 """
 from __future__ import annotations
 
-from .fastmodel import make
+from .fastmodel import from_fields, make
 
 import json
 from typing import Any, Optional
@@ -215,8 +215,8 @@ class IR:
         return node
 
     def add_edge(self, src: str, src_port: int, dst: str, dst_port: int) -> None:
-        self.g.add_edge(src, dst, key=dst_port, attr=make(EdgeAttr, src_port=src_port, dst_port=dst_port,
-                                                                               type=None, facets={}))
+        self.g.add_edge(src, dst, key=dst_port, attr=from_fields(EdgeAttr, {"src_port": src_port, "dst_port": dst_port,
+                                                                            "type": None, "facets": {}}))
 
     # -- queries
     def node(self, nid: str) -> Node:

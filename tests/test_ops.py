@@ -482,3 +482,34 @@ def test_facts_carry_through_the_whole_pipeline():
     x = torch.randn(3, 5, 8)
     y, z = m(x)
     assert torch.equal(y, 2 * x) and torch.equal(z, x.reshape(3, -1))
+
+
+def test_objects_built_without_validation_hold_every_field_in_order():
+    """The hot paths build pydantic records from their fields directly (fastmodel.make / from_fields):
+    every AST node, IR node, edge, parameter spec and recipe of an example holds exactly its model's
+    fields, in declared order, as a validated one would."""
+    from pydantic import BaseModel
+
+    res = nndsl.check("examples/gpt2_small.nn")
+    seen = set()
+
+    def walk(x):
+        if isinstance(x, BaseModel):
+            assert list(x.__dict__) == list(type(x).model_fields), type(x).__name__
+            seen.add(type(x).__name__)
+            for v in x.__dict__.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+
+    walk(nndsl.parse("examples/gpt2_small.nn"))
+    walk(nndsl.parse("stdlib_blocks/transformer.nn"))
+    for node in res.ir.nodes():
+        walk(node)
+    for _u, _v, a in res.ir.g.edges(data="attr"):
+        walk(a)
+    assert {"Name", "Call", "Arg", "Bind", "Span", "Node", "EdgeAttr", "ParamSpec", "Recipe", "TensorType"} <= seen
