@@ -119,7 +119,7 @@ def _node(ctx: ShapeContext, node: Node) -> None:
         if key is not None:
             ctx.memo[key] = hit
     attrs, sig, outs, params, fan, flops = hit
-    _put(node, "outputs", outs)
+    _put(node, "outputs", list(outs))          # a list of its own; the types are frozen and shared
     _put(node, "params", [_fresh(p) for p in params])
     _put(node, "recipe", from_fields(Recipe, {"attrs": dict(attrs), "sig": sig, "fan": fan}))
     _put(node, "flops", flops)
