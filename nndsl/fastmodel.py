@@ -33,23 +33,6 @@ def make(cls, **values):
 
 
 _new = object.__new__
-_SPAN = None
-_SPAN_FIELDS = {"file", "line", "col", "end_line", "end_col"}
-
-
-def span(file: str, line: int, col: int, end_line: int, end_col: int):
-    """A `Span` (the commonest object the parser builds: one per AST node) without keyword packing."""
-    global _SPAN
-    if _SPAN is None:
-        from .diagnostics.model import Span
-
-        _SPAN = Span
-    obj = _new(_SPAN)
-    _set(obj, "__dict__", {"file": file, "line": line, "col": col, "end_line": end_line, "end_col": end_col})
-    _set(obj, "__pydantic_fields_set__", _SPAN_FIELDS.copy())
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
-    return obj
 
 
 def from_fields(cls, fields: dict):

@@ -228,11 +228,11 @@ class IR:
     def inputs_of(self, nid: str) -> list[tuple[str, int]]:
         """(producer, port) of each input, in port order."""
         pred = self.g._pred[nid]
-        if len(pred) == 1:
-            for u, kd in pred.items():
-                if len(kd) == 1:
-                    for d in kd.values():
-                        return [(u, d["attr"].src_port)]
+        if len(pred) == 1:                   # one producer, one edge: the common case, no sort
+            (u, kd), = pred.items()
+            if len(kd) == 1:
+                (d,) = kd.values()
+                return [(u, d["attr"].src_port)]
         items = [(k, u, d["attr"].src_port) for u, kd in pred.items() for k, d in kd.items()]
         if len(items) > 1:
             items.sort()

@@ -44,7 +44,7 @@ class ShapeContext:
         if not self.bindings:         # nothing bound (a model without blocks and --dim): a fresh copy
             return dict(v) if type(v) is dict else v
         if isinstance(v, Dim):
-            return v.subs(self.bindings, self.facts) if self.bindings else v
+            return v.subs(self.bindings, self.facts)
         if isinstance(v, list):
             return [self.subst(x) for x in v]
         if isinstance(v, tuple):
@@ -168,7 +168,7 @@ def _rule(ctx: ShapeContext, od, ins: list, attrs: dict) -> tuple:
         if fan[0] is None and p.fan_in is not None:
             fan = (p.fan_in, p.fan_out)
     flops = od.flops(ins, outs, attrs) if od.flops else Dim.const(0)
-    return attrs, sig, outs, tuple(_fresh(p) for p in params), fan, flops
+    return attrs, sig, outs, tuple(params), fan, flops     # nodes get copies (_fresh); these stay the memo's
 
 
 _SCALARS = (str, int, type(None), Dim)

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from ..diagnostics import Abort, Diagnostic, Span
-from ..fastmodel import from_fields as _built, span as _span
+from ..fastmodel import from_fields as _built
 from ..resources import grammar_path
 from . import ast as A
 
@@ -341,6 +341,10 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str, in_bracket: str = ""
     return d
 
 
+def _span(file: str, line: int, col: int, end_line: int, end_col: int) -> Span:
+    return _built(Span, {"file": file, "line": line, "col": col, "end_line": end_line, "end_col": end_col})
+
+
 def _tspan(file: str, tok: Token) -> Span:
     return _span(file, tok.line, tok.column, tok.end_line, tok.end_column)
 
@@ -387,18 +391,6 @@ class _Seq(list):
     """A list of children that remembers the span of its brackets."""
 
     span: Span
-
-
-def _start(x):
-    if isinstance(x, str):
-        return x.line, x.column
-    return x.span.line, x.span.col
-
-
-def _end(x):
-    if isinstance(x, str):
-        return x.end_line, x.end_column
-    return x.span.end_line, x.span.end_col
 
 
 class _Key:
@@ -459,10 +451,8 @@ class _ToAST:
         return A.make(A.Import, span=self._s(ch), path=None, module=str(target), alias=alias)
 
     def dotted(self, ch):
-        t = Token("NAME", ".".join(str(c) for c in _vals(ch)))
-        t.line, t.column = _start(ch[0])
-        t.end_line, t.end_column = _end(ch[-1])
-        return t
+        sp = self._s(ch)
+        return Token("NAME", ".".join(str(c) for c in _vals(ch)), None, sp.line, sp.col, sp.end_line, sp.end_col)
 
     def _blockdef(self, ch, is_model):
         v = _vals(ch)
@@ -796,8 +786,8 @@ def parse_recovering(text: str, file: str = "<string>", max_errors: int = MAX_SY
 def _parse(text: str, on_error=None):
     """Parse `text` with Lark's LALR table and callbacks, through nndsl's own lexer and driver loop (Lark
     builds the table; this loop runs it, several times faster than Lark's per-token machinery). On a
-    syntax error `on_error(e)` is asked whether to go on (a Lark UnexpectedToken / UnexpectedCharacters,
-    as Lark raises them); if so, the statement in progress is dropped and parsing resumes at the end of
+    syntax error `on_error(e)` is asked whether to go on (an UnexpectedToken / UnexpectedCharacters, named
+    and shaped as Lark's); if so, the statement in progress is dropped and parsing resumes at the end of
     the line (see `_recover`). Without `on_error` the first error is raised."""
     tables = _tables()
     states, start = tables[0], tables[1]
@@ -874,7 +864,7 @@ _new_str = str.__new__
 
 def _lex(text: str, pos: int, line: int, line_start: int, scanner):
     """Tokens of `text` from `pos`: Lark's terminals in Lark's order as one regular expression, keywords
-    told from names as Lark tells them, positions as Lark's line counter gives them. Raises Lark's
+    told from names as Lark tells them, positions as Lark's line counter gives them. Raises
     UnexpectedCharacters where no terminal matches."""
     match, name_type, keywords, ignore, multiline = scanner
     n = len(text)
