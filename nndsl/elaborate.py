@@ -3,12 +3,10 @@ builds the networkx graph. Shapes are not computed here (see passes/shapes.py): 
 dims are fresh symbols (`H@layer1.0`) that shape inference binds by unification."""
 from __future__ import annotations
 
-from .fastmodel import from_fields, make
-
 import difflib
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import ops as O
@@ -16,6 +14,7 @@ from .diagnostics import Abort, Diagnostic, Label, Sink, Span
 from .dims import Dim, Facts, scoped, sym_name
 from .ir import IR, EnsureCheck, GraphMeta, GroupAction, InitDecl, Instance, ModelInput, Node, SymmetryClaim
 from .expansion import Estimator
+from .fastmodel import from_fields, make
 from .limits import DEFAULT, Limits
 from .loader import Program
 from .syntax import ast as A
@@ -385,7 +384,7 @@ class Elaborator:
 
     def _sparsity_clause(self, clause, ctx: "_Ctx", nodes: list[str]) -> None:
         """`sparsity rule` after a binding: a rule for the `weight` of every layer the binding creates."""
-        entry = A.make(A.InitEntry, span=clause.span, key=["weight"], key_span=clause.span, rule=clause.rule)
+        entry = A.InitEntry(span=clause.span, key=["weight"], key_span=clause.span, rule=clause.rule)
         self._init_decls([entry], ctx, nodes, self.ir.meta.sparsity)
 
     def _init_decls(self, entries: list, ctx: "_Ctx", nodes: list[str] | None, into: list | None = None) -> None:
@@ -715,8 +714,7 @@ class Elaborator:
                     self.fail("E0104", f"`{a.name}` is given twice", a.span)
                 kw[a.name] = (v, a.value.span)
                 sp = a.span
-                self._kw_spans[a.name] = make(Span, file=sp.file, line=sp.line, col=sp.col, end_line=sp.line,
-                                              end_col=sp.col + len(a.name))
+                self._kw_spans[a.name] = Span(sp.file, sp.line, sp.col, sp.line, sp.col + len(a.name))
         if isinstance(target, A.ActDef):
             if tie is not None:
                 self.fail("E0114", "`tie=` applies to operations with parameters, not to an act", tie[1])
@@ -1045,7 +1043,7 @@ class Elaborator:
             "binding": str(name) if name and not isinstance(name, Nested) else None, "tie": tie[0] if tie else None,
             "outputs": [], "params": [], "flops": None, "recipe": None, "axes": [], "facets": {}})
         if tie is not None:
-            node.attrs = dict(attrs, tie_span=tie[1].model_dump())
+            node.attrs = dict(attrs, tie_span=asdict(tie[1]))
             if tie[2]:
                 target = self.ir.node(tie[0])
                 if od.name != "linear" or target.scope != scope.path:
@@ -1154,7 +1152,7 @@ class Elaborator:
         if isinstance(st, A.Call):
             return self._call(st, scope, name, piped)
         if isinstance(st, (A.Name, A.Attr)):
-            call = A.Call.model_construct(span=st.span, func=st, args=[])
+            call = A.Call(span=st.span, func=st, args=[])
             return self._call(call, scope, name, piped)
         if isinstance(st, A.Pipe):  # a nested chain, `x |> (conv |> bn) |> relu`: its stages are `name.0`, ...
             stages = [st.head, *st.stages]
@@ -1271,9 +1269,8 @@ def _names_in(e) -> set[str]:
             for y in x:
                 walk(y)
         elif isinstance(x, A.Node):
-            for f in type(x).model_fields:
-                if f != "span":
-                    walk(getattr(x, f))
+            for f in A.fields_of(x):
+                walk(getattr(x, f))
         elif isinstance(x, A.Arg):
             walk(x.value)
     walk(e)

@@ -486,7 +486,7 @@ def test_facts_carry_through_the_whole_pipeline():
 
 def test_objects_built_without_validation_hold_every_field_in_order():
     """The hot paths build pydantic records from their fields directly (fastmodel.make / from_fields):
-    every AST node, IR node, edge, parameter spec and recipe of an example holds exactly its model's
+    every IR node, edge, parameter spec, recipe and tensor type of an example holds exactly its model's
     fields, in declared order, as a validated one would."""
     from pydantic import BaseModel
 
@@ -506,10 +506,8 @@ def test_objects_built_without_validation_hold_every_field_in_order():
             for v in x.values():
                 walk(v)
 
-    walk(nndsl.parse("examples/gpt2_small.nn"))
-    walk(nndsl.parse("stdlib_blocks/transformer.nn"))
     for node in res.ir.nodes():
         walk(node)
     for _u, _v, a in res.ir.g.edges(data="attr"):
         walk(a)
-    assert {"Name", "Call", "Arg", "Bind", "Span", "Node", "EdgeAttr", "ParamSpec", "Recipe", "TensorType"} <= seen
+    assert {"Node", "EdgeAttr", "ParamSpec", "Recipe", "TensorType"} <= seen

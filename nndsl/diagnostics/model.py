@@ -1,15 +1,17 @@
 """Diagnostic data model: spans, labels, diagnostics, and the sink passes report into."""
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 
 from pydantic import BaseModel, ConfigDict
 
 
-class Span(BaseModel):
-    """A region of a source file; lines and columns are 1-based, `end_col` is exclusive."""
-
-    model_config = ConfigDict(defer_build=True, frozen=True)
+@dataclasses.dataclass(slots=True, unsafe_hash=True)
+class Span:
+    """A region of a source file; lines and columns are 1-based, `end_col` is exclusive. A slotted
+    dataclass, not a pydantic model: the parser makes one per node (pydantic validates and dumps it as a
+    field of Diagnostic, the IR and the AST all the same). Not mutated once made."""
 
     file: str
     line: int

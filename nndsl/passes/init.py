@@ -312,9 +312,8 @@ def _names(e) -> set[str]:
         if isinstance(x, A.Name):
             out.add(x.id)
         elif isinstance(x, A.Node):
-            for k in type(x).model_fields:
-                if k != "span":
-                    stack.append(getattr(x, k))
+            for k in A.fields_of(x):
+                stack.append(getattr(x, k))
         elif isinstance(x, (list, tuple)):
             stack.extend(x)
     return out

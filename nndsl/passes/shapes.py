@@ -250,7 +250,7 @@ def _put(node: Node, field: str, value) -> None:
 
 def _tie(ctx: ShapeContext, node: Node) -> None:
     target = ctx.ir.node(node.tie)
-    span = Span.model_validate(node.attrs.get("tie_span")) if node.attrs.get("tie_span") else node.span
+    span = Span(**node.attrs["tie_span"]) if node.attrs.get("tie_span") else node.span
     theirs = {p.name: p for p in target.params}
     shared = 0
     if node.attrs.get("tie_transposed"):      # `tie=transpose(enc)`: the weight is enc's, transposed

@@ -1,80 +1,110 @@
-"""The AST of `.nn` files: pydantic models, every node carrying its source span.
+"""The AST of `.nn` files: plain dataclasses with slots, every node carrying its source span.
 
-Nodes are built by the parser with `model_construct` (the grammar already guarantees their shape);
-`Module.model_validate(json)` reads a dumped AST back with full validation.
+The parser builds one node per grammar rule it reduces, tens of thousands for a large spec, so nodes are
+as cheap to make as Python objects get: a slotted dataclass is built three (keywords) to six (positional,
+as `Span`) times faster than a pydantic model, even one made without validation. Pydantic still describes them: `to_json` / `from_json`
+dump an AST and read one back with full validation (discriminated by each node's `kind`), through a
+TypeAdapter built on first use. Nodes are not mutated after parsing; equality and hashing are by value.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ..diagnostics import Span
-from ..fastmodel import make  # noqa: F401  (re-exported for the parser)
+
+# keyword-only (fields may be added anywhere), slots (small and fast to build), value equality and hash
+node = dataclasses.dataclass(slots=True, kw_only=True, unsafe_hash=True)
 
 
-class Node(BaseModel):
-    # the parser builds nodes without validation (fastmodel.make): validators are built on first use only
-    model_config = ConfigDict(frozen=True, defer_build=True)
+@node
+class Node:
     span: Span
 
 
+def fields_of(x: Node) -> tuple[str, ...]:
+    """The names of a node's fields other than its span, in declared order (for walks over the tree)."""
+    return _FIELD_NAMES.get(type(x)) or _field_names(type(x))
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.name != "span")
+    return names
+
+
 # -- expressions ------------------------------------------------------------------------------
+@node
 class Num(Node):
     kind: Literal["num"] = "num"
     value: Union[int, float]
     text: str
 
 
+@node
 class Str(Node):
     kind: Literal["str"] = "str"
     value: str
 
 
+@node
 class Bool(Node):
     kind: Literal["bool"] = "bool"
     value: bool
 
 
+@node
 class Name(Node):
     kind: Literal["name"] = "name"
     id: str
 
 
+@node
 class Ellipsis(Node):
     """`...` in a block input shape: any number of leading (or middle) axes."""
 
     kind: Literal["ellipsis"] = "ellipsis"
 
 
+@node
 class ListExpr(Node):
     kind: Literal["list"] = "list"
     items: list["Expr"]
 
 
+@node
 class Arg(Node):
     name: Optional[str] = None
     value: "Expr"
 
 
+@node
 class Call(Node):
     kind: Literal["call"] = "call"
     func: "Expr"
     args: list[Arg]
 
 
+@node
 class Attr(Node):
     kind: Literal["attr"] = "attr"
     value: "Expr"
     name: str
 
 
+@node
 class Index(Node):
     kind: Literal["index"] = "index"
     value: "Expr"
     index: "Expr"
 
 
+@node
 class BinOp(Node):
     kind: Literal["binop"] = "binop"
     op: str
@@ -83,6 +113,7 @@ class BinOp(Node):
     op_span: Span
 
 
+@node
 class Compare(Node):
     kind: Literal["compare"] = "compare"
     op: str
@@ -90,22 +121,26 @@ class Compare(Node):
     right: "Expr"
 
 
+@node
 class BoolOp(Node):
     kind: Literal["boolop"] = "boolop"
     op: Literal["and", "or"]
     values: list["Expr"]
 
 
+@node
 class Not(Node):
     kind: Literal["not"] = "not"
     value: "Expr"
 
 
+@node
 class Neg(Node):
     kind: Literal["neg"] = "neg"
     value: "Expr"
 
 
+@node
 class Cond(Node):
     kind: Literal["cond"] = "cond"
     cond: "Expr"
@@ -113,6 +148,7 @@ class Cond(Node):
     orelse: "Expr"
 
 
+@node
 class Repeat(Node):
     kind: Literal["repeat"] = "repeat"
     count: "Expr"
@@ -121,6 +157,7 @@ class Repeat(Node):
     stages: list["Expr"]
 
 
+@node
 class Pipe(Node):
     kind: Literal["pipe"] = "pipe"
     head: "Expr"
@@ -135,16 +172,18 @@ Expr = Annotated[
 
 
 # -- statements -------------------------------------------------------------------------------
+@node
 class Input(Node):
     kind: Literal["input"] = "input"
     name: str
     name_span: Span
     shape: list[Expr]
     dtype: Optional[str] = None
-    acted_by: list[str] = []            # groups acting on this input's axes (`acted by S`)
+    acted_by: list[str] = dataclasses.field(default_factory=list)            # groups acting on this input's axes (`acted by S`)
     acted_span: Optional[Span] = None
 
 
+@node
 class InitEntry(Node):
     """`key: rule` in an init clause: the key names a parameter (`weight`), an op kind and a parameter
     (`linear.weight`, `conv2d.*`, `*.bias`); the rule is an expression (`normal(0, 1 / sqrt(fan_in))`)."""
@@ -154,16 +193,19 @@ class InitEntry(Node):
     rule: Expr
 
 
+@node
 class InitClause(Node):
     entries: list[InitEntry]
 
 
+@node
 class SparsityClause(Node):
     """`sparsity rule` after a binding: how the weights of the layers it creates are stored."""
 
     rule: Expr
 
 
+@node
 class Bind(Node):
     kind: Literal["bind"] = "bind"
     targets: list[str]
@@ -173,6 +215,7 @@ class Bind(Node):
     sparsity: Optional[SparsityClause] = None
 
 
+@node
 class OutputItem(Node):
     name: Optional[str] = None
     value: Expr
@@ -180,11 +223,13 @@ class OutputItem(Node):
     sparsity: Optional[SparsityClause] = None
 
 
+@node
 class Output(Node):
     kind: Literal["output"] = "output"
     items: list[OutputItem]
 
 
+@node
 class Ensure(Node):
     kind: Literal["ensure"] = "ensure"
     expr: Expr
@@ -193,6 +238,7 @@ class Ensure(Node):
     group_span: Optional[Span] = None
 
 
+@node
 class If(Node):
     kind: Literal["if"] = "if"
     cond: Expr
@@ -200,6 +246,7 @@ class If(Node):
     orelse: Optional[list["Stmt"]] = None
 
 
+@node
 class InitStmt(Node):
     """`init { ... }` as a statement: rules for every layer of the block (and the blocks it calls)."""
 
@@ -207,6 +254,7 @@ class InitStmt(Node):
     entries: list[InitEntry]
 
 
+@node
 class SparsityStmt(Node):
     """`sparsity { ... }` as a statement: storage rules by op kind and parameter for the whole block
     (and the blocks it calls); keys as in `init { ... }`."""
@@ -215,6 +263,7 @@ class SparsityStmt(Node):
     entries: list[InitEntry]
 
 
+@node
 class Parametrization(Node):
     """`parametrization mup(base_width=128)`: how init, multipliers and learning rates scale with width."""
 
@@ -227,6 +276,7 @@ Stmt = Annotated[Union[Input, Bind, Output, Ensure, If, InitStmt, SparsityStmt, 
 
 
 # -- top level --------------------------------------------------------------------------------
+@node
 class Param(Node):
     name: str
     type: str
@@ -234,6 +284,7 @@ class Param(Node):
     default: Optional[Expr] = None
 
 
+@node
 class Import(Node):
     kind: Literal["import"] = "import"
     path: Optional[str] = None        # a quoted file path, relative to the importing file
@@ -241,6 +292,7 @@ class Import(Node):
     alias: Optional[str] = None
 
 
+@node
 class BlockDef(Node):
     kind: Literal["block"] = "block"
     is_model: bool = False
@@ -250,6 +302,7 @@ class BlockDef(Node):
     body: list[Stmt]
 
 
+@node
 class ActDef(Node):
     """`act swishy(x) = x * sigmoid(1.702 * x)`: an elementwise function of one tensor and numbers."""
 
@@ -257,10 +310,11 @@ class ActDef(Node):
     name: str
     name_span: Span
     arg: str
-    params: list[Param] = []
+    params: list[Param] = dataclasses.field(default_factory=list)
     body: Expr
 
 
+@node
 class GroupDef(Node):
     """`group S = perm(N)`: a group and the axis it acts on, named by a dim."""
 
@@ -273,11 +327,28 @@ class GroupDef(Node):
 Item = Annotated[Union[Import, BlockDef, ActDef, GroupDef], Field(discriminator="kind")]
 
 
-class Module(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
+@node
+class Module:
     file: str
     items: list[Item]
 
 
-# Forward references (recursive expressions) resolve when a model is first validated (defer_build).
+@functools.lru_cache(maxsize=1)
+def _adapter():
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Module)
+
+
+def to_dict(m: Module, mode: str = "json") -> dict:
+    """The AST as plain data (spans included)."""
+    return _adapter().dump_python(m, mode=mode)
+
+
+def to_json(m: Module) -> str:
+    return _adapter().dump_json(m).decode()
+
+
+def from_json(text: str | bytes) -> Module:
+    """An AST read back from `to_json`, validated: every field's type and every node's `kind`."""
+    return _adapter().validate_json(text)

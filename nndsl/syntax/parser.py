@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 from ..diagnostics import Abort, Diagnostic, Span
-from ..fastmodel import from_fields as _built
 from ..resources import grammar_path
 from . import ast as A
 
@@ -341,12 +340,8 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str, in_bracket: str = ""
     return d
 
 
-def _span(file: str, line: int, col: int, end_line: int, end_col: int) -> Span:
-    return _built(Span, {"file": file, "line": line, "col": col, "end_line": end_line, "end_col": end_col})
-
-
 def _tspan(file: str, tok: Token) -> Span:
-    return _span(file, tok.line, tok.column, tok.end_line, tok.end_column)
+    return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
 
 
 _SUFFIX = {"k": 10**3, "M": 10**6, "G": 10**9, "B": 10**9}
@@ -431,8 +426,8 @@ class _ToAST:
         else:
             l1, c1 = a.span.line, a.span.col
         if isinstance(b, str):
-            return _span(self.file, l1, c1, b.end_line, b.end_column)
-        return _span(self.file, l1, c1, b.span.end_line, b.span.end_col)
+            return Span(self.file, l1, c1, b.end_line, b.end_column)
+        return Span(self.file, l1, c1, b.span.end_line, b.span.end_col)
 
     def _seq(self, ch, items) -> _Seq:
         out = _Seq(items)
@@ -441,14 +436,14 @@ class _ToAST:
 
     # -- top level
     def start(self, ch):
-        return A.make(A.Module, file=self.file, items=[c for c in ch if not isinstance(c, str)])
+        return A.Module(file=self.file, items=[c for c in ch if not isinstance(c, str)])
 
     def import_stmt(self, ch):
         v = _vals(ch)
         target, alias = v[0], (str(v[1]) if len(v) > 1 else None)
         if isinstance(target, str) and target.type == "STRING":
-            return A.make(A.Import, span=self._s(ch), path=_unquote(target), module=None, alias=alias)
-        return A.make(A.Import, span=self._s(ch), path=None, module=str(target), alias=alias)
+            return A.Import(span=self._s(ch), path=_unquote(target), module=None, alias=alias)
+        return A.Import(span=self._s(ch), path=None, module=str(target), alias=alias)
 
     def dotted(self, ch):
         sp = self._s(ch)
@@ -458,7 +453,7 @@ class _ToAST:
         v = _vals(ch)
         name = v[0]
         params = list(v[1]) if len(v) == 3 else []
-        return A.make(A.BlockDef, span=self._s(ch), is_model=is_model, name=str(name),
+        return A.BlockDef(span=self._s(ch), is_model=is_model, name=str(name),
                                           name_span=_tspan(self.file, name), params=params, body=list(v[-1]))
 
     def block_def(self, ch):
@@ -470,7 +465,7 @@ class _ToAST:
     def act_def(self, ch):
         v = _vals(ch)
         name, arg = v[0], v[1]
-        return A.make(A.ActDef, span=self._s(ch), name=str(name), name_span=_tspan(self.file, name), arg=str(arg),
+        return A.ActDef(span=self._s(ch), name=str(name), name_span=_tspan(self.file, name), arg=str(arg),
                       params=[x for x in v[2:-1] if isinstance(x, A.Param)], body=v[-1])
 
     def param_list(self, ch):
@@ -478,7 +473,7 @@ class _ToAST:
 
     def param(self, ch):
         v = _vals(ch)
-        return A.make(A.Param, span=self._s(ch), name=str(v[0]), type=str(v[1]),
+        return A.Param(span=self._s(ch), name=str(v[0]), type=str(v[1]),
                                        type_span=_tspan(self.file, v[1]), default=v[2] if len(v) > 2 else None)
 
     def body(self, ch):
@@ -488,7 +483,7 @@ class _ToAST:
     def input_stmt(self, ch):
         v = _vals(ch)
         acted = v.pop() if isinstance(v[-1], _Acted) else None
-        return A.make(A.Input, span=self._s(ch), name=str(v[0]), name_span=_tspan(self.file, v[0]),
+        return A.Input(span=self._s(ch), name=str(v[0]), name_span=_tspan(self.file, v[0]),
                       shape=list(v[1]), dtype=str(v[2]) if len(v) > 2 else None,
                       acted_by=acted.names if acted else [], acted_span=acted.span if acted else None)
 
@@ -502,10 +497,10 @@ class _ToAST:
 
     def group_def(self, ch):
         v = _vals(ch)
-        return A.make(A.GroupDef, span=self._s(ch), name=str(v[0]), name_span=_tspan(self.file, v[0]), value=v[-1])
+        return A.GroupDef(span=self._s(ch), name=str(v[0]), name_span=_tspan(self.file, v[0]), value=v[-1])
 
     def shape(self, ch):
-        return self._seq(ch, [A.make(A.Ellipsis, span=_tspan(self.file, c), kind="ellipsis")
+        return self._seq(ch, [A.Ellipsis(span=_tspan(self.file, c))
                               if isinstance(c, str) and c.type == "ELLIPSIS" else c for c in _vals(ch)])
 
     def bind_stmt(self, ch):
@@ -513,26 +508,25 @@ class _ToAST:
         sp = v.pop() if isinstance(v[-1], A.SparsityClause) else None
         init = v.pop() if isinstance(v[-1], A.InitClause) else None
         names = v[:-1]
-        return _built(A.Bind, {"span": self._s(ch), "kind": "bind", "targets": [n.value for n in names],
-                               "target_spans": [_tspan(self.file, n) for n in names], "value": v[-1],
-                               "init": init, "sparsity": sp})
+        return A.Bind(span=self._s(ch), targets=[n.value for n in names],
+                      target_spans=[_tspan(self.file, n) for n in names], value=v[-1], init=init, sparsity=sp)
 
     def sparsity_clause(self, ch):
-        return A.make(A.SparsityClause, span=self._s(ch), rule=_vals(ch)[-1])
+        return A.SparsityClause(span=self._s(ch), rule=_vals(ch)[-1])
 
     def sparsity_stmt(self, ch):
-        return A.make(A.SparsityStmt, span=self._s(ch), entries=[e for e in _vals(ch) if isinstance(e, A.InitEntry)])
+        return A.SparsityStmt(span=self._s(ch), entries=[e for e in _vals(ch) if isinstance(e, A.InitEntry)])
 
     def init_stmt(self, ch):
         c = _vals(ch)[0]
-        return A.make(A.InitStmt, span=self._s(ch), entries=c.entries)
+        return A.InitStmt(span=self._s(ch), entries=c.entries)
 
     def init_clause(self, ch):
-        return A.make(A.InitClause, span=self._s(ch), entries=_vals(ch))
+        return A.InitClause(span=self._s(ch), entries=_vals(ch))
 
     def init_entry(self, ch):
         v = _vals(ch)
-        return A.make(A.InitEntry, span=self._s(ch), key=v[0].parts, key_span=v[0].span, rule=v[1])
+        return A.InitEntry(span=self._s(ch), key=v[0].parts, key_span=v[0].span, rule=v[1])
 
     def init_key(self, ch):
         toks = [t for t in ch if isinstance(t, str) and t.type in ("NAME", "MUL_OP")]
@@ -544,23 +538,23 @@ class _ToAST:
         return _Key([str(t) for t in toks], self._s(ch))
 
     def output_stmt(self, ch):
-        return A.make(A.Output, span=self._s(ch), items=_vals(ch))
+        return A.Output(span=self._s(ch), items=_vals(ch))
 
     def output_item(self, ch):
         v = _vals(ch)
         sp = v.pop() if isinstance(v[-1], A.SparsityClause) else None
         init = v.pop() if isinstance(v[-1], A.InitClause) else None
         if len(v) == 2:
-            return A.make(A.OutputItem, span=self._s(ch), name=str(v[0]), value=v[1], init=init, sparsity=sp)
-        return A.make(A.OutputItem, span=self._s(ch), name=None, value=v[0], init=init, sparsity=sp)
+            return A.OutputItem(span=self._s(ch), name=str(v[0]), value=v[1], init=init, sparsity=sp)
+        return A.OutputItem(span=self._s(ch), name=None, value=v[0], init=init, sparsity=sp)
 
     def parametrization_stmt(self, ch):
-        return A.make(A.Parametrization, span=self._s(ch), rule=_vals(ch)[0])
+        return A.Parametrization(span=self._s(ch), rule=_vals(ch)[0])
 
     def ensure_stmt(self, ch):
         v = _vals(ch)
         c = v[-1] if isinstance(v[-1], _Claim) else None
-        return A.make(A.Ensure, span=self._s(ch), expr=v[0], claim=c.kind if c else None,
+        return A.Ensure(span=self._s(ch), expr=v[0], claim=c.kind if c else None,
                       group=c.group if c else None, group_span=c.group_span if c else None)
 
     def if_stmt(self, ch):
@@ -568,16 +562,16 @@ class _ToAST:
         orelse = None
         if len(v) > 2:
             orelse = list(v[2]) if isinstance(v[2], list) else [v[2]]
-        return A.make(A.If, span=self._s(ch), cond=v[0], then=list(v[1]), orelse=orelse)
+        return A.If(span=self._s(ch), cond=v[0], then=list(v[1]), orelse=orelse)
 
     # -- expressions
     def cond_expr(self, ch):
         v = _vals(ch)
-        return A.make(A.Cond, span=self._s(ch), cond=v[0], then=v[1], orelse=v[2])
+        return A.Cond(span=self._s(ch), cond=v[0], then=v[1], orelse=v[2])
 
     def pipe_expr(self, ch):
         v = _vals(ch)
-        return A.make(A.Pipe, span=self._s(ch), head=v[0], stages=v[1:])
+        return A.Pipe(span=self._s(ch), head=v[0], stages=v[1:])
 
     def repeat_stage(self, ch):
         v = _vals(ch)
@@ -586,55 +580,53 @@ class _ToAST:
             var = str(rest.pop(0))
         if rest and isinstance(rest[0], str) and rest[0].type == "STRING":
             names = _unquote(rest.pop(0))
-        return A.make(A.Repeat, span=self._s(ch), count=count, var=var, names=names, stages=rest)
+        return A.Repeat(span=self._s(ch), count=count, var=var, names=names, stages=rest)
 
     def or_expr(self, ch):
         v = _vals(ch)
         left = v[0]
         vals = list(left.values) if isinstance(left, A.BoolOp) and left.op == "or" and left.span.line > 0 else [left]
-        return A.make(A.BoolOp, span=self._s(ch), op="or", values=vals + [v[1]])
+        return A.BoolOp(span=self._s(ch), op="or", values=vals + [v[1]])
 
     def and_expr(self, ch):
         v = _vals(ch)
         left = v[0]
         vals = list(left.values) if isinstance(left, A.BoolOp) and left.op == "and" else [left]
-        return A.make(A.BoolOp, span=self._s(ch), op="and", values=vals + [v[1]])
+        return A.BoolOp(span=self._s(ch), op="and", values=vals + [v[1]])
 
     def not_expr(self, ch):
-        return A.make(A.Not, span=self._s(ch), value=_vals(ch)[0])
+        return A.Not(span=self._s(ch), value=_vals(ch)[0])
 
     def compare(self, ch):
         v = _vals(ch)
-        return A.make(A.Compare, span=self._s(ch), op=str(v[1]), left=v[0], right=v[2])
+        return A.Compare(span=self._s(ch), op=str(v[1]), left=v[0], right=v[2])
 
     def binop(self, ch):
         v = _vals(ch)
-        return _built(A.BinOp, {"span": self._s(ch), "kind": "binop", "op": v[1].value, "left": v[0], "right": v[2],
-                                "op_span": _tspan(self.file, v[1])})
+        return A.BinOp(span=self._s(ch), op=v[1].value, left=v[0], right=v[2], op_span=_tspan(self.file, v[1]))
 
     def neg(self, ch):
-        return A.make(A.Neg, span=self._s(ch), value=_vals(ch)[1])
+        return A.Neg(span=self._s(ch), value=_vals(ch)[1])
 
     def call(self, ch):
         v = _vals(ch)
-        return _built(A.Call, {"span": self._s(ch), "kind": "call", "func": v[0],
-                               "args": list(v[1]) if len(v) > 1 else []})
+        return A.Call(span=self._s(ch), func=v[0], args=list(v[1]) if len(v) > 1 else [])
 
     def args(self, ch):
-        return [c if type(c) is A.Arg else _built(A.Arg, {"span": c.span, "name": None, "value": c})
+        return [c if type(c) is A.Arg else A.Arg(span=c.span, name=None, value=c)
                 for c in ch if not isinstance(c, str)]
 
     def kwarg(self, ch):
         v = _vals(ch)
-        return _built(A.Arg, {"span": self._s(ch), "name": v[0].value, "value": v[1]})
+        return A.Arg(span=self._s(ch), name=v[0].value, value=v[1])
 
     def attr(self, ch):
         v = _vals(ch)
-        return _built(A.Attr, {"span": self._s(ch), "kind": "attr", "value": v[0], "name": v[1].value})
+        return A.Attr(span=self._s(ch), value=v[0], name=v[1].value)
 
     def index(self, ch):
         v = _vals(ch)
-        return A.make(A.Index, span=self._s(ch), value=v[0], index=v[1])
+        return A.Index(span=self._s(ch), value=v[0], index=v[1])
 
     def number(self, ch):
         span = self._s(ch)
@@ -644,7 +636,7 @@ class _ToAST:
             self.errors.append(Diagnostic(code="E0004", message=f"invalid number: {e}", span=span,
                                           label="this literal", help="integers may be at most 2**62"))
             value = 0
-        return _built(A.Num, {"span": span, "kind": "num", "value": value, "text": ch[0].value})
+        return A.Num(span=span, value=value, text=ch[0].value)
 
     def string(self, ch):
         tok = ch[0]
@@ -652,26 +644,25 @@ class _ToAST:
             value = _unquote(tok)
         except _EscapeError as e:
             col = tok.column + 1 + e.offset
-            span = A.make(Span, file=self.file, line=tok.line, col=col, end_line=tok.line, end_col=col + e.length)
+            span = Span(file=self.file, line=tok.line, col=col, end_line=tok.line, end_col=col + e.length)
             self.errors.append(Diagnostic(code="E0004", message=f"invalid escape `{e.text}` in a string", span=span,
                                           label=e.reason,
                                           help='escapes are \\\\, \\", \\n, \\t, \\r, \\xHH, \\uHHHH, \\UHHHHHHHH and \\N{name}'))
             value = ""
-        return A.make(A.Str, span=self._s(ch), value=value)
+        return A.Str(span=self._s(ch), value=value)
 
     def true(self, ch):
-        return A.make(A.Bool, span=self._s(ch), value=True)
+        return A.Bool(span=self._s(ch), value=True)
 
     def false(self, ch):
-        return A.make(A.Bool, span=self._s(ch), value=False)
+        return A.Bool(span=self._s(ch), value=False)
 
     def name(self, ch):
         t = ch[0]
-        return _built(A.Name, {"span": _span(self.file, t.line, t.column, t.end_line, t.end_column), "kind": "name",
-                               "id": t.value})
+        return A.Name(span=Span(self.file, t.line, t.column, t.end_line, t.end_column), id=t.value)
 
     def list(self, ch):
-        return A.make(A.ListExpr, span=self._s(ch), items=_vals(ch))
+        return A.ListExpr(span=self._s(ch), items=_vals(ch))
 
     def paren(self, ch):
         return _vals(ch)[0]
