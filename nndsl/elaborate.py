@@ -196,7 +196,7 @@ class Elaborator:
                                "be this large")
 
     def _room(self, span: Span | None, n: int = 1) -> None:
-        if len(self.ir) + n > self.limits.nodes:
+        if len(self.ir.order) + n > self.limits.nodes:
             self.fail("E0112", f"the model has more than {self.limits.nodes:,} nodes", span,
                       label="the node limit is reached while building this",
                       help="raise the limit with --max-nodes (limits= in the API)")
@@ -483,8 +483,8 @@ class Elaborator:
             val, vspan = ctx.inputs[self._input_i]
             self._input_i += 1
             nid = self._new_id(ctx.scope.path, st.name)
-            self.ir.add_node(make(Node, 
-                id=nid, op="block_input", attrs={"shape": dims, "dtype": dtype, "axes": axes, "name": st.name,
+            self.ir.add_node(make(
+                Node, id=nid, op="block_input", attrs={"shape": dims, "dtype": dtype, "axes": axes, "name": st.name,
                                                  "ellipsis": ellipsis},
                 scope=ctx.scope.path, local=st.name, span=st.span, arg_spans=[vspan], binding=st.name, tie=None,
                 outputs=[], params=[], flops=None))
@@ -492,8 +492,8 @@ class Elaborator:
             ctx.inst.inputs.append(nid)
         else:
             nid = self._new_id("", st.name)
-            self.ir.add_node(make(Node, 
-                id=nid, op="input", attrs={"shape": dims, "dtype": dtype, "axes": axes, "name": st.name},
+            self.ir.add_node(make(
+                Node, id=nid, op="input", attrs={"shape": dims, "dtype": dtype, "axes": axes, "name": st.name},
                 scope="", local=st.name, span=st.span, arg_spans=[], binding=st.name, tie=None,
                 outputs=[], params=[], flops=None))
             self.ir.meta.inputs.append(make(ModelInput, name=st.name, node=nid, type=decl))

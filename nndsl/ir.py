@@ -6,8 +6,6 @@ keyed by the consumer's input port and carry the tensor type once shape inferenc
 """
 from __future__ import annotations
 
-from .fastmodel import from_fields, make
-
 import json
 from typing import Any, Optional
 
@@ -16,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .diagnostics import Span
 from .dims import Dim, parse_dim
+from .fastmodel import from_fields, make
 from .recipe import ParamSpec, Recipe
 from .syntax import ast as A
 from .types import TensorType
@@ -197,6 +196,13 @@ class GraphMeta(BaseModel):
     acts: dict[str, Any] = {}          # `act` definitions visible in the model's file: name -> expression tree
 
 
+def _clear_cache(g) -> None:
+    """Drop what networkx cached about the graph (it caches only after an algorithm asked for it)."""
+    cache = g.__dict__.get("__networkx_cache__")
+    if cache:
+        cache.clear()
+
+
 class IR:
     """The elaborated model."""
 
@@ -209,14 +215,31 @@ class IR:
         self.topology = None            # passes.topology.Topology, when a pass needed it
 
     # -- construction
+    # Elaboration adds one node and its edges per op, tens of thousands for a large spec: these write the
+    # graph's adjacency as networkx's own add_node / add_edge do (a node's successor, predecessor and
+    # attribute dicts; one key dict shared by both directions of a pair), without their per-call checks.
+    # Nodes and edges come only from here; tests compare the result with a graph networkx built.
     def add_node(self, node: Node) -> Node:
-        self.g.add_node(node.id, node=node)
-        self.order.append(node.id)
+        g, nid = self.g, node.id
+        if nid in g._succ:
+            g._node[nid]["node"] = node
+        else:
+            g._succ[nid] = {}
+            g._pred[nid] = {}
+            g._node[nid] = {"node": node}
+            self.order.append(nid)
+        _clear_cache(g)
         return node
 
     def add_edge(self, src: str, src_port: int, dst: str, dst_port: int) -> None:
-        self.g.add_edge(src, dst, key=dst_port, attr=from_fields(EdgeAttr, {"src_port": src_port, "dst_port": dst_port,
-                                                                            "type": None, "facets": {}}))
+        """An edge from `src`'s output `src_port` into `dst`'s input `dst_port` (both nodes exist)."""
+        g = self.g
+        keys = g._succ[src].get(dst)
+        if keys is None:
+            keys = g._succ[src][dst] = g._pred[dst][src] = {}
+        keys[dst_port] = {"attr": from_fields(EdgeAttr, {"src_port": src_port, "dst_port": dst_port, "type": None,
+                                                         "facets": {}})}
+        _clear_cache(g)
 
     # -- queries
     def node(self, nid: str) -> Node:

@@ -1,13 +1,12 @@
 """Tensor types: symbolic shape, dtype and optional axis names. Used on IR edges."""
 from __future__ import annotations
 
-from .fastmodel import make
-
 from typing import Annotated, Any, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 
 from .dims import Dim, parse_dim
+from .fastmodel import make
 
 
 def _to_dim(v: Any) -> Dim:

@@ -268,6 +268,29 @@ def test_validation_proves_the_creation_order_topological():
     assert [d.code for d in sink.sorted()][:1] == ["E9999"]
 
 
+def test_the_ir_builds_the_graph_networkx_would():
+    """IR.add_node / add_edge write networkx's adjacency directly; the graph must equal the one networkx's
+    own add_node / add_edge build from the same nodes and edges (adjacency, keys, attributes, order), and
+    networkx's views and algorithms must read it as theirs."""
+    import networkx as nx
+
+    for spec in ("examples/resnet18.nn", "examples/gpt2_small.nn"):
+        ir = nndsl.check(spec).ir
+        ref = nx.MultiDiGraph()
+        for nid, data in ir.g.nodes(data=True):
+            ref.add_node(nid, **data)
+        for u, v, k, data in ir.g.edges(keys=True, data=True):
+            ref.add_edge(u, v, key=k, **data)
+        assert nx.utils.graphs_equal(ir.g, ref)
+        assert list(ir.g.nodes) == list(ref.nodes) == ir.order
+        for nid in ir.g:
+            assert ir.g._succ[nid] == ref._succ[nid] and ir.g._pred[nid] == ref._pred[nid]
+            for u in ir.g._pred[nid]:
+                assert ir.g._pred[nid][u] is ir.g._succ[u][nid]      # one key dict for both directions
+        assert list(nx.topological_sort(ir.g))[0] == ir.order[0] and nx.is_directed_acyclic_graph(ir.g)
+        assert ir.g.number_of_edges() == ref.number_of_edges()
+
+
 def test_symbolic_shapes_and_divisibility_facts():
     src = """
     model M(heads: int = 4) {

@@ -165,7 +165,8 @@ def register(d: OpDef) -> OpDef:
 
 
 def get(name: str) -> OpDef | None:
-    _load()
+    if not _loaded:
+        _load()
     return OPS.get(name) or OPS.get(_ALIASES.get(name, ""))
 
 
