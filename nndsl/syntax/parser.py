@@ -121,72 +121,46 @@ def _keyword_or_name(held: Token, prev_type, tok: Token | None) -> Token:
 _SPECIAL = {"INIT", *_CLAUSE_KEYWORDS, *_PAIRS, *_SECONDS, *SOFT_KEYWORDS}
 
 
-def _soft_keywords(stream):
-    """Keyword tokens that stand where a name must be become NAME tokens; `init` is a keyword only when
-    `{` follows it, `sparsity`/`structure` only as a statement before `{` or after an expression."""
-    held = None
-    held_prev = None
-    prev_type = None
-    for tok in stream:
-        if held is not None:
-            out = _keyword_or_name(held, held_prev, tok)
-            prev_type = out.type
-            held = None
-            yield out
-        if tok.type not in _SPECIAL:                 # most tokens: nothing to decide
-            prev_type = tok.type
-            yield tok
-            continue
-        if tok.type == "INIT" or tok.type in _CLAUSE_KEYWORDS and (prev_type in _STATEMENT_START
-                                                                   or prev_type in _ENDS_EXPR) \
-                or tok.type in _PAIRS and prev_type in _ENDS_EXPR:
-            held, held_prev = tok, prev_type
-            continue
-        if tok.type in _PAIRS or tok.type in _SECONDS and prev_type not in _SECONDS[tok.type]:
-            tok = Token.new_borrow_pos("NAME", tok.value, tok)
-            prev_type = tok.type
-            yield tok
-            continue
-        if tok.type in SOFT_KEYWORDS:
-            if prev_type in _STATEMENT_START:
-                held, held_prev = tok, prev_type  # a statement starts with it: a keyword unless `=` or `,` follows
-                continue
-            tok = Token.new_borrow_pos("NAME", tok.value, tok)
-        elif tok.type in _CLAUSE_KEYWORDS:
-            tok = Token.new_borrow_pos("NAME", tok.value, tok)
-        prev_type = tok.type
-        yield tok
-    if held is not None:
-        yield _keyword_or_name(held, held_prev, None)
-
-
 class _PostLex:
-    """Turns raw newlines into statement separators (see the comment atop the grammar), and reads the
-    statement keywords as names where they cannot be keywords."""
+    """Lark's post-lexer interface to `_postlex` (for the reference parser the tests compare with)."""
 
     always_accept = ("_NL",)
 
     def process(self, stream):
-        return _soft_keywords(_statements(stream))
+        return _postlex(stream)
 
 
-def _statements(stream, prev=None):
-    """Newlines as statement separators: dropped inside brackets and where a statement goes on. `prev` is
-    the token before the stream (after a recovery: where the statement boundary logic resumes from)."""
+def _postlex(stream, prev=None):
+    """Between the lexer and the parser, in one pass over the tokens:
+    - newlines become statement separators: dropped inside brackets and where a statement goes on
+      (after `=`, an operator, ...; before `}`, `|>`, `else`, ...; see the comment atop the grammar);
+    - keywords that stand where a name must be become NAME tokens: a statement keyword (`input`, `block`,
+      `output`, ...) is a keyword only at the start of a statement and when `=` or `,` does not follow it,
+      `init` only before `{`, `sparsity`/`structure` only as a statement before `{` or after an expression,
+      `acted by` / `invariant under` only as the pair.
+    `prev` is the token before the stream (after a recovery: where the statement logic resumes from)."""
     st = _LEX
     opened: list[Token] = []
-    pending = None
+    pending = None              # a newline that ends the statement unless the next token continues it
+    held = held_prev = None     # a keyword decided by the token after it
+    prev_type = None
     for tok in stream:
-        if tok.type == "_NL":
+        ttype = tok.type
+        if ttype == "_NL":
             if not opened and prev is not None and prev.value not in _CONTINUE_AFTER:
                 pending = pending or tok
             continue
+        v = tok.value
         if pending is not None:
-            if tok.value not in _CONTINUE_BEFORE:
+            if v not in _CONTINUE_BEFORE:
                 st.open_before, st.open_since = "", 0
+                if held is not None:
+                    out = _keyword_or_name(held, held_prev, pending)
+                    held = None
+                    yield out
+                prev_type = "_NL"
                 yield pending
             pending = None
-        v = tok.value
         if opened:
             st.open_before, st.open_since = opened[-1].value, opened[0].line
         else:
@@ -197,8 +171,34 @@ def _statements(stream, prev=None):
                 raise _NestingTooDeep(tok)
         elif v in _CLOSE and opened:
             opened.pop()
-        yield tok
         prev = tok
+        if held is not None:
+            out = _keyword_or_name(held, held_prev, tok)
+            prev_type = out.type
+            held = None
+            yield out
+        if ttype not in _SPECIAL:                 # most tokens: nothing to decide
+            prev_type = ttype
+            yield tok
+            continue
+        if ttype == "INIT" or ttype in _CLAUSE_KEYWORDS and (prev_type in _STATEMENT_START
+                                                             or prev_type in _ENDS_EXPR) \
+                or ttype in _PAIRS and prev_type in _ENDS_EXPR:
+            held, held_prev = tok, prev_type
+            continue
+        if ttype in _PAIRS or ttype in _SECONDS and prev_type not in _SECONDS[ttype]:
+            tok = Token.new_borrow_pos("NAME", v, tok)
+        elif ttype in SOFT_KEYWORDS:
+            if prev_type in _STATEMENT_START:
+                held, held_prev = tok, prev_type  # a statement starts with it: a keyword unless `=` or `,` follows
+                continue
+            tok = Token.new_borrow_pos("NAME", v, tok)
+        elif ttype in _CLAUSE_KEYWORDS:
+            tok = Token.new_borrow_pos("NAME", v, tok)
+        prev_type = tok.type
+        yield tok
+    if held is not None:
+        yield _keyword_or_name(held, held_prev, None)
 
 
 @functools.lru_cache(maxsize=1)
@@ -801,7 +801,7 @@ def _run(text, pos, line, line_start, prev, ss, vs, tables):
     (`expr -> ... -> atom`) are taken without a call."""
     states, _, end, scanner, chains, _ = tables
     token = None
-    for token in _soft_keywords(_statements(_lex(text, pos, line, line_start, scanner), prev)):
+    for token in _postlex(_lex(text, pos, line, line_start, scanner), prev):
         ttype = token.type
         while True:
             try:
@@ -856,7 +856,8 @@ _new_str = str.__new__
 def _lex(text: str, pos: int, line: int, line_start: int, scanner):
     """Tokens of `text` from `pos`: Lark's terminals in Lark's order as one regular expression, keywords
     told from names as Lark tells them, positions as Lark's line counter gives them. Raises
-    UnexpectedCharacters where no terminal matches."""
+    UnexpectedCharacters where no terminal matches. The expression takes the blanks before a token in the
+    same match (see `_tables`)."""
     match, name_type, keywords, ignore, multiline = scanner
     n = len(text)
     while pos < n:
@@ -871,7 +872,8 @@ def _lex(text: str, pos: int, line: int, line_start: int, scanner):
                 line_start = pos + v.rindex("\n") + 1
             pos = end
             continue
-        v = m.group()
+        v = m.group(typ)
+        pos = end - len(v)
         if typ == name_type:
             typ = keywords.get(v, typ)
         t = _new_str(Token, v)
@@ -914,7 +916,13 @@ def _tables():
                   for origin, size, name, expand1, expand in data["rules"]]
     states = {st: {tok: (True, arg) if shift else (False, reductions[arg]) for tok, (shift, arg) in row.items()}
               for st, row in enumerate(data["states"])}
-    master = re.compile("|".join(f"(?P<{name}>{rx})" for name, rx in data["terminals"]), data["flags"])
+    terminals = dict(data["terminals"])
+    # Blanks before a token are taken in the same match, as the WS terminal would take them: only where a
+    # blank other than \r starts (there Lark's lexer can match nothing but WS; at \r it tries `\r\n` as a
+    # newline first). Half the matches of a spec are blanks.
+    blanks = r"(?:[ \t\f][ \t\f\r]*)?" if terminals.get("WS") == "[ \t\x0c\r]+" and "WS" in data["ignore"] else ""
+    master = re.compile(blanks + "(?:" + "|".join(f"(?P<{name}>{rx})" for name, rx in data["terminals"]) + ")",
+                        data["flags"])
     scan = (master.match, data["name"], data["keywords"], frozenset(data["ignore"]), frozenset(data["newline"]))
     return states, data["start"], data["end"], scan, {}, data["words"]
 
