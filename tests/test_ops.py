@@ -519,6 +519,7 @@ def test_objects_built_without_validation_hold_every_field_in_order():
     def walk(x):
         if isinstance(x, BaseModel):
             assert list(x.__dict__) == list(type(x).model_fields), type(x).__name__
+            assert x.model_fields_set == set(type(x).model_fields), type(x).__name__   # shared, never narrower
             seen.add(type(x).__name__)
             for v in x.__dict__.values():
                 walk(v)

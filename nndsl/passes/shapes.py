@@ -20,7 +20,10 @@ class ShapeContext:
         self.bindings: dict[str, Dim] = {k: Dim.const(v) for k, v in dim_overrides.items()}
         self.bound_at: dict[str, Span] = {}
         self.facts = Facts()
-        self.memo: dict = {}               # shape rule results by (op, input types, attributes, facts)
+        # shape rule results by (op, input types, attributes, facts); the types are interned (one object
+        # per distinct type), so a key names the input types by identity and hashes no shape
+        self.memo: dict = {}
+        self.types: dict[TensorType, TensorType] = {}
         # facts stated in blocks are about block-local dims; as unification binds those to the caller's
         # dims, each fact is carried over (`ensure D % heads == 0` becomes `E % 4 == 0` for the caller)
         self.stated: list[tuple[Dim, Dim]] = []
@@ -31,6 +34,9 @@ class ShapeContext:
             self.stated.append((num, den))
             for sym in num.free_symbols() | den.free_symbols():
                 self.by_symbol.setdefault(sym, []).append(len(self.stated) - 1)
+
+    def intern(self, t: TensorType) -> TensorType:
+        return self.types.setdefault(t, t)
 
     def bind(self, sym: str, value: Dim, span: Span) -> None:
         """Bind a block-local dim to what the call gives it, carrying the facts that mention it."""
@@ -88,7 +94,7 @@ def _node(ctx: ShapeContext, node: Node) -> None:
         a = node.attrs
         shape = [ctx.subst(d) for d in a["shape"]]
         node.attrs = dict(a, shape=shape)
-        node.outputs = [TensorType.make(shape, a["dtype"], a["axes"])]
+        node.outputs = [ctx.intern(TensorType.make(shape, a["dtype"], a["axes"]))]
         node.flops = Dim.const(0)
         return
     ins = ir.in_types(node.id)
@@ -117,8 +123,8 @@ def _node(ctx: ShapeContext, node: Node) -> None:
     if hit is None:
         hit = _rule(ctx, od, ins, attrs)
         if key is not None:
-            ctx.memo[key] = hit
-    attrs, sig, outs, params, fan, flops = hit
+            ctx.memo[key] = hit + (ins,)       # the key's input types stay alive while their ids key it
+    attrs, sig, outs, params, fan, flops = hit[:6]
     _put(node, "outputs", list(outs))          # a list of its own; the types are frozen and shared
     _put(node, "params", [_fresh(p) for p in params])
     _put(node, "recipe", from_fields(Recipe, {"attrs": dict(attrs), "sig": sig, "fan": fan}))
@@ -168,17 +174,24 @@ def _rule(ctx: ShapeContext, od, ins: list, attrs: dict) -> tuple:
         if fan[0] is None and p.fan_in is not None:
             fan = (p.fan_in, p.fan_out)
     flops = od.flops(ins, outs, attrs) if od.flops else Dim.const(0)
+    outs = [ctx.intern(t) for t in outs]
     return attrs, sig, outs, tuple(params), fan, flops     # nodes get copies (_fresh); these stay the memo's
 
 
 _SCALARS = (str, int, type(None), Dim)
+_PLAIN = frozenset({str, int, type(None), Dim, bool, float})
 
 
 def _memo_key(op: str, ins: list, attrs: dict, facts: Facts):
-    """What a shape rule's result depends on, hashable; None when an attribute is not plain data."""
+    """What a shape rule's result depends on, hashable; None when an attribute is not plain data. Input
+    types by identity (interned: equal types are one object; the memo keeps them alive), attributes with
+    their types (1, 1.0 and True are equal keys in a dict; not here)."""
+    types = tuple(map(type, attrs.values()))
+    if _PLAIN.issuperset(types):          # scalars only: the common case, no walk
+        return op, tuple(map(id, ins)), tuple(attrs.items()), types, len(facts.pairs)
     try:
         items = tuple((k, _frozen(v)) for k, v in attrs.items())
-        return op, tuple(ins), items, len(facts.pairs)
+        return op, tuple(map(id, ins)), items, None, len(facts.pairs)
     except TypeError:
         return None
 
@@ -365,7 +378,7 @@ def _unify(ctx: ShapeContext, node: Node, actual: TensorType) -> None:
     out = TensorType.make(shape, actual.dtype, names)
     if vmax is not None:                         # the bound on its values crosses into the block too
         out = out.model_copy(update={"vmax": vmax})
-    node.outputs = [out]
+    node.outputs = [ctx.intern(out)]
 
 
 def _solve_linear(p: Dim, sym: str, d: Dim) -> Dim | None:
