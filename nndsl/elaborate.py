@@ -19,7 +19,7 @@ from .limits import DEFAULT, Limits
 from .loader import Program
 from .syntax import ast as A
 from .types import DTYPES, TensorType
-from .evaluate import (REQUIRED, BUILTINS, POISON, Slot, bind_call, Binding, Deferred, Evaluator, Nested, Reported, Scope, Undecidable, _sub,
+from .evaluate import (REQUIRED, BUILTINS, POISON, Slot, Slots, bind_call, Binding, Deferred, Evaluator, Nested, Reported, Scope, Undecidable, _sub,
                        explain)
 from .values import TensorVal, TupleVal, describe, encode
 
@@ -922,7 +922,7 @@ class Elaborator:
         if got is None:
             free = [a for a in od.attrs if a.type != "kwargs"]
             got = self._slots[od.name] = (free, next((a for a in od.attrs if a.type == "kwargs"), None),
-                                          [_attr_slot(self, od, at) for at in free])
+                                          Slots(_attr_slot(self, od, at) for at in free))
         return got
 
     def _coerce_attr(self, od: O.OpDef, at: O.Attr, v, sp: Span):

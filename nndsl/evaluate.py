@@ -97,13 +97,22 @@ class Slot:
     default: Any = REQUIRED
 
 
+class Slots(tuple):
+    """A callee's slots, made once per callee, with their index by name."""
+
+    def __new__(cls, slots):
+        self = super().__new__(cls, slots)
+        self.by_name = {s.name: s for s in self}
+        return self
+
+
 def bind_call(what: str, slots: list[Slot], pos: list, kw: dict, span: Span, *, fail, too_many, missing,
               unknown, rest=None, overrides: dict | None = None, noun: str = "") -> dict:
     """Bind the positional and keyword arguments of a call to `slots`, for blocks and ops alike:
     positionals in order, keywords by name (`rest(k, value, span)` is given the keywords no slot has, when
     the callee accepts any), `overrides` (model parameters from the command line), then defaults.
     The callbacks word the errors: `too_many(i)`, `missing(slot)`, `unknown(keyword, span)`."""
-    by_name = {s.name: s for s in slots}
+    by_name = slots.by_name if type(slots) is Slots else {s.name: s for s in slots}
     out: dict[str, Any] = {}
     if len(pos) > len(slots):
         too_many(len(slots))
@@ -127,6 +136,8 @@ def bind_call(what: str, slots: list[Slot], pos: list, kw: dict, span: Span, *, 
             if slot.default is REQUIRED:
                 missing(slot)
             out[slot.name] = slot.default(out) if callable(slot.default) else slot.default
+    if not kw and not overrides:     # positionals, then defaults: already in the slots' order
+        return out
     return {s.name: out[s.name] for s in slots}
 
 

@@ -60,7 +60,12 @@ def fill_layouts(ir: IR) -> None:
     """Give every parameter without a layout the dense one (a pass that knows better runs before)."""
     from ..fastmodel import make
 
+    dense: dict[tuple, Layout] = {}      # facets are frozen: equal layouts are one object
     for n in ir.nodes():
         for p in n.params:
             if "layout" not in p.facets:     # from checked ints: built without validation (hot: one per parameter)
-                p.facets["layout"] = make(Layout, stored=p.numel, bytes=p.numel * dtype_bytes(p.dtype))
+                key = (p.numel, p.dtype)
+                lay = dense.get(key)
+                if lay is None:
+                    lay = dense[key] = make(Layout, stored=p.numel, bytes=p.numel * dtype_bytes(p.dtype))
+                p.facets["layout"] = lay

@@ -110,7 +110,9 @@ def assign_axes(ir: IR) -> dict[int, AxisInfo]:
                 ids.append(_one(ax, node, rule, in_ids, d, k))
             for i, rule, name in zip(ids, rules, t.axes):
                 if name and rule.kind is KEEP:
-                    ax.offer(i, name, DECLARED if _declared(name) else LETTER)
+                    rank = DECLARED if _declared(name) else LETTER
+                    if rank > ax.rank[find(i)]:
+                        ax.offer(i, name, rank)
             outs.append(tuple(ids))
         if sig is not None:
             for group in sig.contracted:
@@ -120,7 +122,7 @@ def assign_axes(ir: IR) -> dict[int, AxisInfo]:
         nd["axes"] = outs
     # one identity per union: rewrite every reference to its representative
     for node in ir.nodes():
-        node.__dict__["axes"] = [tuple(find(i) for i in ids) for ids in node.axes]
+        node.__dict__["axes"] = [tuple(map(find, ids)) for ids in node.axes]
     return _names(ax)
 
 
