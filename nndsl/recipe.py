@@ -124,7 +124,9 @@ class Recipe(BaseModel):
 
     model_config = ConfigDict(defer_build=True, arbitrary_types_allowed=True)
 
-    attrs: dict[str, Any]                # the op's attributes, with what the rule solved (axes, sizes)
+    # the op's attributes, with what the rule solved (axes, sizes); read-only: the shape pass gives one
+    # dict to every node its rule memo serves
+    attrs: dict[str, Any]
     sig: Any = None                      # Signature
     fan: tuple = (None, None)            # (fan_in, fan_out) of the node's weight
 

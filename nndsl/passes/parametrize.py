@@ -172,7 +172,7 @@ def _run(ir: IR, decl, at_width) -> None:
         bn = base_nodes.get(n.id)
         db = bn is not None and bn.recipe is not None and base.in_types(n.id)[0].shape[-1]
         if d and db and d.is_const and db.is_const and d.value != db.value:
-            n.recipe.attrs["scale"] = math.sqrt(db.value) / d.value
+            n.recipe.attrs = {**n.recipe.attrs, "scale": math.sqrt(db.value) / d.value}   # shared: replaced
 
 
 def _readouts(ir: IR, lin) -> set:

@@ -127,7 +127,9 @@ def _node(ctx: ShapeContext, node: Node) -> None:
     attrs, sig, outs, params, fan, flops = hit[:6]
     _put(node, "outputs", list(outs))          # a list of its own; the types are frozen and shared
     _put(node, "params", [_fresh(p) for p in params])
-    _put(node, "recipe", from_fields(Recipe, {"attrs": dict(attrs), "sig": sig, "fan": fan}))
+    # the resolved attributes are the memo's, shared by the nodes that hit it: read-only (a pass that
+    # changes one node's replaces its recipe's dict)
+    _put(node, "recipe", from_fields(Recipe, {"attrs": attrs, "sig": sig, "fan": fan}))
     _put(node, "flops", flops)
     if node.tie:
         _tie(ctx, node)
@@ -175,7 +177,7 @@ def _rule(ctx: ShapeContext, od, ins: list, attrs: dict) -> tuple:
             fan = (p.fan_in, p.fan_out)
     flops = od.flops(ins, outs, attrs) if od.flops else Dim.const(0)
     outs = [ctx.intern(t) for t in outs]
-    return attrs, sig, outs, tuple(params), fan, flops     # nodes get copies (_fresh); these stay the memo's
+    return dict(attrs), sig, outs, tuple(params), fan, flops     # nodes get copies (_fresh); these stay the memo's
 
 
 _SCALARS = (str, int, type(None), Dim)
