@@ -914,7 +914,7 @@ class Elaborator:
                 od.check_attrs(attrs)
             except O.OpError as err:
                 self.fail(err.code, err.message, span, help=err.help)
-        return self._make_node(od.name, tensors, attrs, name, scope, span, tspans, tie=tie)
+        return self._make_node(od, tensors, attrs, name, scope, span, tspans, tie=tie)
 
     def _op_slots(self, od: O.OpDef) -> tuple:
         """An op's attributes as call slots (made once per op): (attributes, the `**sizes` one, slots)."""
@@ -1023,11 +1023,15 @@ class Elaborator:
                    else " and ".join(x for x in (lo, "" if at.hi is None else f"<= {at.hi:g}") if x))
             self.fail("E0111", f"`{at.name}` of `{od.name}` must be {rng}, got {v:g}", sp, label="out of range")
 
-    def _make_node(self, op: str, tensors: list[TensorVal], attrs: dict, name: str | None, scope: Scope, span: Span,
-                   tspans: list[Span], tie=None):
+    def _make_node(self, op: "str | O.OpDef", tensors: list[TensorVal], attrs: dict, name: str | None, scope: Scope,
+                   span: Span, tspans: list[Span], tie=None):
+        """A node of op `op` (a name or the op's record)."""
         assert self.ir is not None
         self._room(span)
-        od = O.get(op)
+        if isinstance(op, O.OpDef):
+            od, op = op, op.name
+        else:
+            od = O.get(op)
         n_out = od.outputs_for(attrs)
         if isinstance(n_out, Dim):
             n_out = n_out.value if n_out.is_const else None
@@ -1293,6 +1297,16 @@ def _attr_slot(el: "Elaborator", od: O.OpDef, at: O.Attr) -> Slot:
 
 
 def _concrete_attrs(attrs: dict) -> bool:
+    for v in attrs.values():          # flat values first, without a call each (every op call asks)
+        t = type(v)
+        if t is Dim:
+            if not v.is_const:
+                return False
+        elif t is list or t is tuple or t is dict:
+            break
+    else:
+        return True
+
     def ok(v):
         if isinstance(v, Dim):
             return v.is_const
