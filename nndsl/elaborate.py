@@ -1025,7 +1025,7 @@ class Elaborator:
 
     def _make_node(self, op: "str | O.OpDef", tensors: list[TensorVal], attrs: dict, name: str | None, scope: Scope,
                    span: Span, tspans: list[Span], tie=None):
-        """A node of op `op` (a name or the op's record)."""
+        """A node of op `op` (a name or the op's record); it keeps the list `tspans` (callers build it for it)."""
         assert self.ir is not None
         self._room(span)
         if isinstance(op, O.OpDef):
@@ -1043,7 +1043,7 @@ class Elaborator:
         nid = self._new_id(scope.path, _local_name(name, op))
         node = from_fields(Node, {
             "id": nid, "op": od.name, "attrs": attrs, "scope": scope.path,
-            "local": nid[len(scope.path) + 1:] if scope.path else nid, "span": span, "arg_spans": list(tspans),
+            "local": nid[len(scope.path) + 1:] if scope.path else nid, "span": span, "arg_spans": tspans,
             "binding": str(name) if name and not isinstance(name, Nested) else None, "tie": tie[0] if tie else None,
             "outputs": [], "params": [], "flops": None, "recipe": None, "axes": [], "facets": {}})
         if tie is not None:
