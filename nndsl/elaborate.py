@@ -689,6 +689,7 @@ class Elaborator:
         pos: list[tuple[Any, Span]] = list(piped)
         kw: dict[str, tuple[Any, Span]] = {}
         tie = None
+        sub = _sub(name)                 # nodes made inside the arguments are named after the binding
         for a in e.args:
             if a.name is not None and a.name == "tie":
                 v = a.value
@@ -702,7 +703,7 @@ class Elaborator:
             self._axis_names = at is not None and at.type == "axes"
             try:
                 v = self._grid_group(a.value, scope, fname) if at is not None and at.type == "group" else \
-                    self.ev(a.value, scope, _sub(name))
+                    self.ev(a.value, scope, sub)
             finally:
                 self._axis_names = False
             if a.name is None:
