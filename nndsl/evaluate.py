@@ -186,14 +186,15 @@ class Evaluator:
         """Evaluate an expression. `name` is the binding the created nodes are named after; `const`
         forbids creating nodes (conditions, shapes); `ensure` allows shape()/params (deferred)."""
         k = e.kind
-        if k == "num":
-            return e.value
-        if k == "str":
-            return e.value
-        if k == "bool":
-            return e.value
-        if k == "name":
+        if k == "name":                  # the commonest two first: an argument, a layer
             return self._name(e, scope, ensure)
+        if k == "call":
+            if const and not ensure and not self.is_builtin(e):
+                self.fail("E0115", "a layer cannot be created here: this position needs a value known at "
+                          "compile time", e.span)
+            return self.host.call(e, scope, name, ensure)
+        if k == "num" or k == "str" or k == "bool":
+            return e.value
         if k == "list":
             out = SizedList(self.ev(x, scope, _sub(name), const, ensure) for x in e.items)
             self.check_size(out, e.span)
@@ -244,11 +245,6 @@ class Evaluator:
             if not -len(v) <= i < len(v):
                 self.fail("E0111", f"index {i} is out of range for a list of {len(v)}", e.index.span)
             return v[i]
-        if k == "call":
-            if const and not ensure and not self.is_builtin(e):
-                self.fail("E0115", "a layer cannot be created here: this position needs a value known at "
-                          "compile time", e.span)
-            return self.host.call(e, scope, name, ensure)
         if k == "pipe":
             if const:
                 self.fail("E0115", "a pipeline cannot be used here", e.span)

@@ -22,8 +22,12 @@ def _reserved(sink: Sink, name: str, what: str, span, context: str) -> None:
 
 def check_names(ir: IR, sink: Sink) -> None:
     """Names that become module attributes must be ones PyTorch accepts (state-dict keys keep them)."""
+    owns: dict[str, bool] = {}
     for n in ir.nodes():
-        if owns_module(n.op):
+        o = owns.get(n.op)
+        if o is None:
+            o = owns[n.op] = owns_module(n.op)
+        if o:
             seg = (n.local or n.id).split(".")[0]
             if reserved_by_torch(seg):
                 _reserved(sink, seg, "a layer", n.span, n.scope)
