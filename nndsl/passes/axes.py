@@ -32,6 +32,9 @@ class AxisInfo(NamedTuple):
     how: str = ""            # for derive: window, slice, concat, piece, resize, reduced, reshape
 
 
+_tuple_new = tuple.__new__     # an AxisInfo from all its fields, without the named tuple's keyword __new__
+
+
 class _Axes:
     def __init__(self) -> None:
         self.info: list[AxisInfo] = []
@@ -41,7 +44,7 @@ class _Axes:
 
     def new(self, name: str, rank: int, size: Dim, kind: str, origin: str, parents=(), how="") -> int:
         i = len(self.info)
-        self.info.append(AxisInfo(i, name, size, kind, origin, tuple(parents), how))
+        self.info.append(_tuple_new(AxisInfo, (i, name, size, kind, origin, tuple(parents), how)))
         self.rank.append(rank)
         self.up.append(i)
         return i
@@ -180,8 +183,13 @@ def _names(ax: _Axes) -> dict[int, AxisInfo]:
     """The identities by id, with representatives for parents. Merged and derived axes without a name of
     their own are named after their parents, once the parents have their best names."""
     done: dict[int, AxisInfo] = {}
+    up = ax.up
     for top in range(len(ax.info)):
-        if ax.find(top) != top or top in done:
+        if up[top] != top or top in done:       # not a representative (a root is its own parent)
+            continue
+        a = ax.info[top]
+        if a.name and not a.parents:       # most identities: named, made of nothing: as they are
+            done[top] = a
             continue
         stack, entered = [top], {top}
         while stack:            # depth-first without recursion: chains of derived axes can be long
