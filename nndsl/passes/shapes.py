@@ -83,9 +83,14 @@ def infer_shapes(ir: IR, sink: Sink, dim_overrides: dict[str, int] | None = None
 
 
 def _fill_edges(ir: IR) -> None:
-    for u, v, k, a in ir.g.edges(keys=True, data="attr"):
-        outs = ir.node(u).outputs
-        a.type = outs[a.src_port] if a.src_port < len(outs) else None
+    """Each edge's type: its producer's output at the edge's port (None where the producer failed)."""
+    nodes = ir.g._node
+    for u, nbrs in ir.g._succ.items():
+        outs = nodes[u]["node"].outputs
+        for keys in nbrs.values():
+            for data in keys.values():
+                a = data["attr"]
+                _put(a, "type", outs[a.src_port] if a.src_port < len(outs) else None)
 
 
 def _node(ctx: ShapeContext, node: Node) -> None:
@@ -258,8 +263,9 @@ def index_range(t) -> str | None:
     return None
 
 
-def _put(node: Node, field: str, value) -> None:
-    """Set a field the pass computes (the value is built from validated parts; this is the hot loop)."""
+def _put(node, field: str, value) -> None:
+    """Set a field the pass computes on a node or an edge (the value is built from validated parts; this is
+    the hot loop)."""
     node.__dict__[field] = value
 
 
