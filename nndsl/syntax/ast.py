@@ -2,9 +2,10 @@
 
 The parser builds one node per grammar rule it reduces, tens of thousands for a large spec, so nodes are
 as cheap to make as Python objects get: a slotted dataclass is built three (keywords) to six (positional,
-as `Span`) times faster than a pydantic model, even one made without validation. Pydantic still describes them: `to_json` / `from_json`
-dump an AST and read one back with full validation (discriminated by each node's `kind`), through a
-TypeAdapter built on first use. Nodes are not mutated after parsing; equality and hashing are by value.
+as `Span`) times faster than a pydantic model, even one made without validation. Pydantic still
+describes them: `to_json` / `from_json` dump an AST and read one back with full validation (discriminated
+by each node's `kind`), through a TypeAdapter built on first use. Nodes are not mutated after parsing;
+equality and hashing are by value.
 """
 from __future__ import annotations
 
@@ -16,12 +17,33 @@ from pydantic import Field
 
 from ..diagnostics import Span
 
-# keyword-only (fields may be added anywhere), slots (small and fast to build), value equality and hash
-node = dataclasses.dataclass(slots=True, kw_only=True, unsafe_hash=True)
+# keyword-only (fields may be added anywhere) and slots (small and fast to build). Equality, hashing and
+# repr come from _Record, once for all: generated per class they doubled the module's import time.
+node = dataclasses.dataclass(slots=True, kw_only=True, eq=False, repr=False)
+
+
+class _Record:
+    """Value equality, hashing and repr by fields, for every AST class."""
+
+    __slots__ = ()
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, f) for f in _all_fields(type(self)))
+
+    def __eq__(self, other) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, *self._values()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{f}={getattr(self, f)!r}' for f in _all_fields(type(self)))})"
 
 
 @node
-class Node:
+class Node(_Record):
     span: Span
 
 
@@ -34,8 +56,13 @@ _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _field_names(cls: type) -> tuple[str, ...]:
-    names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.name != "span")
+    names = _FIELD_NAMES[cls] = tuple(f for f in _all_fields(cls) if f != "span")
     return names
+
+
+@functools.lru_cache(maxsize=None)
+def _all_fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 # -- expressions ------------------------------------------------------------------------------
@@ -328,7 +355,7 @@ Item = Annotated[Union[Import, BlockDef, ActDef, GroupDef], Field(discriminator=
 
 
 @node
-class Module:
+class Module(_Record):
     file: str
     items: list[Item]
 
