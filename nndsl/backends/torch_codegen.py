@@ -477,10 +477,18 @@ def init_parameters(model: nn.Module, seed: int | None = None) -> None:
     if seed is None:
         seed = int(torch.randint(0, 2 ** 62, (1,)).item())
     cuda = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    # a layer's own init draws from the generator of its device: seed just those (torch.manual_seed would
+    # also queue, with a stack trace, a seeding of every device type not yet initialised, per layer)
+    only_cpu_cuda = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
     with torch.random.fork_rng(devices=cuda):
         for name, prim, args, salt in _INIT:
             if prim == "reset":
-                torch.manual_seed(_mix(seed, salt))
+                if only_cpu_cuda:
+                    torch.default_generator.manual_seed(_mix(seed, salt))
+                    if cuda:
+                        torch.cuda.manual_seed_all(_mix(seed, salt))
+                else:
+                    torch.manual_seed(_mix(seed, salt))
                 _reset(model.get_submodule(name))
                 continue
             p = model.get_parameter(name)
