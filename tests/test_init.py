@@ -87,6 +87,17 @@ def test_no_rule_keeps_pytorch_default():
     assert torch.equal(ref.weight, w) and torch.equal(ref.bias, m.state_dict()["y.bias"])
 
 
+def test_default_init_seeds_only_the_generators_it_draws_from(monkeypatch):
+    """A layer without a rule is seeded through its device's generator: torch.manual_seed would also queue
+    a seeding, with a stack trace, of every device type not yet initialised, once per layer (a third of
+    building ResNet-50). The draws are the same (test above); the build seeds torch's RNG once."""
+    calls = []
+    real = torch.manual_seed
+    monkeypatch.setattr(torch, "manual_seed", lambda s: (calls.append(s), real(s))[1])
+    m = nndsl.load("examples/resnet18.nn", seed=3)
+    assert len(calls) <= 1 and sum(p.numel() for p in m.parameters()) == 11_689_512
+
+
 def test_every_parameter_is_seeded_by_its_name():
     """Adding, removing or reordering layers leaves every other parameter bit-identical, ruled or not
     (resnet18: convolutions, batch norms with their running statistics, a classifier)."""
