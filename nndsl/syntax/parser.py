@@ -942,6 +942,10 @@ def _callback(name: str | None, expand1: bool, expand: list | None, transformer)
             f = lambda ch: ch[0] if len(ch) == 1 else inner(ch)  # noqa: E731
         elif expand is None:
             f = lambda ch: ch[0] if len(ch) == 1 else _Inlined(ch)  # noqa: E731
+    if expand is not None and not expand1:
+        fast = _splicer(tuple(expand), f)
+        if fast is not None:
+            return fast
     if expand is not None:
         build, single = f, expand1
 
@@ -958,6 +962,31 @@ def _callback(name: str | None, expand1: bool, expand: list | None, transformer)
                 return out[0]
             return out if build is _Inlined and type(out) is _Inlined else build(out)
     return f
+
+
+def _splicer(expand: tuple, build):
+    """The builders of the commonest list rules, written out (what the general loop in `_callback` does for
+    them, without the loop): a left-recursive list growing in place by a separator and an item or a
+    spliced part (`__body_star: __body_star _NL _stmt`, `__args_star: __args_star "," arg`), and an item
+    followed by a spliced part (`args: arg __args_star`). None for the others."""
+    inlined = build is _Inlined
+    if expand == (True, False, True) and inlined:
+        def grow(ch):
+            out, sep, more = ch
+            out.append(sep)
+            out += more
+            return out if type(out) is _Inlined else _Inlined(out)
+        return grow
+    if expand == (True, False, False) and inlined:
+        def append(ch):
+            out, sep, item = ch
+            out.append(sep)
+            out.append(item)
+            return out if type(out) is _Inlined else _Inlined(out)
+        return append
+    if expand == (False, True):
+        return lambda ch: build([ch[0], *ch[1]])
+    return None
 
 
 def _recover(e: UnexpectedInput, text: str, ss: list, vs: list):
