@@ -610,7 +610,7 @@ class _ToAST:
 
     def call(self, ch):
         v = _vals(ch)
-        return A.Call(span=self._s(ch), func=v[0], args=list(v[1]) if len(v) > 1 else [])
+        return A.Call(span=self._s(ch), func=v[0], args=v[1] if len(v) > 1 else [])   # `args` made the list
 
     def args(self, ch):
         return [c if type(c) is A.Arg else A.Arg(span=c.span, name=None, value=c)
