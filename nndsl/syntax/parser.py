@@ -504,6 +504,10 @@ class _ToAST:
                               if isinstance(c, str) and c.type == "ELLIPSIS" else c for c in _vals(ch)])
 
     def bind_stmt(self, ch):
+        if len(ch) == 3:                  # `name = expr`, the commonest statement
+            t = ch[0]
+            return A.Bind(span=self._s(ch), targets=[t.value], target_spans=[_tspan(self.file, t)], value=ch[2],
+                          init=None, sparsity=None)
         v = _vals(ch)
         sp = v.pop() if isinstance(v[-1], A.SparsityClause) else None
         init = v.pop() if isinstance(v[-1], A.InitClause) else None
@@ -608,9 +612,8 @@ class _ToAST:
     def neg(self, ch):
         return A.Neg(span=self._s(ch), value=_vals(ch)[1])
 
-    def call(self, ch):
-        v = _vals(ch)
-        return A.Call(span=self._s(ch), func=v[0], args=v[1] if len(v) > 1 else [])   # `args` made the list
+    def call(self, ch):                   # postfix "(" [args] ")": the list is the one `args` made
+        return A.Call(span=self._s(ch), func=ch[0], args=ch[2] if len(ch) == 4 else [])
 
     def args(self, ch):
         return [c if type(c) is A.Arg else A.Arg(span=c.span, name=None, value=c)
