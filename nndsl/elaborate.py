@@ -502,6 +502,13 @@ class Elaborator:
         ctx.scope.names[st.name] = Binding(TensorVal(nid, 0), st.name_span, "input")
 
     def _bind(self, st: A.Bind, ctx: "_Ctx"):
+        if len(st.targets) == 1:          # `name = expr`, the commonest statement
+            name, sp = st.targets[0], st.target_spans[0]
+            if name in ctx.scope.names:
+                self._check_new(name, ctx.scope, sp)
+            v = self.ev(st.value, ctx.scope, name)
+            ctx.scope.names[name] = Binding(v, sp)
+            return
         seen: dict[str, Span] = {}
         for n, sp in zip(st.targets, st.target_spans):
             self._check_new(n, ctx.scope, sp)
@@ -699,13 +706,17 @@ class Elaborator:
                 else:
                     tie = (self._tie_target(v, scope), a.value.span, False)
                 continue
-            at = target.attr(a.name) if isinstance(target, O.OpDef) and a.name else None
-            self._axis_names = at is not None and at.type == "axes"
-            try:
-                v = self._grid_group(a.value, scope, fname) if at is not None and at.type == "group" else \
-                    self.ev(a.value, scope, sub)
-            finally:
-                self._axis_names = False
+            at = target.attr(a.name) if a.name and isinstance(target, O.OpDef) else None
+            if at is None:
+                v = self.ev(a.value, scope, sub)
+            elif at.type == "group":
+                v = self._grid_group(a.value, scope, fname)
+            else:
+                self._axis_names = at.type == "axes"      # unknown names in an `axes=` value are axis names
+                try:
+                    v = self.ev(a.value, scope, sub)
+                finally:
+                    self._axis_names = False
             if a.name is None:
                 if kw:
                     self.fail("E0104", "a positional argument follows a keyword argument", a.span)
@@ -859,9 +870,10 @@ class Elaborator:
     def _op_call(self, od: O.OpDef, pos, kw, scope: Scope, name, span: Span, tie):
         tensors: list[TensorVal] = []
         tspans: list[Span] = []
-        n_fixed = len(od.inputs) - (1 if od.variadic else 0)
+        variadic = od.variadic
+        n_fixed = len(od.inputs) - (1 if variadic else 0)
         rest: list = []
-        if od.variadic:
+        if variadic:
             # every tensor argument is an input, wherever it stands: einsum("ij,jk->ik", a, b)
             for v, sp in pos:
                 if isinstance(v, TupleVal):
@@ -1034,13 +1046,14 @@ class Elaborator:
         else:
             od = O.get(op)
         n_out = od.outputs_for(attrs)
-        if isinstance(n_out, Dim):
-            n_out = n_out.value if n_out.is_const else None
-        if not isinstance(n_out, int) or isinstance(n_out, bool):
-            self.fail("E0115", f"the number of outputs of `{od.name}` must be known at compile time", span,
-                      help="give it as a literal or a parameter, not a dim from an input shape")
-        if not 1 <= n_out <= 4096:
-            self.fail("E0111", f"`{od.name}` would have {n_out} outputs; it needs 1 to 4096", span)
+        if n_out.__class__ is not int or not 1 <= n_out <= 4096:     # not a plain count in range: say why
+            if isinstance(n_out, Dim):
+                n_out = n_out.value if n_out.is_const else None
+            if not isinstance(n_out, int) or isinstance(n_out, bool):
+                self.fail("E0115", f"the number of outputs of `{od.name}` must be known at compile time", span,
+                          help="give it as a literal or a parameter, not a dim from an input shape")
+            if not 1 <= n_out <= 4096:
+                self.fail("E0111", f"`{od.name}` would have {n_out} outputs; it needs 1 to 4096", span)
         nid = self._new_id(scope.path, _local_name(name, op))
         node = from_fields(Node, {
             "id": nid, "op": od.name, "attrs": attrs, "scope": scope.path,
