@@ -103,8 +103,9 @@ def _node(ctx: ShapeContext, node: Node) -> None:
         node.flops = Dim.const(0)
         return
     ins = ir.in_types(node.id)
-    if any(t is None for t in ins):
-        return  # an upstream node failed and was reported
+    for t in ins:
+        if t is None:
+            return  # an upstream node failed and was reported
     if node.op == "block_input":
         _unify(ctx, node, ins[0])
         node.flops = Dim.const(0)
