@@ -42,6 +42,12 @@ def test_ast_json_round_trip(path: Path):
     back = A.from_json(A.to_json(m))      # validated on the way back: every field's type, every node's kind
     assert back == m
     assert A.to_json(back) == A.to_json(m)
+    # the same through pydantic's model API, on the module and on a node
+    assert A.Module.model_validate_json(m.model_dump_json()) == m
+    node = m.items[-1]
+    assert type(node).model_validate(node.model_dump()) == node
+    with pytest.raises(ValueError):
+        A.Module.model_validate_json('{"file": "x.nn", "items": [{"kind": "nope"}]}')
 
 
 SRC = '''block R(C: int, s: int = 1) {

@@ -4,8 +4,9 @@ The parser builds one node per grammar rule it reduces, tens of thousands for a 
 as cheap to make as Python objects get: a slotted dataclass is built three (keywords) to six (positional,
 as `Span`) times faster than a pydantic model, even one made without validation. Pydantic still
 describes them: `to_json` / `from_json` dump an AST and read one back with full validation (discriminated
-by each node's `kind`), through a TypeAdapter built on first use. Nodes are not mutated after parsing;
-equality and hashing are by value.
+by each node's `kind`), through a TypeAdapter built on first use; every node answers pydantic's
+`model_dump`, `model_dump_json`, `model_validate` and `model_validate_json` the same way. Nodes are not
+mutated after parsing; equality and hashing are by value.
 """
 from __future__ import annotations
 
@@ -40,6 +41,21 @@ class _Record:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{f}={getattr(self, f)!r}' for f in _all_fields(type(self)))})"
+
+    # pydantic's model API, through a TypeAdapter per class (made on first use): dump and validate
+    def model_dump(self, mode: str = "python", **kw) -> dict:
+        return _adapter_for(type(self)).dump_python(self, mode=mode, **kw)
+
+    def model_dump_json(self, **kw) -> str:
+        return _adapter_for(type(self)).dump_json(self, **kw).decode()
+
+    @classmethod
+    def model_validate(cls, obj):
+        return _adapter_for(cls).validate_python(obj)
+
+    @classmethod
+    def model_validate_json(cls, data: str | bytes):
+        return _adapter_for(cls).validate_json(data)
 
 
 @node
@@ -206,7 +222,8 @@ class Input(Node):
     name_span: Span
     shape: list[Expr]
     dtype: Optional[str] = None
-    acted_by: list[str] = dataclasses.field(default_factory=list)            # groups acting on this input's axes (`acted by S`)
+    # groups acting on this input's axes (`acted by S`)
+    acted_by: list[str] = dataclasses.field(default_factory=list)
     acted_span: Optional[Span] = None
 
 
@@ -360,22 +377,22 @@ class Module(_Record):
     items: list[Item]
 
 
-@functools.lru_cache(maxsize=1)
-def _adapter():
+@functools.lru_cache(maxsize=None)
+def _adapter_for(cls: type):
     from pydantic import TypeAdapter
 
-    return TypeAdapter(Module)
+    return TypeAdapter(cls)
 
 
 def to_dict(m: Module, mode: str = "json") -> dict:
     """The AST as plain data (spans included)."""
-    return _adapter().dump_python(m, mode=mode)
+    return m.model_dump(mode=mode)
 
 
 def to_json(m: Module) -> str:
-    return _adapter().dump_json(m).decode()
+    return m.model_dump_json()
 
 
 def from_json(text: str | bytes) -> Module:
     """An AST read back from `to_json`, validated: every field's type and every node's `kind`."""
-    return _adapter().validate_json(text)
+    return Module.model_validate_json(text)
