@@ -22,6 +22,10 @@ class Span:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
 
+    def model_dump(self, mode: str = "python") -> dict:
+        """As a dict, the way pydantic dumps it (for callers of the model API)."""
+        return dataclasses.asdict(self)
+
 
 class Severity(str, Enum):
     error = "error"
