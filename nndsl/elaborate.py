@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from . import ops as O
@@ -502,13 +502,6 @@ class Elaborator:
         ctx.scope.names[st.name] = Binding(TensorVal(nid, 0), st.name_span, "input")
 
     def _bind(self, st: A.Bind, ctx: "_Ctx"):
-        if len(st.targets) == 1:          # `name = expr`, the commonest statement
-            name, sp = st.targets[0], st.target_spans[0]
-            if name in ctx.scope.names:
-                self._check_new(name, ctx.scope, sp)
-            v = self.ev(st.value, ctx.scope, name)
-            ctx.scope.names[name] = Binding(v, sp)
-            return
         seen: dict[str, Span] = {}
         for n, sp in zip(st.targets, st.target_spans):
             self._check_new(n, ctx.scope, sp)
@@ -1061,7 +1054,7 @@ class Elaborator:
             "binding": str(name) if name and not isinstance(name, Nested) else None, "tie": tie[0] if tie else None,
             "outputs": [], "params": [], "flops": None, "recipe": None, "axes": [], "facets": {}})
         if tie is not None:
-            node.attrs = dict(attrs, tie_span=asdict(tie[1]))
+            node.attrs = dict(attrs, tie_span=tie[1].model_dump())
             if tie[2]:
                 target = self.ir.node(tie[0])
                 if od.name != "linear" or target.scope != scope.path:
@@ -1311,16 +1304,6 @@ def _attr_slot(el: "Elaborator", od: O.OpDef, at: O.Attr) -> Slot:
 
 
 def _concrete_attrs(attrs: dict) -> bool:
-    for v in attrs.values():          # flat values first, without a call each (every op call asks)
-        t = type(v)
-        if t is Dim:
-            if not v.is_const:
-                return False
-        elif t is list or t is tuple or t is dict:
-            break
-    else:
-        return True
-
     def ok(v):
         if isinstance(v, Dim):
             return v.is_const

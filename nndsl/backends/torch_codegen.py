@@ -483,12 +483,13 @@ def init_parameters(model: nn.Module, seed: int | None = None) -> None:
     with torch.random.fork_rng(devices=cuda):
         for name, prim, args, salt in _INIT:
             if prim == "reset":
+                s = _mix(seed, salt)
                 if only_cpu_cuda:
-                    torch.default_generator.manual_seed(_mix(seed, salt))
+                    torch.default_generator.manual_seed(s)
                     if cuda:
-                        torch.cuda.manual_seed_all(_mix(seed, salt))
+                        torch.cuda.manual_seed_all(s)
                 else:
-                    torch.manual_seed(_mix(seed, salt))
+                    torch.manual_seed(s)
                 _reset(model.get_submodule(name))
                 continue
             p = model.get_parameter(name)

@@ -3,7 +3,6 @@ what it prints: each source is split into lines once, and a shown line is cut to
 labels."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import unicodedata
 
@@ -176,7 +175,7 @@ def render_all(diags: list[Diagnostic], sources: dict[str, str], color: bool = F
 
 
 def _span_json(s: Span | None):
-    return None if s is None else dataclasses.asdict(s)
+    return None if s is None else s.model_dump()
 
 
 def diagnostic_json(d: Diagnostic) -> dict:

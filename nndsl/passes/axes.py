@@ -113,9 +113,7 @@ def assign_axes(ir: IR) -> dict[int, AxisInfo]:
                 ids.append(_one(ax, node, rule, in_ids, d, k))
             for i, rule, name in zip(ids, rules, t.axes):
                 if name and rule.kind is KEEP:
-                    rank = DECLARED if _declared(name) else LETTER
-                    if rank > ax.rank[find(i)]:
-                        ax.offer(i, name, rank)
+                    ax.offer(i, name, DECLARED if _declared(name) else LETTER)
             outs.append(tuple(ids))
         if sig is not None:
             for group in sig.contracted:

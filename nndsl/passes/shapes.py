@@ -187,7 +187,7 @@ def _rule(ctx: ShapeContext, od, ins: list, attrs: dict) -> tuple:
 
 
 _SCALARS = (str, int, type(None), Dim)
-_PLAIN = frozenset({str, int, type(None), Dim, bool, float})
+_PLAIN = frozenset((*_SCALARS, bool, float))
 
 
 def _memo_key(op: str, ins: list, attrs: dict, facts: Facts):

@@ -65,15 +65,12 @@ class Node(_Record):
 
 def fields_of(x: Node) -> tuple[str, ...]:
     """The names of a node's fields other than its span, in declared order (for walks over the tree)."""
-    return _FIELD_NAMES.get(type(x)) or _field_names(type(x))
+    return _field_names(type(x))
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _field_names(cls: type) -> tuple[str, ...]:
-    names = _FIELD_NAMES[cls] = tuple(f for f in _all_fields(cls) if f != "span")
-    return names
+    return tuple(f for f in _all_fields(cls) if f != "span")
 
 
 @functools.lru_cache(maxsize=None)

@@ -454,7 +454,7 @@ class _ToAST:
         name = v[0]
         params = list(v[1]) if len(v) == 3 else []
         return A.BlockDef(span=self._s(ch), is_model=is_model, name=str(name),
-                                          name_span=_tspan(self.file, name), params=params, body=list(v[-1]))
+                          name_span=_tspan(self.file, name), params=params, body=list(v[-1]))
 
     def block_def(self, ch):
         return self._blockdef(ch, False)
@@ -466,7 +466,7 @@ class _ToAST:
         v = _vals(ch)
         name, arg = v[0], v[1]
         return A.ActDef(span=self._s(ch), name=str(name), name_span=_tspan(self.file, name), arg=str(arg),
-                      params=[x for x in v[2:-1] if isinstance(x, A.Param)], body=v[-1])
+                        params=[x for x in v[2:-1] if isinstance(x, A.Param)], body=v[-1])
 
     def param_list(self, ch):
         return self._seq(ch, _vals(ch))
@@ -474,7 +474,7 @@ class _ToAST:
     def param(self, ch):
         v = _vals(ch)
         return A.Param(span=self._s(ch), name=str(v[0]), type=str(v[1]),
-                                       type_span=_tspan(self.file, v[1]), default=v[2] if len(v) > 2 else None)
+                       type_span=_tspan(self.file, v[1]), default=v[2] if len(v) > 2 else None)
 
     def body(self, ch):
         return self._seq(ch, [c for c in _vals(ch)])
@@ -484,8 +484,8 @@ class _ToAST:
         v = _vals(ch)
         acted = v.pop() if isinstance(v[-1], _Acted) else None
         return A.Input(span=self._s(ch), name=str(v[0]), name_span=_tspan(self.file, v[0]),
-                      shape=list(v[1]), dtype=str(v[2]) if len(v) > 2 else None,
-                      acted_by=acted.names if acted else [], acted_span=acted.span if acted else None)
+                       shape=list(v[1]), dtype=str(v[2]) if len(v) > 2 else None,
+                       acted_by=acted.names if acted else [], acted_span=acted.span if acted else None)
 
     def acted_by(self, ch):
         names = [t for t in ch if isinstance(t, str) and t.type == "NAME"]
@@ -559,7 +559,7 @@ class _ToAST:
         v = _vals(ch)
         c = v[-1] if isinstance(v[-1], _Claim) else None
         return A.Ensure(span=self._s(ch), expr=v[0], claim=c.kind if c else None,
-                      group=c.group if c else None, group_span=c.group_span if c else None)
+                        group=c.group if c else None, group_span=c.group_span if c else None)
 
     def if_stmt(self, ch):
         v = _vals(ch)
@@ -945,11 +945,10 @@ def _callback(name: str | None, expand1: bool, expand: list | None, transformer)
             f = lambda ch: ch[0] if len(ch) == 1 else inner(ch)  # noqa: E731
         elif expand is None:
             f = lambda ch: ch[0] if len(ch) == 1 else _Inlined(ch)  # noqa: E731
-    if expand is not None and not expand1:
-        fast = _splicer(tuple(expand), f)
+    if expand is not None:
+        fast = None if expand1 else _splicer(tuple(expand), f)
         if fast is not None:
             return fast
-    if expand is not None:
         build, single = f, expand1
 
         def f(ch):
