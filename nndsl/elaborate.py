@@ -1303,16 +1303,18 @@ def _attr_slot(el: "Elaborator", od: O.OpDef, at: O.Attr) -> Slot:
     return Slot(at.name, lambda v, sp: el._coerce_attr(od, at, v, sp), REQUIRED if at.required else at.default)
 
 
+def _concrete(v) -> bool:
+    if isinstance(v, Dim):
+        return v.is_const
+    if isinstance(v, (list, tuple)):
+        return all(map(_concrete, v))
+    if isinstance(v, dict):
+        return all(map(_concrete, v.values()))
+    return True
+
+
 def _concrete_attrs(attrs: dict) -> bool:
-    def ok(v):
-        if isinstance(v, Dim):
-            return v.is_const
-        if isinstance(v, (list, tuple)):
-            return all(ok(x) for x in v)
-        if isinstance(v, dict):
-            return all(ok(x) for x in v.values())
-        return True
-    return all(ok(v) for v in attrs.values())
+    return all(map(_concrete, attrs.values()))
 
 
 def _literal(v) -> str:
