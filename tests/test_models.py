@@ -245,6 +245,19 @@ def test_tie_to_a_layer_inside_a_block_instance(torch):
     assert (d.span.line, d.span.col, d.span.end_col) == (10, 52, 59)
 
 
+def test_a_tie_to_a_layer_that_failed_adds_no_error_of_its_own():
+    """The tied layer's own error is the one reported; the tie cannot be judged without its parameters."""
+    import nndsl
+
+    src = ("model M(D: int = 8) {\n  input x: [B, T, D]\n  wte = embedding(x, 10, D)\n"
+           "  output head = linear(x, 10, bias=false, tie=wte)\n}\n")
+    res = nndsl.check(source=src)
+    assert [d.code for d in res.errors] == ["E0208"] and res.errors[0].span.line == 3
+    ok = nndsl.check(source=src.replace("input x: [B, T, D]", "input t: [B, T] int64\n  x = embedding(t, 10, D)")
+                     .replace("embedding(x, 10, D)\n  output", "embedding(t, 10, D)\n  output"))
+    assert ok.ok, ok.diagnostics
+
+
 def test_an_undecided_ensure_shows_both_sides():
     import nndsl
 

@@ -272,6 +272,8 @@ def _put(node, field: str, value) -> None:
 
 def _tie(ctx: ShapeContext, node: Node) -> None:
     target = ctx.ir.node(node.tie)
+    if not target.outputs:        # the tied layer failed and was reported: its parameters are unknown
+        return
     span = Span(**node.attrs["tie_span"]) if node.attrs.get("tie_span") else node.span
     theirs = {p.name: p for p in target.params}
     shared = 0
