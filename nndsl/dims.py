@@ -444,48 +444,56 @@ def parse_dim(text: str) -> Dim:
         else:
             toks.append(("op", m.group(3)))
     toks.append(("end", ""))
-    i = 0
+    return _DimReader(toks, text).read()
 
-    def peek():
-        return toks[i]
 
-    def take():
-        nonlocal i
-        i += 1
-        return toks[i - 1]
+class _DimReader:
+    """Recursive descent over the tokens of a dim expression (methods, not nested closures: closures that
+    call each other form reference cycles, and the front end runs with the cyclic GC off)."""
 
-    def expr() -> Dim:
-        d = term()
-        while peek() in (("op", "+"), ("op", "-")):
-            op = take()[1]
-            d = d + term() if op == "+" else d - term()
+    def __init__(self, toks: list[tuple[str, str]], text: str):
+        self.toks, self.i, self.text = toks, 0, text
+
+    def read(self) -> Dim:
+        d = self.expr()
+        if self.peek()[0] != "end":
+            raise ValueError(f"cannot read dim expression {self.text!r}")
         return d
 
-    def term() -> Dim:
-        d = unary()
-        while peek()[0] == "op" and peek()[1] in ("*", "//", "%"):
-            op = take()[1]
-            r = unary()
+    def peek(self):
+        return self.toks[self.i]
+
+    def take(self):
+        self.i += 1
+        return self.toks[self.i - 1]
+
+    def expr(self) -> Dim:
+        d = self.term()
+        while self.peek() in (("op", "+"), ("op", "-")):
+            op = self.take()[1]
+            d = d + self.term() if op == "+" else d - self.term()
+        return d
+
+    def term(self) -> Dim:
+        d = self.unary()
+        while self.peek()[0] == "op" and self.peek()[1] in ("*", "//", "%"):
+            op = self.take()[1]
+            r = self.unary()
             d = d * r if op == "*" else d.floordiv(r) if op == "//" else d.mod(r)
         return d
 
-    def unary() -> Dim:
-        if peek() == ("op", "-"):
-            take()
-            return -unary()
-        kind, val = take()
+    def unary(self) -> Dim:
+        if self.peek() == ("op", "-"):
+            self.take()
+            return -self.unary()
+        kind, val = self.take()
         if kind == "num":
             return Dim.const(int(val))
         if kind == "name":
             return Dim.sym(val)
         if (kind, val) == ("op", "("):
-            d = expr()
-            if take() != ("op", ")"):
-                raise ValueError(f"cannot read dim expression {text!r}")
+            d = self.expr()
+            if self.take() != ("op", ")"):
+                raise ValueError(f"cannot read dim expression {self.text!r}")
             return d
-        raise ValueError(f"cannot read dim expression {text!r}")
-
-    d = expr()
-    if peek()[0] != "end":
-        raise ValueError(f"cannot read dim expression {text!r}")
-    return d
+        raise ValueError(f"cannot read dim expression {self.text!r}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,9 @@ class Elaborator:
         self.used_ids: set[str] = set()
         self.stack: list[str] = []
         self._axis_names = False   # while evaluating an `axes=` argument, unknown names are axis names
-        self.evaluator = Evaluator(self, limits, self.facts)
+        # the evaluator calls back into this elaborator through a weak proxy: the pair is freed by reference
+        # counting when the check is done (it runs with the cyclic GC off, see compiler._no_gc)
+        self.evaluator = Evaluator(weakref.proxy(self), limits, self.facts)
         self.ev = self.evaluator.ev
         self._cond = self.evaluator.cond
 
@@ -97,7 +100,7 @@ class Elaborator:
     def _act_tree(self, ad: A.ActDef, span: Span, pos: list, kw: dict, arg_tree: list, stack: list[str]) -> list:
         """An `act` definition as the expression tree of nndsl/ops/userfn.py, its parameters bound from
         the call's numbers (pos/kw: (value, span)) or their defaults, the acts it calls inlined."""
-        from .ops.userfn import FUNCS, MAX_NODES, size
+        from .ops.userfn import MAX_NODES, size
 
         if ad.name in stack:
             self.fail("E0116", f"act `{ad.name}` calls itself", span, help="an act may call only earlier acts")
@@ -124,49 +127,56 @@ class Elaborator:
                       help=f"its parameters: {', '.join(p.name for p in ad.params) or 'none'}")
         blocks = self.prog.scopes.get(ad.span.file, {})
 
-        def c(e) -> list:
-            self._act_budget[0] -= 1
-            if self._act_budget[0] < 0:
-                self.fail("E0112", f"act `{ad.name}` expands to more than {MAX_NODES} terms", span)
-            if isinstance(e, A.Name):
-                if e.id == ad.arg:
-                    return arg_tree
-                if e.id in values:
-                    return ["n", values[e.id]]
-                self.fail("E0101", f"unknown name `{e.id}` in act `{ad.name}`", e.span, label="not found",
-                          help=f"an act uses its argument `{ad.arg}`, its parameters and numbers")
-            if isinstance(e, A.Num):
-                if not math.isfinite(e.value):
-                    self.fail("E0119", "a number in an act must be finite", e.span)
-                return ["n", float(e.value)]
-            if isinstance(e, A.Neg):
-                return ["neg", c(e.value)]
-            if isinstance(e, A.BinOp) and e.op in ("+", "-", "*", "/"):
-                return ["b", e.op, c(e.left), c(e.right)]
-            if isinstance(e, A.Call) and isinstance(e.func, A.Name):
-                f = e.func.id
-                tensor = [a for a in e.args if a.name is None]
-                if f in FUNCS:
-                    if len(e.args) != 1 or tensor != e.args:
-                        self.fail("E0119", f"`{f}` in an act takes one argument", e.span)
-                    return ["f", f, c(e.args[0].value)]
-                other = blocks.get(f)
-                if isinstance(other, A.ActDef):
-                    if not tensor:
-                        self.fail("E0119", f"`{f}` needs its tensor argument first", e.span)
-                    cpos = [(self._act_const(a.value, ad, values), a.value.span) for a in tensor[1:]]
-                    ckw = {a.name: (self._act_const(a.value, ad, values), a.value.span) for a in e.args if a.name}
-                    return self._act_tree(other, e.span, cpos, ckw, c(tensor[0].value), stack + [ad.name])
-                self.fail("E0119", f"`{f}` cannot be used in an act", e.func.span, label="not a function of one number",
-                          help="an act may call exp, log, sqrt, abs, sin, cos, erf, the activations "
-                               "(relu, gelu, tanh, sigmoid, silu, ...) and earlier acts")
-            self.fail("E0119", f"this cannot be part of act `{ad.name}`", e.span, label="not elementwise arithmetic",
-                      help="an act is built from its argument, numbers, + - * / and functions of one argument")
-
-        tree = c(ad.body)
+        tree = self._act_term((ad, span, values, arg_tree, blocks, stack), ad.body)
         if size(tree) > MAX_NODES:
             self.fail("E0112", f"act `{ad.name}` expands to more than {MAX_NODES} terms", span)
         return tree
+
+    def _act_term(self, t: tuple, e) -> list:
+        """One term of an act's body as an expression tree (`t`: the act, the call's span, its parameters' values,
+        the argument's tree, the blocks in its file, the acts being expanded). A method, not a closure that calls
+        itself: that is a reference cycle, which would keep the elaborator and its graph alive until the cyclic
+        GC runs (the front end runs with it off)."""
+        from .ops.userfn import FUNCS, MAX_NODES
+
+        ad, span, values, arg_tree, blocks, stack = t
+        self._act_budget[0] -= 1
+        if self._act_budget[0] < 0:
+            self.fail("E0112", f"act `{ad.name}` expands to more than {MAX_NODES} terms", span)
+        if isinstance(e, A.Name):
+            if e.id == ad.arg:
+                return arg_tree
+            if e.id in values:
+                return ["n", values[e.id]]
+            self.fail("E0101", f"unknown name `{e.id}` in act `{ad.name}`", e.span, label="not found",
+                      help=f"an act uses its argument `{ad.arg}`, its parameters and numbers")
+        if isinstance(e, A.Num):
+            if not math.isfinite(e.value):
+                self.fail("E0119", "a number in an act must be finite", e.span)
+            return ["n", float(e.value)]
+        if isinstance(e, A.Neg):
+            return ["neg", self._act_term(t, e.value)]
+        if isinstance(e, A.BinOp) and e.op in ("+", "-", "*", "/"):
+            return ["b", e.op, self._act_term(t, e.left), self._act_term(t, e.right)]
+        if isinstance(e, A.Call) and isinstance(e.func, A.Name):
+            f = e.func.id
+            tensor = [a for a in e.args if a.name is None]
+            if f in FUNCS:
+                if len(e.args) != 1 or tensor != e.args:
+                    self.fail("E0119", f"`{f}` in an act takes one argument", e.span)
+                return ["f", f, self._act_term(t, e.args[0].value)]
+            other = blocks.get(f)
+            if isinstance(other, A.ActDef):
+                if not tensor:
+                    self.fail("E0119", f"`{f}` needs its tensor argument first", e.span)
+                cpos = [(self._act_const(a.value, ad, values), a.value.span) for a in tensor[1:]]
+                ckw = {a.name: (self._act_const(a.value, ad, values), a.value.span) for a in e.args if a.name}
+                return self._act_tree(other, e.span, cpos, ckw, self._act_term(t, tensor[0].value), stack + [ad.name])
+            self.fail("E0119", f"`{f}` cannot be used in an act", e.func.span, label="not a function of one number",
+                      help="an act may call exp, log, sqrt, abs, sin, cos, erf, the activations "
+                           "(relu, gelu, tanh, sigmoid, silu, ...) and earlier acts")
+        self.fail("E0119", f"this cannot be part of act `{ad.name}`", e.span, label="not elementwise arithmetic",
+                  help="an act is built from its argument, numbers, + - * / and functions of one argument")
 
     def _act_const(self, e, ad: A.ActDef, values: dict | None = None) -> float:
         """A parameter's default, or a number an act passes to another: a constant expression."""
@@ -911,16 +921,28 @@ class Elaborator:
 
         attrs = bind_call(od.name, slots, rest, kw, span, fail=self.fail, too_many=too_many, missing=missing,
                           unknown=lambda k, sp: self._unknown_kw(k, [a.name for a in free_attrs], sp, od.name),
-                          rest=(lambda k, v, sp: sizes.__setitem__(k, self._coerce_attr(od, O.Attr(k, "dim"), v, sp)))
+                          rest=(lambda k, v, sp: sizes.__setitem__(k, _coerce_attr(od, O.Attr(k, "dim"), v, sp)))
                           if kw_attr else None)
         if kw_attr is not None:      # `rearrange(x, "...", p=16)`: the keywords no attribute has are sizes
             attrs[kw_attr.name] = sizes
+        attr_spans = None           # where string attributes are written, for errors inside them
+        for (v, sp), slot in zip(rest, slots):
+            if v.__class__ is str:
+                attr_spans = attr_spans or {}
+                attr_spans[slot.name] = sp
+        for k, (v, sp) in kw.items():
+            if v.__class__ is str:
+                attr_spans = attr_spans or {}
+                attr_spans[k] = sp
         if od.check_attrs is not None and _concrete_attrs(attrs):
             try:
                 od.check_attrs(attrs)
             except O.OpError as err:
-                self.fail(err.code, err.message, span, help=err.help)
-        return self._make_node(od, tensors, attrs, name, scope, span, tspans, tie=tie)
+                at, label = O.attr_span(err, attrs, attr_spans) or (span, err.label)
+                self.fail(err.code, err.message, at, label=label,
+                          secondary=[Label(span=span, message=f"in this `{od.name}`")] if at is not span else [],
+                          help=err.help)
+        return self._make_node(od, tensors, attrs, name, scope, span, tspans, tie=tie, attr_spans=attr_spans)
 
     def _op_slots(self, od: O.OpDef) -> tuple:
         """An op's attributes as call slots (made once per op): (attributes, the `**sizes` one, slots)."""
@@ -928,109 +950,11 @@ class Elaborator:
         if got is None:
             free = [a for a in od.attrs if a.type != "kwargs"]
             got = self._slots[od.name] = (free, next((a for a in od.attrs if a.type == "kwargs"), None),
-                                          Slots(_attr_slot(self, od, at) for at in free))
+                                          Slots(_attr_slot(od, at) for at in free))
         return got
 
-    def _coerce_attr(self, od: O.OpDef, at: O.Attr, v, sp: Span):
-        t = at.type
-        bad = lambda want: self.fail("E0106", f"`{at.name}` of `{od.name}` expects {want}, got {describe(v)}", sp,  # noqa: E731
-                                     label=f"this is {describe(v)}")
-        if isinstance(v, (TensorVal, TupleVal)) and t != "any":
-            bad("a value known at compile time")
-        if v is None:
-            return None
-        if isinstance(v, Dim) and v.is_const and t not in ("axes",):
-            v = v.value
-        if t == "int":
-            if isinstance(v, bool):
-                bad("an int")
-            if isinstance(v, float) and v.is_integer():
-                return int(v)
-            if isinstance(v, (int, Dim)):
-                if isinstance(v, int) and abs(v) > MAX_DIM:
-                    self.fail("E0112", f"`{at.name}` = {v} is beyond the limit of 2**40", sp)
-                if isinstance(v, int):
-                    self._in_range(od, at, v, sp)
-                return v
-            bad("an int")
-        if t == "float":
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                v = float(v)
-                if v != v or v in (float("inf"), float("-inf")):
-                    self.fail("E0111", f"`{at.name}` of `{od.name}` must be a finite number, got {v}", sp)
-                self._in_range(od, at, v, sp)
-                return v
-            bad("a number")
-        if t == "bool":
-            if isinstance(v, bool):
-                return v
-            bad("true or false")
-        if t == "str":
-            if isinstance(v, str):
-                if at.choices and v not in at.choices:
-                    self.fail("E0111", f"`{at.name}` of `{od.name}` must be one of "
-                              f"{', '.join(repr(c) for c in at.choices)}, got {v!r}", sp)
-                return v
-            bad("a string")
-        if t == "ints":  # window sizes: kernel, stride, padding, dilation (32-bit in PyTorch)
-            out = None
-            if isinstance(v, int) and not isinstance(v, bool):
-                out = v
-            elif isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) for x in
-                                                   [y.value if isinstance(y, Dim) and y.is_const else y for y in v]):
-                out = [y.value if isinstance(y, Dim) else y for y in v]
-            if out is None:
-                bad("an int or a list of ints")
-            if any(abs(x) > 2 ** 31 - 1 for x in (out if isinstance(out, list) else [out])):
-                self.fail("E0112", f"`{at.name}` of `{od.name}` is beyond 2**31 - 1", sp, label="too large")
-            return out
-        if t == "dim":
-            if isinstance(v, (int, Dim)) and not isinstance(v, bool):
-                return v if isinstance(v, Dim) else Dim.const(v)
-            bad("an int")
-        if t == "dims":
-            if isinstance(v, list) and all(isinstance(x, (int, Dim)) and not isinstance(x, bool) for x in v):
-                out = [Dim.of(x) for x in v]
-                for d in out:
-                    if d.is_const and abs(d.value) > MAX_DIM:
-                        self.fail("E0112", f"dim {d.value} is beyond the limit of 2**40", sp)
-                return out
-            bad("a list of dims")
-        if t == "axes":
-            items = v if isinstance(v, list) else [v]
-            out = []
-            for x in items:
-                if isinstance(x, Dim):
-                    n = x.symbol_name()
-                    if n is None:
-                        bad("axis names or indices")
-                    out.append(sym_name(n))
-                elif isinstance(x, (int, str)) and not isinstance(x, bool):
-                    out.append(x)
-                else:
-                    bad("axis names or indices")
-            return out if isinstance(v, list) else out[0]
-        if t == "group":             # resolved by _grid_group to a factor's record; the evaluator makes no dicts
-            if isinstance(v, dict):
-                return v
-            bad("a group declared with `group`, as `group=R`")
-        if t == "any":
-            if isinstance(v, (TensorVal, TupleVal)):
-                bad("a value known at compile time")
-            return v
-        raise AssertionError(t)
-
-    def _in_range(self, od: O.OpDef, at: O.Attr, v, sp: Span) -> None:
-        lo_bad = at.lo is not None and (v <= at.lo if at.lo_open else v < at.lo)
-        hi_bad = at.hi is not None and v > at.hi
-        if lo_bad or hi_bad:
-            lo = "" if at.lo is None else (f"> {at.lo:g}" if at.lo_open else f">= {at.lo:g}")
-            rng = (f"in [{at.lo:g}, {at.hi:g}]" if at.lo is not None and at.hi is not None and not at.lo_open
-                   else " and ".join(x for x in (lo, "" if at.hi is None else f"<= {at.hi:g}") if x))
-            self.fail("E0111", f"`{at.name}` of `{od.name}` must be {rng}, got {v:g}", sp, label="out of range")
-
     def _make_node(self, op: "str | O.OpDef", tensors: list[TensorVal], attrs: dict, name: str | None, scope: Scope,
-                   span: Span, tspans: list[Span], tie=None):
+                   span: Span, tspans: list[Span], tie=None, attr_spans: dict | None = None):
         """A node of op `op` (a name or the op's record); it keeps the list `tspans` (callers build it for it)."""
         assert self.ir is not None
         self._room(span)
@@ -1051,6 +975,7 @@ class Elaborator:
         node = from_fields(Node, {
             "id": nid, "op": od.name, "attrs": attrs, "scope": scope.path,
             "local": nid[len(scope.path) + 1:] if scope.path else nid, "span": span, "arg_spans": tspans,
+            "attr_spans": attr_spans,
             "binding": str(name) if name and not isinstance(name, Nested) else None, "tie": tie[0] if tie else None,
             "outputs": [], "params": [], "flops": None, "recipe": None, "axes": [], "facets": {}})
         if tie is not None:
@@ -1272,19 +1197,17 @@ def _local_name(name: str | None, op: str) -> str:
 
 def _names_in(e) -> set[str]:
     out: set[str] = set()
-
-    def walk(x):
+    stack = [e]
+    while stack:
+        x = stack.pop()
         if isinstance(x, A.Name):
             out.add(x.id)
         elif isinstance(x, list):
-            for y in x:
-                walk(y)
+            stack.extend(x)
         elif isinstance(x, A.Node):
-            for f in A.fields_of(x):
-                walk(getattr(x, f))
+            stack.extend(getattr(x, f) for f in A.fields_of(x))
         elif isinstance(x, A.Arg):
-            walk(x.value)
-    walk(e)
+            stack.append(x.value)
     return out
 
 
@@ -1298,9 +1221,114 @@ def _spread_tuple(pos: list, n_inputs: int) -> list:
     return pos
 
 
-def _attr_slot(el: "Elaborator", od: O.OpDef, at: O.Attr) -> Slot:
+def _fail(code: str, message: str, span: Span | None, **kw):
+    raise Abort(Diagnostic(code=code, message=message, span=span, **kw))
+
+
+def _coerce_attr(od: O.OpDef, at: O.Attr, v, sp: Span):
+    """An op attribute's value as its type wants it (a module function: the op slots that call it outlive no
+    elaborator)."""
+    t = at.type
+    bad = lambda want: _fail("E0106", f"`{at.name}` of `{od.name}` expects {want}, got {describe(v)}", sp,  # noqa: E731
+                                 label=f"this is {describe(v)}")
+    if isinstance(v, (TensorVal, TupleVal)) and t != "any":
+        bad("a value known at compile time")
+    if v is None:
+        return None
+    if isinstance(v, Dim) and v.is_const and t not in ("axes",):
+        v = v.value
+    if t == "int":
+        if isinstance(v, bool):
+            bad("an int")
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, (int, Dim)):
+            if isinstance(v, int) and abs(v) > MAX_DIM:
+                _fail("E0112", f"`{at.name}` = {v} is beyond the limit of 2**40", sp)
+            if isinstance(v, int):
+                _in_range(od, at, v, sp)
+            return v
+        bad("an int")
+    if t == "float":
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = float(v)
+            if v != v or v in (float("inf"), float("-inf")):
+                _fail("E0111", f"`{at.name}` of `{od.name}` must be a finite number, got {v}", sp)
+            _in_range(od, at, v, sp)
+            return v
+        bad("a number")
+    if t == "bool":
+        if isinstance(v, bool):
+            return v
+        bad("true or false")
+    if t == "str":
+        if isinstance(v, str):
+            if at.choices and v not in at.choices:
+                _fail("E0111", f"`{at.name}` of `{od.name}` must be one of "
+                          f"{', '.join(repr(c) for c in at.choices)}, got {v!r}", sp)
+            return v
+        bad("a string")
+    if t == "ints":  # window sizes: kernel, stride, padding, dilation (32-bit in PyTorch)
+        out = None
+        if isinstance(v, int) and not isinstance(v, bool):
+            out = v
+        elif isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) for x in
+                                               [y.value if isinstance(y, Dim) and y.is_const else y for y in v]):
+            out = [y.value if isinstance(y, Dim) else y for y in v]
+        if out is None:
+            bad("an int or a list of ints")
+        if any(abs(x) > 2 ** 31 - 1 for x in (out if isinstance(out, list) else [out])):
+            _fail("E0112", f"`{at.name}` of `{od.name}` is beyond 2**31 - 1", sp, label="too large")
+        return out
+    if t == "dim":
+        if isinstance(v, (int, Dim)) and not isinstance(v, bool):
+            return v if isinstance(v, Dim) else Dim.const(v)
+        bad("an int")
+    if t == "dims":
+        if isinstance(v, list) and all(isinstance(x, (int, Dim)) and not isinstance(x, bool) for x in v):
+            out = [Dim.of(x) for x in v]
+            for d in out:
+                if d.is_const and abs(d.value) > MAX_DIM:
+                    _fail("E0112", f"dim {d.value} is beyond the limit of 2**40", sp)
+            return out
+        bad("a list of dims")
+    if t == "axes":
+        items = v if isinstance(v, list) else [v]
+        out = []
+        for x in items:
+            if isinstance(x, Dim):
+                n = x.symbol_name()
+                if n is None:
+                    bad("axis names or indices")
+                out.append(sym_name(n))
+            elif isinstance(x, (int, str)) and not isinstance(x, bool):
+                out.append(x)
+            else:
+                bad("axis names or indices")
+        return out if isinstance(v, list) else out[0]
+    if t == "group":             # resolved by _grid_group to a factor's record; the evaluator makes no dicts
+        if isinstance(v, dict):
+            return v
+        bad("a group declared with `group`, as `group=R`")
+    if t == "any":
+        if isinstance(v, (TensorVal, TupleVal)):
+            bad("a value known at compile time")
+        return v
+    raise AssertionError(t)
+
+def _in_range(od: O.OpDef, at: O.Attr, v, sp: Span) -> None:
+    lo_bad = at.lo is not None and (v <= at.lo if at.lo_open else v < at.lo)
+    hi_bad = at.hi is not None and v > at.hi
+    if lo_bad or hi_bad:
+        lo = "" if at.lo is None else (f"> {at.lo:g}" if at.lo_open else f">= {at.lo:g}")
+        rng = (f"in [{at.lo:g}, {at.hi:g}]" if at.lo is not None and at.hi is not None and not at.lo_open
+               else " and ".join(x for x in (lo, "" if at.hi is None else f"<= {at.hi:g}") if x))
+        _fail("E0111", f"`{at.name}` of `{od.name}` must be {rng}, got {v:g}", sp, label="out of range")
+
+
+def _attr_slot(od: O.OpDef, at: O.Attr) -> Slot:
     """An op attribute as a call slot."""
-    return Slot(at.name, lambda v, sp: el._coerce_attr(od, at, v, sp), REQUIRED if at.required else at.default)
+    return Slot(at.name, lambda v, sp: _coerce_attr(od, at, v, sp), REQUIRED if at.required else at.default)
 
 
 def _concrete(v) -> bool:

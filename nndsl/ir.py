@@ -30,6 +30,7 @@ class Node(BaseModel):
     local: str = ""                    # name relative to the scope
     span: Span
     arg_spans: list[Optional[Span]] = []
+    attr_spans: Optional[dict[str, Span]] = None   # where string attributes (patterns, equations) are written
     binding: Optional[str] = None      # the user binding this node was created for
     tie: Optional[str] = None          # node id whose same-named parameters this node shares
     outputs: list[TensorType] = []     # filled by shape inference
@@ -268,6 +269,15 @@ class IR:
             out.append(outs[p] if p < len(outs) else None)
         return out
 
+    def edges(self):
+        """(producer, consumer, key, EdgeAttr) of every edge, in networkx's order. Read from the adjacency:
+        networkx's `g.edges` view caches itself on the graph, a reference cycle that keeps the whole IR
+        alive until the cyclic GC runs (and the front end runs with it off)."""
+        for u, nbrs in self.g._succ.items():
+            for v, keys in nbrs.items():
+                for k, d in keys.items():
+                    yield u, v, k, d["attr"]
+
     def __len__(self) -> int:
         return self.g.number_of_nodes()
 
@@ -292,7 +302,7 @@ class IR:
             "meta": self.meta.model_dump(mode="json"),
             "nodes": [_enc(n.model_dump(mode="python")) for n in self.nodes()],
             "edges": [{"src": u, "dst": v, **a.model_dump(mode="json")}
-                      for u, v, _k, a in self.g.edges(keys=True, data="attr")],
+                      for u, v, _k, a in self.edges()],
             "axes": [{"id": a.id, "name": a.name, "size": str(a.size), "kind": a.kind, "origin": a.origin,
                       "parents": list(a.parents), "how": a.how} for a in self.axes.values()],
         }, sort_keys=False)

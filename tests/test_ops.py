@@ -310,6 +310,49 @@ def test_symbolic_shapes_and_divisibility_facts():
     assert [d.code for d in res.errors] == ["E0205"]
 
 
+_PATTERN_ERRORS = [  # call, message, the characters the caret is under, its label
+    ('rearrange(x, "b t (h d -> b h t d", h=4)', "unbalanced `(` in a rearrange pattern", "(", "never closed"),
+    ('rearrange(x, "b t h) d -> b h t d", h=4)', "unbalanced `)` in a rearrange pattern", ")", "no group to close"),
+    ('rearrange(x, "b (t (h d)) -> b t h d", h=4)', "nested parentheses in a rearrange pattern", "(",
+     "opened inside a group"),
+    ('rearrange(x, "b t (h d) -> b h t d -> b", h=4)', "a rearrange pattern needs exactly one `->`", "->",
+     "a second `->`"),
+    ('rearrange(x, "b t (h d) -> b h t t", h=4)', "axis `t` appears twice on the right of the pattern", "t",
+     "again here"),
+    ('rearrange(x, "b t (h d) -> b h t e", h=4)', "axis `d` appears on only one side of the pattern", "d",
+     "not on the other side"),
+    ('rearrange(x, pattern="b t (h d) -> b h t d!", h=4)', "unexpected `!` in a rearrange pattern", "!",
+     "not an axis name"),
+    ('einsum("btd,btd,d->bt", x, x)', "the equation has 3 operands, 2 tensors were given", "btd,btd,d",
+     "3 operands"),
+    ('einsum("bt1,btd->bt", x, x)', "einsum subscripts must be letters, got `bt1`", "1", "not a letter"),
+    ('einsum("btd,btd->bb", x, x)', "an output subscript appears twice", "b", "again here"),
+    ('einsum("btd,btd->bz", x, x)', "output subscript `z` is on no input", "z", "on no input"),
+]
+
+
+@pytest.mark.parametrize("call,message,under,label", _PATTERN_ERRORS)
+def test_an_error_inside_a_pattern_points_into_the_string(call, message, under, label):
+    """A pattern or equation written as a literal: the caret stands under the characters at fault, the
+    call is the secondary label; one that is not a plain literal is pointed at as a whole."""
+    line = f"  y = {call}"
+    src = f"model M {{\n  input x: [B, T, D]\n  ensure D % 4 == 0\n{line}\n  output y\n}}\n"
+    res = nndsl.check(source=src)
+    (d,) = res.errors
+    assert (d.code, d.message, d.label) == ("E0207", message, label)
+    assert d.span.line == d.span.end_line == 4
+    assert line[d.span.col - 1:d.span.end_col - 1] == under
+    assert d.secondary[0].span.col == line.index(call.split("(")[0]) + 1
+    # the same pattern through a block parameter: the argument is the place
+    quoted = call.split('"')[1]
+    by_name = line.replace(f'"{quoted}"', "p")
+    via = (f'block B(p: str) {{\n  input x: [B, T, D]\n  ensure D % 4 == 0\n{by_name}\n'
+           f'  output y\n}}\nmodel M {{\n  input x: [B, T, D]\n  output B(x, "{quoted}")\n}}\n')
+    (d,) = nndsl.check(source=via).errors
+    assert d.message == message and d.label == ""     # the label speaks of characters it cannot show
+    assert by_name[d.span.col - 1:d.span.end_col - 1] == "p"
+
+
 def test_free_dims_conv_arithmetic():
     src = """
     model M {

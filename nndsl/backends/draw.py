@@ -5,6 +5,7 @@ import html
 import shutil
 
 from .. import ops as O
+from . import nested
 from ..ir import IR
 
 
@@ -59,7 +60,7 @@ def collapsed_dot(ir: IR, max_boxes: int) -> tuple[str, int]:
     for b, label in boxes.items():
         lines.append(f"  {_q(b)} [label={_q(label)}];")
     seen = set()
-    for u, v in ir.g.edges():
+    for u, v, _k, _a in ir.edges():
         a, b = group[u], group[v]
         if a != b and (a, b) not in seen:
             seen.add((a, b))
@@ -90,20 +91,19 @@ def to_dot(ir: IR) -> str:
                  f'<BR/><FONT POINT-SIZE="8">{shape}</FONT>{extra}>')
         return f'{indent}"{n.id}" [label={label}, fillcolor="{fill}"];'
 
-    def emit(path, depth):
-        ind = "  " * (depth + 1)
+    for event, path, depth in nested("", lambda p: children.get(p, [])):     # instances nest as clusters
+        ind = "  " * depth
+        if event == "leave":
+            if path:
+                lines.append(f"{ind}}}")
+            continue
+        if path:
+            lines.append(f'{ind}subgraph "cluster_{path}" {{')
+            lines.append(f'{ind}  label="{html.escape(path)} : {html.escape(insts[path].block)}"; style="rounded";'
+                         f' color="#9999aa"; fontname="Helvetica"; fontsize=10;')
         for n in members.get(path, []):
-            lines.append(node_line(n, ind))
-        for ch in children.get(path, []):
-            inst = insts[ch]
-            lines.append(f'{ind}subgraph "cluster_{ch}" {{')
-            lines.append(f'{ind}  label="{html.escape(ch)} : {html.escape(inst.block)}"; style="rounded"; color="#9999aa";'
-                         f' fontname="Helvetica"; fontsize=10;')
-            emit(ch, depth + 1)
-            lines.append(f"{ind}}}")
-
-    emit("", 0)
-    for u, v, _k, a in ir.g.edges(keys=True, data="attr"):
+            lines.append(node_line(n, ind + "  "))
+    for u, v, _k, a in ir.edges():
         lab = html.escape(str(a.type)) if a.type is not None else ""
         lines.append(f'  "{u}" -> "{v}" [label="{lab}"];')
     for o in ir.meta.outputs:

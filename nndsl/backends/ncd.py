@@ -190,7 +190,7 @@ class _Plan:
             if p:
                 kids.setdefault(inst.parent or "", []).append(p)
         consumers: dict[str, set] = {}
-        for u, v, a in ir.g.edges(data="attr"):
+        for u, v, _k, a in ir.edges():
             consumers.setdefault(_key(u, a.src_port), set()).add(v)
         outs = {_key(o.node, o.port) for o in ir.meta.outputs}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 
+from . import nested
 from .ncd import CHAR, Diagram, Glyph
 
 MARGIN = 24.0
@@ -77,22 +78,24 @@ def to_dot(d: Diagram) -> str:
             s = s.rsplit(".", 1)[0] if "." in s else ""
         members.setdefault(home, []).append(g)
 
-    def emit(path: str, indent: str) -> None:
-        for g in members.get(path, []):
-            out.append(indent + _glyph(g, fr))
-        for f in children.get(path, []):
+    root = None                             # the fences' tree: the root stands for the whole diagram
+    for event, f, depth in nested(root, lambda f: children.get(f.path if f is not None else "", [])):
+        indent = "  " * (depth + 1)
+        if event == "leave":
+            if f is not None:
+                out.append(f"{'  ' * depth}}}")
+            continue
+        if f is not None:
             fill = FENCE_FILL[(f.level - 1) % len(FENCE_FILL)]
             title = f.title + (f"  (×{f.count})" if f.count > 1 else "")
-            out.append(f"{indent}subgraph {_q('cluster_' + f.path)} {{")
-            out.append(f'{indent}  graph [bb="{fr.x(f.x0):.1f},{fr.y(f.y1):.1f},{fr.x(f.x1):.1f},{fr.y(f.y0):.1f}",'
+            out.append(f"{'  ' * depth}subgraph {_q('cluster_' + f.path)} {{")
+            out.append(f'{indent}graph [bb="{fr.x(f.x0):.1f},{fr.y(f.y1):.1f},{fr.x(f.x1):.1f},{fr.y(f.y0):.1f}",'
                        f' label={_q(title)}, lp="{fr.x((f.x0 + f.x1) / 2):.1f},{fr.y(f.y0 + 10):.1f}",'
                        f' style="filled,rounded", fillcolor="{fill}", color="{fill}", fontsize=11,'
                        f' fontname="{SANS}", class="ncd-fence{" ncd-repeat" if f.count > 1 else ""}",'
                        f' id={_q("fence:" + f.path)}];')
-            emit(f.path, indent + "  ")
-            out.append(f"{indent}}}")
-
-    emit("", "  ")
+        for g in members.get(f.path if f is not None else "", []):
+            out.append(indent + _glyph(g, fr))
     for f in d.fences:                       # the paper's brackets around a repeated body
         if f.count > 1:
             h = f.y1 - f.y0

@@ -127,7 +127,9 @@ symbolic sizes, state the fact with `ensure D % heads == 0`."""),
 An `ensure` statement evaluated to false. The values of both sides are shown."""),
     "E0207": Code("invalid pattern", """\
 A `rearrange` or `einsum` pattern is malformed: an axis appears twice, an axis on one side is
-missing on the other, parentheses are unbalanced, or the number of axes differs from the rank."""),
+missing on the other, parentheses are unbalanced, or the number of axes differs from the rank.
+Where the pattern is written as a string literal in the call, the caret stands under the characters
+at fault (the unclosed `(`, the repeated axis, the second `->`)."""),
     "E0208": Code("dtype mismatch", """\
 An operation received a tensor of the wrong element type: `embedding` needs integer indices,
 arithmetic needs floating-point tensors."""),

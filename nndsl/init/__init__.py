@@ -249,20 +249,21 @@ def _fixup_check(a: dict, s: Shape) -> Optional[str]:
 def _hadamard_sum(rows: int, cols: int, n: int) -> int:
     """Σ of the top-left rows x cols block of the Sylvester Hadamard matrix of size n = 2^k, entry
     (−1)^popcount(i & j), from H_2n = [[H, H], [H, −H]] (O(k) distinct sub-blocks)."""
-    memo: dict = {}
+    return _hadamard_block(rows, cols, n, {})
 
-    def go(r: int, c: int, n: int) -> int:
-        if r <= 0 or c <= 0:
-            return 0
-        if n == 1:
-            return 1
-        key = (r, c, n)
-        if key not in memo:
-            h = n // 2
-            memo[key] = go(min(r, h), min(c, h), h) + go(min(r, h), c - h, h) + go(r - h, min(c, h), h) \
-                - go(r - h, c - h, h)
-        return memo[key]
-    return go(rows, cols, n)
+
+def _hadamard_block(r: int, c: int, n: int, memo: dict) -> int:
+    """(A module function: a closure that calls itself is a reference cycle.)"""
+    if r <= 0 or c <= 0:
+        return 0
+    if n == 1:
+        return 1
+    key = (r, c, n)
+    if key not in memo:
+        h = n // 2
+        memo[key] = (_hadamard_block(min(r, h), min(c, h), h, memo) + _hadamard_block(min(r, h), c - h, h, memo)
+                     + _hadamard_block(r - h, min(c, h), h, memo) - _hadamard_block(r - h, c - h, h, memo))
+    return memo[key]
 
 
 def zero_one_matrix(rows: int, cols: int) -> tuple[float, float, float]:

@@ -24,11 +24,30 @@ class OpError(Exception):
     """Raised by shape rules; the shape pass turns it into a Diagnostic at the node's span."""
 
     def __init__(self, code: str, message: str, label: str = "", notes=(), help: str | None = None,
-                 arg: int | None = None, arg_labels: dict[int, str] | None = None):
+                 arg: int | None = None, arg_labels: dict[int, str] | None = None, attr: str | None = None,
+                 at: tuple[int, int] | None = None):
         super().__init__(message)
         self.code, self.message, self.label = code, message, label
         self.notes, self.help, self.arg = list(notes), help, arg
         self.arg_labels = arg_labels or {}
+        # the attribute at fault (a pattern, an equation) and, within its string, (offset, length)
+        self.attr, self.at = attr, at
+
+
+def attr_span(err: OpError, attrs: dict, attr_spans: dict | None):
+    """Where an error about attribute `err.attr` points, and its label: the characters `err.at` of the
+    attribute's string where the call writes it as a plain literal (one line, no escapes), with the
+    error's label; else the attribute's argument as a whole, unlabelled (the label speaks of characters
+    it does not show). None when the attribute was not written in the call (a default)."""
+    sp = attr_spans.get(err.attr) if attr_spans and err.attr else None
+    if sp is None:
+        return None
+    text = attrs.get(err.attr)
+    if err.at is not None and isinstance(text, str) and sp.line == sp.end_line and sp.end_col - sp.col == len(text) + 2:
+        off, n = err.at
+        off = max(0, min(off, len(text)))
+        return type(sp)(sp.file, sp.line, sp.col + 1 + off, sp.line, sp.col + 1 + off + max(1, n)), err.label
+    return sp, ""
 
 
 @dataclass(frozen=True)

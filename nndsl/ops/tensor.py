@@ -52,17 +52,29 @@ class Pattern:
 _AXIS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def parse_side(text: str) -> list[list[str]]:
+_PATTERN_TOKEN = re.compile(r"\(|\)|[A-Za-z_][A-Za-z0-9_]*|\S")
+
+
+def _bad(message: str, at: tuple[int, int] | None = None, label: str = "", help: str | None = None) -> OpError:
+    """An error in a rearrange pattern, at characters `at` of it (offset, length) where there is one place."""
+    return OpError("E0207", message, label=label if at else "", attr="pattern", at=at, help=help)
+
+
+def parse_side(text: str, base: int = 0) -> list[list[str]]:
+    """The groups of one side of a pattern; `base` is where the side starts in the whole pattern (errors
+    point into the pattern)."""
     groups: list[list[str]] = []
     cur: list[str] | None = None
-    for tok in re.findall(r"\(|\)|[A-Za-z_][A-Za-z0-9_]*|\S", text):
+    opened = 0
+    for m in _PATTERN_TOKEN.finditer(text):
+        tok, at = m.group(), (base + m.start(), len(m.group()))
         if tok == "(":
             if cur is not None:
-                raise OpError("E0207", "nested parentheses in a rearrange pattern")
-            cur = []
+                raise _bad("nested parentheses in a rearrange pattern", at, "opened inside a group")
+            cur, opened = [], base + m.start()
         elif tok == ")":
             if cur is None:
-                raise OpError("E0207", "unbalanced `)` in a rearrange pattern")
+                raise _bad("unbalanced `)` in a rearrange pattern", at, "no group to close")
             groups.append(cur)
             cur = None
         elif _AXIS.fullmatch(tok):
@@ -71,27 +83,35 @@ def parse_side(text: str) -> list[list[str]]:
             else:
                 groups.append([tok])
         else:
-            raise OpError("E0207", f"unexpected `{tok}` in a rearrange pattern",
-                          help="patterns use axis names, spaces and parentheses, e.g. \"b c (h p) w -> b (c p) h w\"")
+            raise _bad(f"unexpected `{tok}` in a rearrange pattern", at, "not an axis name",
+                       help="patterns use axis names, spaces and parentheses, e.g. \"b c (h p) w -> b (c p) h w\"")
     if cur is not None:
-        raise OpError("E0207", "unbalanced `(` in a rearrange pattern")
+        raise _bad("unbalanced `(` in a rearrange pattern", (opened, 1), "never closed")
     return groups
 
 
 def parse_pattern(p: str) -> Pattern:
     if p.count("->") != 1:
-        raise OpError("E0207", "a rearrange pattern needs exactly one `->`")
+        second = p.find("->", p.find("->") + 2) if "->" in p else -1
+        raise _bad("a rearrange pattern needs exactly one `->`", (second, 2) if second >= 0 else None, "a second `->`",
+                   help='a pattern maps the input axes to the output axes: "b t (h d) -> b h t d"')
     l, r = p.split("->")
-    left, right = parse_side(l), parse_side(r)
+    left, right = parse_side(l), parse_side(r, len(l) + 2)
     la = [a for g in left for a in g]
     ra = [a for g in right for a in g]
-    for side, axes in (("left", la), ("right", ra)):
+    for side, axes, text, base in (("left", la, l, 0), ("right", ra, r, len(l) + 2)):
         dup = {a for a in axes if axes.count(a) > 1}
         if dup:
-            raise OpError("E0207", f"axis `{sorted(dup)[0]}` appears twice on the {side} of the pattern")
+            name = sorted(dup)[0]
+            second = [m for m in _AXIS.finditer(text) if m.group() == name][1]
+            raise _bad(f"axis `{name}` appears twice on the {side} of the pattern", (base + second.start(), len(name)),
+                       "again here")
     if set(la) != set(ra):
-        missing = sorted(set(la) ^ set(ra))
-        raise OpError("E0207", f"axis `{missing[0]}` appears on only one side of the pattern")
+        name = sorted(set(la) ^ set(ra))[0]
+        text, base = (l, 0) if name in la else (r, len(l) + 2)
+        m = next(m for m in _AXIS.finditer(text) if m.group() == name)
+        raise _bad(f"axis `{name}` appears on only one side of the pattern", (base + m.start(), len(name)),
+                   "not on the other side")
     return Pattern(left, right)
 
 
@@ -628,20 +648,37 @@ register(OpDef(
 
 
 def _einsum_parse(eq: str, n: int):
+    def bad(message: str, at: tuple[int, int] | None = None, label: str = "", help: str | None = None):
+        return OpError("E0207", message, label=label if at else "", attr="equation", at=at, help=help)
+
     if "->" not in eq:
-        raise OpError("E0207", "an einsum equation needs `->`")
-    lhs, rhs = eq.replace(" ", "").split("->", 1)
-    terms = lhs.split(",")
+        raise bad("an einsum equation needs `->`", help='write the output subscripts too: "ij,jk->ik"')
+    arrow = eq.index("->")
+    lhs, rhs_at = eq[:arrow], arrow + 2
+    terms, off = [], 0
+    for part in lhs.split(","):
+        terms.append((part, off))
+        off += len(part) + 1
     if len(terms) != n:
-        raise OpError("E0207", f"the equation has {len(terms)} operands, {n} tensors were given")
-    for t in terms + [rhs]:
-        if not re.fullmatch(r"[A-Za-z]*", t):
-            raise OpError("E0207", f"einsum subscripts must be letters, got `{t}`")
-    if len(set(rhs)) != len(rhs):
-        raise OpError("E0207", "an output subscript appears twice")
-    if set(rhs) - set("".join(terms)):
-        raise OpError("E0207", f"output subscript `{sorted(set(rhs) - set(''.join(terms)))[0]}` is on no input")
-    return terms, rhs
+        raise bad(f"the equation has {len(terms)} operands, {n} tensors were given", (0, arrow),
+                  f"{len(terms)} operand{'s' if len(terms) != 1 else ''}")
+    for t, off in terms + [(eq[rhs_at:], rhs_at)]:
+        m = re.search(r"[^A-Za-z ]", t)
+        if m:
+            raise bad(f"einsum subscripts must be letters, got `{t.replace(' ', '')}`", (off + m.start(), 1),
+                      "not a letter")
+    rhs = eq[rhs_at:].replace(" ", "")
+    seen: set = set()
+    for k, ch in enumerate(eq[rhs_at:]):
+        if ch in seen:
+            raise bad("an output subscript appears twice", (rhs_at + k, 1), "again here")
+        if ch != " ":
+            seen.add(ch)
+    inputs = set(lhs)
+    for k, ch in enumerate(eq[rhs_at:]):
+        if ch != " " and ch not in inputs:
+            raise bad(f"output subscript `{ch}` is on no input", (rhs_at + k, 1), "on no input")
+    return [t.replace(" ", "") for t, _ in terms], rhs
 
 
 def _einsum_sizes(ins, eq):

@@ -1,6 +1,8 @@
 """Evaluate the `ensure` statements that need shapes or parameter counts."""
 from __future__ import annotations
 
+import weakref
+
 from ..diagnostics import Abort, Sink
 from ..dims import Dim
 from ..evaluate import Binding, Deferred, Evaluator, Reported, Scope, Undecidable, explain
@@ -31,7 +33,7 @@ class _AfterShapes:
     def __init__(self, ir: IR, scope_path: str, facts):
         self.ir = ir
         self.scope_path = scope_path
-        self.ev = Evaluator(self, facts=facts)
+        self.ev = Evaluator(weakref.proxy(self), facts=facts)  # no cycle (compiler._no_gc): keep the host
 
     def shape_of(self, v: TensorVal):
         n = self.ir.node(v.node)
@@ -99,7 +101,8 @@ def _record_bound(ir: IR, e, ev, scope) -> None:
 
 def check_ensures(ir: IR, ctx: ShapeContext, sink: Sink) -> None:
     for chk in ir.meta.ensures:
-        ev = _AfterShapes(ir, chk.scope, ctx.facts).ev
+        host = _AfterShapes(ir, chk.scope, ctx.facts)    # alive while its evaluator runs
+        ev = host.ev
         scope = Scope(path=chk.scope, file=chk.span.file)
         for k, v in chk.env.items():
             val = ctx.subst(decode(v))

@@ -10,6 +10,8 @@ among equals the later declaration wins.
 """
 from __future__ import annotations
 
+import weakref
+
 import difflib
 import hashlib
 import math
@@ -42,7 +44,7 @@ class _Host:
     """The evaluator's host for rule arguments: numbers, block parameters, fans, `sqrt`, `gain(...)`."""
 
     def __init__(self):
-        self.ev = Evaluator(self)
+        self.ev = Evaluator(weakref.proxy(self))   # no cycle: freed by reference counting (compiler._no_gc)
 
     def missing(self, e: A.Name, scope: Scope, ensure: bool):
         extra = " (`width` needs a model parameter named width, D, d_model, hidden, dim or n_embd)" \

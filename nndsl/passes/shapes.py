@@ -442,6 +442,9 @@ def _diag(ctx: ShapeContext, node: Node, err: O.OpError) -> Diagnostic:
                     shown.add(src.span)
                     what = f"`{src.binding}`" if src.binding else "this"
                     sec.append(Label(span=src.span, message=f"{what} gets its shape here"))
+    elif err.attr is not None and O.attr_span(err, node.attrs, node.attr_spans) is not None:
+        primary, label = O.attr_span(err, node.attrs, node.attr_spans)
+        sec.append(Label(span=node.span, message=f"in this `{od_name}`"))
     elif err.arg is not None and err.arg < len(spans) and spans[err.arg] is not None:
         primary = spans[err.arg]
         if not label and err.arg < len(inputs):

@@ -16,6 +16,7 @@ Sizes that are free dims take the value bound with `--dim`, else ASSUME (noted i
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -60,20 +61,21 @@ def _feature_axes(ir: IR) -> set:
                     un = ir.node(u)
                     if p < len(un.axes) and r.axis < len(un.axes[p]):
                         feat.add(un.axes[p][r.axis])
-    memo: dict = {}
+    return _Lazy(functools.partial(_is_feat, ir, feat, {}))
 
-    def is_feat(i, depth=0):
-        if i in feat:
-            return True
-        if i in memo:
-            return memo[i]
-        memo[i] = False
-        info = ir.axes.get(i)
-        if info is not None and info.parents and depth < 50:
-            memo[i] = all(is_feat(p, depth + 1) for p in info.parents)
+
+def _is_feat(ir: IR, feat: set, memo: dict, i, depth=0) -> bool:
+    """(A module function, not a closure that calls itself: that would be a reference cycle, and the
+    front end runs with the cyclic GC off.)"""
+    if i in feat:
+        return True
+    if i in memo:
         return memo[i]
-
-    return _Lazy(is_feat)
+    memo[i] = False
+    info = ir.axes.get(i)
+    if info is not None and info.parents and depth < 50:
+        memo[i] = all(_is_feat(ir, feat, memo, p, depth + 1) for p in info.parents)
+    return memo[i]
 
 
 class _Lazy:
@@ -121,35 +123,7 @@ def analyse(ir: IR, sink: Optional[Sink] = None, dims: Optional[dict] = None, as
 
             params_by[nid]["weight"] = P("weight", st.dense_shape)
 
-    def moments(nid: str, name: str, depth: int = 0) -> Optional[tuple[float, float]]:
-        if name == "weight" and nid in structured:
-            return _structured_moments(ir.node(nid), structured[nid])
-        if name == "bias" and nid in structured and "bias" in params_by[nid] and \
-                "init" not in params_by[nid]["bias"].facets:     # the runtime's default: U(±1/√fan_in)
-            return 0.0, 1.0 / (3.0 * max(1, structured[nid].dense_fan_in))
-        p = params_by.get(nid, {}).get(name)
-        if p is None:
-            return None
-        if p.tied_to and depth < 10:
-            src, _, pname = p.tied_to.rpartition(".")
-            got = moments(src, pname, depth + 1)
-            if got is not None:
-                return got
-        f = p.facets.get("init")
-        if f is not None and f.m2 is not None:
-            return (f.mean or 0.0, f.m2)
-        node = ir.node(nid)
-        od = O.get(node.op)
-        if node.op == "param":
-            a = node.recipe.attrs if node.recipe is not None else node.attrs
-            fill = a.get("fill")
-            if fill is not None:
-                return float(fill), float(fill) ** 2
-            sd = float(a.get("std", 0.02) or 0.0)
-            return 0.0, sd * sd
-        if od is not None and od.init_default is not None:
-            return od.init_default(p, node.params)
-        return None
+    moments = functools.partial(_moments, ir, structured, params_by)
 
     for nid in ir.order:
         node = ir.node(nid)
@@ -272,6 +246,40 @@ def analyse(ir: IR, sink: Optional[Sink] = None, dims: Optional[dict] = None, as
         _warn_xavier_relu(ir, sink, consumers)
         _warn_unclipped(ir, sink, stats)
     return rep
+
+
+def _moments(ir: IR, structured: dict, params_by: dict, nid: str, name: str,
+             depth: int = 0) -> Optional[tuple[float, float]]:
+    """E[w] and E[w²] of parameter `name` of `nid` (through ties). A module function: a closure that calls
+    itself is a reference cycle."""
+    if name == "weight" and nid in structured:
+        return _structured_moments(ir.node(nid), structured[nid])
+    if name == "bias" and nid in structured and "bias" in params_by[nid] and \
+            "init" not in params_by[nid]["bias"].facets:     # the runtime's default: U(±1/√fan_in)
+        return 0.0, 1.0 / (3.0 * max(1, structured[nid].dense_fan_in))
+    p = params_by.get(nid, {}).get(name)
+    if p is None:
+        return None
+    if p.tied_to and depth < 10:
+        src, _, pname = p.tied_to.rpartition(".")
+        got = _moments(ir, structured, params_by, src, pname, depth + 1)
+        if got is not None:
+            return got
+    f = p.facets.get("init")
+    if f is not None and f.m2 is not None:
+        return (f.mean or 0.0, f.m2)
+    node = ir.node(nid)
+    od = O.get(node.op)
+    if node.op == "param":
+        a = node.recipe.attrs if node.recipe is not None else node.attrs
+        fill = a.get("fill")
+        if fill is not None:
+            return float(fill), float(fill) ** 2
+        sd = float(a.get("std", 0.02) or 0.0)
+        return 0.0, sd * sd
+    if od is not None and od.init_default is not None:
+        return od.init_default(p, node.params)
+    return None
 
 
 def _structured_moments(node, st) -> tuple[float, float]:

@@ -6,6 +6,8 @@ FLOPs. Runs before the init pass, which reads the density and the factors.
 """
 from __future__ import annotations
 
+import weakref
+
 import difflib
 import math
 from pathlib import Path
@@ -28,7 +30,7 @@ class _Host:
     """The evaluator's host for rule arguments: numbers, strings and the block's parameters."""
 
     def __init__(self):
-        self.ev = Evaluator(self)
+        self.ev = Evaluator(weakref.proxy(self))   # no cycle: freed by reference counting (compiler._no_gc)
 
     def missing(self, e: A.Name, scope: Scope, ensure: bool):
         self.ev.fail("E0101", f"unknown name `{e.id}` in a sparsity rule", e.span, label="not found",
