@@ -182,6 +182,7 @@ def _names(ax: _Axes) -> dict[int, AxisInfo]:
     their own are named after their parents, once the parents have their best names."""
     done: dict[int, AxisInfo] = {}
     up = ax.up
+    best = None         # made on first need (rare)
     for top in range(len(ax.info)):
         if up[top] != top or top in done:       # not a representative (a root is its own parent)
             continue
@@ -202,9 +203,24 @@ def _names(ax: _Axes) -> dict[int, AxisInfo]:
                 continue
             stack.pop()
             name = a.name
-            if not name:
+            if not name and parents:
                 parts = [done[p].name if p in done else ax.info[p].name for p in parents]
                 name = "(" + " ".join(parts) + ")" if a.kind == MERGE else \
                     parts[0] if len(set(parts)) == 1 else "+".join(parts)
+            elif not name:     # it is its own source again: the best name among what was joined to it
+                if best is None:
+                    best = _best_member_names(ax)
+                name = best.get(i, (0, ""))[1]
             done[i] = a._replace(name=name or "?", parents=parents)
     return done
+
+
+def _best_member_names(ax: _Axes) -> dict[int, tuple[int, str]]:
+    """Per representative, (rank, name) of the best-named identity joined to it."""
+    best: dict[int, tuple[int, str]] = {}
+    for j, info in enumerate(ax.info):
+        if info.name:
+            r = ax.find(j)
+            if r not in best or ax.rank[j] > best[r][0]:
+                best[r] = (ax.rank[j], info.name)
+    return best
