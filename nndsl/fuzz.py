@@ -7,7 +7,8 @@ draw the seeds) and, for longer runs before a release, from the command line:
 Every input that once failed is written to the corpus directory; the test suite replays the corpus.
 
 The oracle: `check` never raises and never reports E9999; every error leads to a line of the checked
-file (its own span there, or a call site there); rendering never raises; and a spec that checks (with
+file (its own span there, or a call site there); rendering never raises; axis identities follow the
+signatures (passes.axes.verify_axes); and a spec that checks (with
 its free dims bound small) compiles to valid Python, loads, and runs a forward pass on random inputs
 of its declared shapes. Anything else is a bug.
 """
@@ -319,6 +320,9 @@ def problems(src: str, run: bool = True, filename: str = FILE, stats: dict | Non
         elif d.is_error and not _located(d, filename):
             out.append(f"{d.code} without a location in {filename}: {d.message}")
     if res.ok:
+        from .passes.axes import verify_axes
+
+        out += [f"axis identities: {m}" for m in verify_axes(res.ir)[:3]]
         try:                       # every spec that checks can be drawn as a circuit diagram
             from .backends.ncd import Options, layout
             from .backends.ncd_dot import to_dot

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 import nndsl
-from nndsl.recipe import DERIVE, KEEP, MERGE, NEW
+from nndsl.passes.axes import verify_axes
+from nndsl.recipe import DERIVE, MERGE
 
 from test_ops import CASES, spec_for
 
@@ -15,49 +16,7 @@ EXAMPLES = sorted(Path(__file__).resolve().parent.parent.joinpath("examples").gl
 
 def _check_follows_signatures(ir):
     """Every axis has an identity, and each identity is what the node's signature says it is."""
-    for n in ir.nodes():
-        assert len(n.axes) == len(n.outputs), n.id
-        for ids, t in zip(n.axes, n.outputs):
-            assert len(ids) == t.rank, n.id
-            for i, d in zip(ids, t.shape):
-                assert i in ir.axes, f"{n.id}: axis {i} has no identity record"
-                assert ir.axes[i].name
-                assert ir.axes[i].size == d, f"{n.id}: one wire, two sizes ({ir.axes[i].size} and {d})"
-        if n.recipe is None or n.recipe.sig is None:
-            continue
-        ins = [ir.node(u).axes[p] for u, p in ir.inputs_of(n.id)]
-        for ids, rules in zip(n.axes, n.recipe.sig.outs):
-            for i, rule in zip(ids, rules):
-                info = ir.axes[i]
-                whole = [ins[r.arg][r.axis] for r in rule.refs if r.parts == 1]
-                if rule.kind == KEEP and rule.refs and all(r.parts == 1 for r in rule.refs):
-                    assert all(j == i for j in whole), f"{n.id}: a kept axis changed identity"
-                # (a derived identity may be joined later to another one, e.g. the heads split out of q
-                # and out of k meet in attention: its record then shows one of the two origins)
-                elif rule.kind == KEEP:          # one factor of a split axis
-                    assert info.kind == "part" and len(info.parents) == 1
-                    parent = ir.axes[info.parents[0]].size
-                    if parent.is_const and info.size.is_const:
-                        assert parent.value % info.size.value == 0
-                elif rule.kind in (MERGE, DERIVE) and info.kind not in (MERGE, DERIVE):
-                    pass    # joined later to another identity, whose record it shows: a piece of a chunk into
-                    #         one piece is its source again once a contraction or a broadcast meets the two
-                elif rule.kind == MERGE:
-                    assert info.kind == MERGE and len(info.parents) == len(rule.refs)
-                    sizes = [ir.axes[p].size for p in info.parents]
-                    if all(d.is_const for d in sizes) and info.size.is_const:
-                        k = 1
-                        for d in sizes:
-                            k *= d.value
-                        assert k == info.size.value
-                elif rule.kind == DERIVE and not info.parents:     # joined with its own source: one wire again
-                    assert all(ins[r.arg][r.axis] == i for r in rule.refs) and info.name != "?"
-                elif rule.kind == DERIVE:
-                    assert info.kind == DERIVE and len(info.parents) == len(rule.refs) and info.how == rule.how
-                # a new axis has nothing to follow: a later broadcast may still join it to another
-                # (a residual `x + linear(x)` makes the layer's output features the input's)
-        for group in n.recipe.sig.contracted:
-            assert len({ins[r.arg][r.axis] for r in group}) == 1, f"{n.id}: contracted axes are not one wire"
+    assert verify_axes(ir) == []
 
 
 CORPUS = sorted(Path(__file__).resolve().parent.joinpath("fuzz_corpus").glob("*.nn"))
@@ -73,6 +32,17 @@ def test_identities_follow_the_signatures_on_every_fuzz_spec_that_checks():
             _check_follows_signatures(res.ir)
             checked += 1
     assert checked >= 40
+
+
+def test_the_identity_check_finds_what_is_wrong():
+    ir = nndsl.check(EXAMPLES[0].parent / "resnet18.nn", H=224, W=224).ir     # square: H and W of one size
+    assert verify_axes(ir) == []
+    relu = ir.node("a")                  # the stem's relu
+    b, c, h, w = relu.axes[0]
+    relu.axes = [(b, c, w, h)]           # the kept axes swapped: H's wire where W's is
+    assert "a: a kept axis changed identity" in verify_axes(ir)
+    relu.axes = [(b, c, h)]
+    assert verify_axes(ir) == ["a: 3 identities for a 4-d tensor"]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])

@@ -17,7 +17,7 @@ from typing import NamedTuple, Optional
 
 from ..dims import Dim, sym_name
 from ..ir import IR
-from ..recipe import KEEP, MERGE, NEW
+from ..recipe import DERIVE, KEEP, MERGE, NEW
 
 DECLARED, LETTER, DERIVED, LAYER, GENERATED = 4, 3, 2, 1, 0
 
@@ -224,3 +224,69 @@ def _best_member_names(ax: _Axes) -> dict[int, tuple[int, str]]:
             if r not in best or ax.rank[j] > best[r][0]:
                 best[r] = (ax.rank[j], info.name)
     return best
+
+
+def verify_axes(ir: IR) -> list[str]:
+    """What is wrong with the identities the pass left (empty when sound): every axis of every tensor has
+    one, named, of the axis's size, and each is what its node's signature says: a kept axis is its
+    source's, a factor of a split axis a part of it, a merged axis made of its parts (sizes multiplying
+    out), a derived one made from its sources, the axes contracted together one wire. Used by the tests
+    and the fuzzing oracle."""
+    out: list[str] = []
+    for n in ir.nodes():
+        if len(n.axes) != len(n.outputs):
+            out.append(f"{n.id}: {len(n.axes)} axis tuples for {len(n.outputs)} outputs")
+            continue
+        for ids, t in zip(n.axes, n.outputs):
+            if len(ids) != t.rank:
+                out.append(f"{n.id}: {len(ids)} identities for a {t.rank}-d tensor")
+            for i, d in zip(ids, t.shape):
+                info = ir.axes.get(i)
+                if info is None or not info.name:
+                    out.append(f"{n.id}: axis {i} has no named identity")
+                elif info.size != d:
+                    out.append(f"{n.id}: one wire, two sizes ({info.size} and {d})")
+        if n.recipe is None or n.recipe.sig is None or out:
+            continue
+        ins = [ir.node(u).axes[p] for u, p in ir.inputs_of(n.id)]
+        for ids, rules in zip(n.axes, n.recipe.sig.outs):
+            for i, rule in zip(ids, rules):
+                out += [f"{n.id}: {m}" for m in _follows(ir, ins, i, rule)]
+        for group in n.recipe.sig.contracted:
+            if len({ins[r.arg][r.axis] for r in group}) != 1:
+                out.append(f"{n.id}: contracted axes are not one wire")
+    return out
+
+
+def _follows(ir: IR, ins: list, i: int, rule) -> list[str]:
+    info = ir.axes[i]
+    if rule.kind == KEEP and rule.refs and all(r.parts == 1 for r in rule.refs):
+        return [] if all(ins[r.arg][r.axis] == i for r in rule.refs) else ["a kept axis changed identity"]
+    # a derived identity may be joined later to another one (the heads split out of q and out of k meet in
+    # attention): its record then shows one of the two origins
+    if rule.kind == KEEP:                  # one factor of a split axis
+        parent = ir.axes[info.parents[0]].size if info.kind == "part" and len(info.parents) == 1 else None
+        if parent is None:
+            return ["a factor of a split axis is not a part of it"]
+        if parent.is_const and info.size.is_const and parent.value % info.size.value:
+            return [f"a part of size {info.size} of an axis of size {parent}"]
+        return []
+    if rule.kind in (MERGE, DERIVE) and info.kind not in (MERGE, DERIVE):
+        return []    # joined later to another identity, whose record it shows
+    if rule.kind == MERGE:
+        if info.kind != MERGE or len(info.parents) != len(rule.refs):
+            return ["a merged axis is not made of its parts"]
+        sizes = [ir.axes[p].size for p in info.parents]
+        if all(d.is_const for d in sizes) and info.size.is_const:
+            k = 1
+            for d in sizes:
+                k *= d.value
+            if k != info.size.value:
+                return [f"parts of sizes {[str(d) for d in sizes]} merged into {info.size}"]
+        return []
+    if rule.kind == DERIVE and not info.parents:       # joined with its own source: one wire again
+        return [] if all(ins[r.arg][r.axis] == i for r in rule.refs) and info.name != "?" else \
+            ["a derived axis lost its sources"]
+    if rule.kind == DERIVE and (info.kind != DERIVE or len(info.parents) != len(rule.refs) or info.how != rule.how):
+        return [f"a derived ({rule.how}) axis is recorded as {info.kind} ({info.how})"]
+    return []    # a new axis has nothing to follow: a later broadcast may join it to another
