@@ -251,14 +251,14 @@ def verify_axes(ir: IR) -> list[str]:
         ins = [ir.node(u).axes[p] for u, p in ir.inputs_of(n.id)]
         for ids, rules in zip(n.axes, n.recipe.sig.outs):
             for i, rule in zip(ids, rules):
-                out += [f"{n.id}: {m}" for m in _follows(ir, ins, i, rule)]
+                out += [f"{n.id}: {m}" for m in _follows(ir, n.id, ins, i, rule)]
         for group in n.recipe.sig.contracted:
             if len({ins[r.arg][r.axis] for r in group}) != 1:
                 out.append(f"{n.id}: contracted axes are not one wire")
     return out
 
 
-def _follows(ir: IR, ins: list, i: int, rule) -> list[str]:
+def _follows(ir: IR, nid: str, ins: list, i: int, rule) -> list[str]:
     info = ir.axes[i]
     if rule.kind == KEEP and rule.refs and all(r.parts == 1 for r in rule.refs):
         return [] if all(ins[r.arg][r.axis] == i for r in rule.refs) else ["a kept axis changed identity"]
@@ -271,8 +271,8 @@ def _follows(ir: IR, ins: list, i: int, rule) -> list[str]:
         if parent.is_const and info.size.is_const and parent.value % info.size.value:
             return [f"a part of size {info.size} of an axis of size {parent}"]
         return []
-    if rule.kind in (MERGE, DERIVE) and info.kind not in (MERGE, DERIVE):
-        return []    # joined later to another identity, whose record it shows
+    if rule.kind in (MERGE, DERIVE) and info.origin != nid:
+        return []    # joined later to an identity made elsewhere, whose record it shows
     if rule.kind == MERGE:
         if info.kind != MERGE or len(info.parents) != len(rule.refs):
             return ["a merged axis is not made of its parts"]
