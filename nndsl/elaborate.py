@@ -477,6 +477,7 @@ class Elaborator:
                     self.ir.meta.free_dims.append(e.id)
                 dims.append(d)
                 axes.append(e.id)
+                ctx.scope.axis_names.add(e.id)
                 continue
             v = self.ev(e, ctx.scope, None, const=True)
             if isinstance(v, int) and not isinstance(v, bool):
@@ -487,6 +488,8 @@ class Elaborator:
                 self.fail("E0112" if v.value > 0 else "E0111", f"dim {v.value} is out of range (1 .. 2**40)", e.span)
             dims.append(v)
             axes.append(e.id if isinstance(e, A.Name) else None)
+            if isinstance(e, A.Name):
+                ctx.scope.axis_names.add(e.id)
         decl = TensorType.make(dims, dtype, axes)
         self._room(st.span)
         if block_level:
@@ -717,7 +720,7 @@ class Elaborator:
             else:
                 self._axis_names = at.type == "axes"      # unknown names in an `axes=` value are axis names
                 try:
-                    v = self.ev(a.value, scope, sub)
+                    v = self._axes_value(a.value, scope, sub) if at.type == "axes" else self.ev(a.value, scope, sub)
                 finally:
                     self._axis_names = False
             if a.name is None:
@@ -743,6 +746,23 @@ class Elaborator:
                 self.fail("E0114", "`tie=` applies to operations, not blocks", tie[1])
             return self._instantiate(target, fname, pos, kw, scope, _local_name(name, fname.lower()), e.span)
         return self._op_call(target, pos, kw, scope, name, e.span, tie)
+
+    def _axes_value(self, e, scope: Scope, sub):
+        """An `axes=` argument. A name an input of the block declares as an axis is that axis, even where it
+        is also a parameter: `input x: [B, C, H, W]` then `mean(x, axes=[C])` is the channel axis, not
+        axis number C (ConvNeXt's LayerNorm2d written out)."""
+        items = e.items if isinstance(e, A.ListExpr) else [e]
+        if not any(isinstance(x, A.Name) and x.id in scope.axis_names for x in items):
+            return self.ev(e, scope, sub)
+        out = []
+        for x in items:
+            b = scope.lookup(x.id) if isinstance(x, A.Name) and x.id in scope.axis_names else None
+            if b is not None and b.kind == "param":
+                b.used = True
+                out.append(x.id)
+            else:
+                out.append(self.ev(x, scope, sub))
+        return out if isinstance(e, A.ListExpr) else out[0]
 
     def _frame_average(self, e: A.Call, scope: Scope, name: str | None, piped):
         """`frame_average(Block(x, ...), group=G, equivariant=false)`: the block instance, marked to run once per

@@ -63,6 +63,7 @@ class Scope:
     file: str
     names: dict[str, Binding] = field(default_factory=dict)
     blocks: dict[str, A.BlockDef] = field(default_factory=dict)
+    axis_names: set[str] = field(default_factory=set)     # names the inputs' shapes declare as axes
 
     def lookup(self, name: str) -> Binding | None:
         return self.names.get(name)
@@ -369,13 +370,24 @@ class Evaluator:
             return self._tensor_binary(CMP_OPS[e.op], e.op, a, b, e, name, scope)
         return compare(e.op, a, b, lambda: self.fail("E0106", f"cannot compare {describe(a)} with {describe(b)}", e.span))
 
+    def _numbers_only(self, fname: str, e: A.Call):
+        self.fail("E0106", f"`{fname}` takes numbers known when the spec is checked, not tensors", e.span,
+                  label="a tensor is given here", help=_numbers_only_help(fname))
+
     def builtin(self, fname: str, e: A.Call, scope: Scope, ensure: bool):
         """`shape`, `rank` (in `ensure`), `len`, `min`, `max_of`, `int`, `float`, `sqrt`."""
         if fname in ("shape", "rank") and not ensure:
             self.fail("E0115", f"`{fname}` can only be used in `ensure`", e.span,
                       help="shapes are known after elaboration; to use a size, name it in the input "
                            "declaration (`input x: [B, C]`) and use `C`")
-        args = [self.ev(a.value, scope, None, True, ensure) for a in e.args]
+        try:
+            args = [self.ev(a.value, scope, None, True, ensure) for a in e.args]
+        except Abort as ab:
+            if ab.diagnostic.message.startswith("tensor arithmetic") and fname not in ("shape", "rank"):
+                self._numbers_only(fname, e)
+            raise
+        if fname not in ("shape", "rank", "len") and any(isinstance(a, (TensorVal, TupleVal)) for a in args):
+            self._numbers_only(fname, e)
         if fname in ("shape", "rank"):
             if len(args) != 1 or not isinstance(args[0], TensorVal):
                 self.fail("E0106", f"`{fname}` takes one tensor", e.span)
@@ -407,6 +419,12 @@ class Evaluator:
                 self.fail("E0112", "integer too large", e.span)
             return int(x)
         raise AssertionError(fname)
+
+
+def _numbers_only_help(fname: str) -> str:
+    if fname == "sqrt":
+        return "on a tensor, define an act and call it: `act root(x) = sqrt(x)`, then `root(v + 1e-6)`"
+    return "built-ins compute with numbers known when the spec is checked (parameters, literals)"
 
 
 def explain(e, ev: "Evaluator", scope: Scope) -> list[str]:

@@ -461,6 +461,39 @@ def test_layernorm_over_a_channels_first_axis():
     assert bad.errors[0].message == "layernorm: give `axis` or `dims`, not both"
 
 
+def test_a_block_parameter_that_names_an_axis_is_that_axis_in_axes():
+    """ConvNeXt's LayerNorm2d written out: `input x: [B, C, H, W]` with `C` a parameter, so `axes=[C]`
+    is the channel axis (it used to be axis number C, out of range)."""
+    src = ("act root(x) = sqrt(x)\n"
+           "block LayerNorm2d(C: int) {\n  input x: [B, C, H, W]\n  weight = param([C], fill=1.0)\n"
+           "  bias = param([C], fill=0.0)\n  m = mean(x, axes=[C], keepdim=true)\n"
+           "  v = mean((x - m) * (x - m), axes=[C], keepdim=true)\n  y = (x - m) / root(v + 1e-6)\n"
+           "  output y * reshape(weight, [1, C, 1, 1]) + reshape(bias, [1, C, 1, 1])\n}\n"
+           "model M(C: int = 5) {\n  input x: [B, C, 3, 4]\n  output norm = LayerNorm2d(x, C)\n}\n")
+    m = nndsl.load(source=src, seed=0)
+    assert sorted(m.state_dict()) == ["norm.bias", "norm.weight"]
+    with torch.no_grad():
+        m.norm.weight.uniform_()
+        m.norm.bias.uniform_()
+    x = torch.randn(2, 5, 3, 4)
+    want = torch.nn.functional.layer_norm(x.permute(0, 2, 3, 1), (5,), m.norm.weight, m.norm.bias, 1e-6)
+    assert torch.allclose(m(x), want.permute(0, 3, 1, 2), atol=1e-5)
+    # a parameter that no input declares as an axis is still a number: an axis index
+    idx = nndsl.check(source="model M(k: int = 1) {\n  input x: [B, 6, 5]\n  output mean(x, axes=[k])\n}\n")
+    assert idx.ok and str(idx.ir.node(idx.ir.meta.outputs[0].node).outputs[0]) == "[B, 5]"
+
+
+def test_a_number_builtin_given_a_tensor_says_how_to_compute_on_tensors():
+    src = "model M {\n  input x: [B, 6]\n  v = mean(x * x, axes=[1], keepdim=true)\n  output x / sqrt(v + 1e-6)\n}\n"
+    (d,) = nndsl.check(source=src).errors
+    assert d.code == "E0106" and d.message == "`sqrt` takes numbers known when the spec is checked, not tensors"
+    assert (d.span.line, d.span.col) == (4, 14) and "act root(x) = sqrt(x)" in d.help
+    (d,) = nndsl.check(source=src.replace("sqrt(v + 1e-6)", "sqrt(v)")).errors
+    assert d.message == "`sqrt` takes numbers known when the spec is checked, not tensors"
+    (d,) = nndsl.check(source=src.replace("sqrt(v + 1e-6)", "float(v)")).errors
+    assert d.message == "`float` takes numbers known when the spec is checked, not tensors"
+
+
 def _node_of(src, op):
     res = nndsl.check(source=src)
     assert res.ok, [d.message for d in res.diagnostics]
