@@ -265,6 +265,8 @@ def _follows(ir: IR, nid: str, ins: list, i: int, rule) -> list[str]:
     # a derived identity may be joined later to another one (the heads split out of q and out of k meet in
     # attention): its record then shows one of the two origins
     if rule.kind == KEEP:                  # one factor of a split axis
+        if info.origin != nid or info.kind == "part" and not info.parents:
+            return []    # joined to an identity made elsewhere, or to its own source (a factor of the whole size)
         parent = ir.axes[info.parents[0]].size if info.kind == "part" and len(info.parents) == 1 else None
         if parent is None:
             return ["a factor of a split axis is not a part of it"]
@@ -274,8 +276,10 @@ def _follows(ir: IR, nid: str, ins: list, i: int, rule) -> list[str]:
     if rule.kind in (MERGE, DERIVE) and info.origin != nid:
         return []    # joined later to an identity made elsewhere, whose record it shows
     if rule.kind == MERGE:
-        if info.kind != MERGE or len(info.parents) != len(rule.refs):
+        if info.kind != MERGE or len(info.parents) > len(rule.refs):
             return ["a merged axis is not made of its parts"]
+        if len(info.parents) < len(rule.refs):
+            return []    # a part joined to the merge itself (factors of size 1) is not its own parent
         sizes = [ir.axes[p].size for p in info.parents]
         if all(d.is_const for d in sizes) and info.size.is_const:
             k = 1
