@@ -311,10 +311,12 @@ class Evaluator:
                     return SizedList(a + b) if isinstance(a, list) else a + b
                 self.fail("E0106", f"cannot apply `{op}` to {describe(v)}", sp)
         if isinstance(a, float) or isinstance(b, float):
-            a = float(a.value) if isinstance(a, Dim) else a
-            b = float(b.value) if isinstance(b, Dim) else b
+            a = float(a.value) if isinstance(a, Dim) and a.is_const else a
+            b = float(b.value) if isinstance(b, Dim) and b.is_const else b
             if isinstance(a, Dim) or isinstance(b, Dim):
-                self.fail("E0106", "cannot mix a symbolic dim with a float", e.span)
+                self.fail("E0106", "cannot mix a symbolic dim with a float", e.span,
+                          label=f"`{a if isinstance(a, Dim) else b}` is known only from the input shapes",
+                          help="dims are integers: write the float as an integer, or as a fraction of integers")
             try:
                 return {"+": a + b, "-": a - b, "*": a * b}[op] if op in "+-*" else \
                     a / b if op == "/" else a // b if op == "//" else a % b if op == "%" else None

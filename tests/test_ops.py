@@ -611,3 +611,13 @@ def test_objects_built_without_validation_hold_every_field_in_order():
     for _u, _v, a in res.ir.g.edges(data="attr"):
         walk(a)
     assert {"Node", "EdgeAttr", "ParamSpec", "Recipe", "TensorType"} <= seen
+
+
+def test_a_symbolic_dim_with_a_float_is_an_error_not_a_crash():
+    """Found by the fuzzer: `ensure S % 21e-3 == 0` on a free dim raised inside the evaluator (E9999)."""
+    for expr, message in (("ensure S % 21e-3 == 0", "cannot mix a symbolic dim with a float"),
+                          ("z = S * 0.5", "cannot mix a symbolic dim with a float"),
+                          ("ensure 0.5 < S", "cannot compare a float with a symbolic dim")):
+        src = f"model M {{\n  input x: [B, S]\n  {expr}\n  output x\n}}\n"
+        (d,) = nndsl.check(source=src).errors
+        assert (d.code, d.message, d.span.line) == ("E0106", message, 3)
