@@ -323,6 +323,7 @@ _PATTERN_ERRORS = [  # call, message, the characters the caret is under, its lab
      "not on the other side"),
     ('rearrange(x, pattern="b t (h d) -> b h t d!", h=4)', "unexpected `!` in a rearrange pattern", "!",
      "not an axis name"),
+    ('rearrange(x, "b t d → b d t")', "a rearrange pattern needs exactly one `->`", "→", "write `->`"),
     ('einsum("btd,btd,d->bt", x, x)', "the equation has 3 operands, 2 tensors were given", "btd,btd,d",
      "3 operands"),
     ('einsum("bt1,btd->bt", x, x)', "einsum subscripts must be letters, got `bt1`", "1", "not a letter"),

@@ -92,6 +92,8 @@ def parse_side(text: str, base: int = 0) -> list[list[str]]:
 
 def parse_pattern(p: str) -> Pattern:
     if p.count("->") != 1:
+        if "->" not in p and "→" in p:
+            raise _bad("a rearrange pattern needs exactly one `->`", (p.index("→"), 1), "write `->`")
         second = p.find("->", p.find("->") + 2) if "->" in p else -1
         raise _bad("a rearrange pattern needs exactly one `->`", (second, 2) if second >= 0 else None, "a second `->`",
                    help='a pattern maps the input axes to the output axes: "b t (h d) -> b h t d"')
