@@ -40,7 +40,7 @@ class _Axes:
         self.info: list[AxisInfo] = []
         self.rank: list[int] = []         # name priority
         self.up: list[int] = []           # union-find parent
-        self.parts: dict[tuple[int, int, int], int] = {}
+        self.parts: dict[tuple, int] = {}
 
     def new(self, name: str, rank: int, size: Dim, kind: str, origin: str, parents=(), how="") -> int:
         i = len(self.info)
@@ -150,10 +150,10 @@ def _ref(ax: _Axes, in_ids, r, name: Optional[str], d: Dim, node) -> int:
     i = ax.find(in_ids[r.arg][r.axis])
     if r.parts == 1:
         return i
-    key = (i, r.part, r.parts)
+    size = r.size if r.size is not None else d
+    key = (i, r.part, r.parts, size)     # the size too: pixel_shuffle by 2 and by 1 split C in 3 differently
     if key not in ax.parts:
-        ax.parts[key] = ax.new(name or f"{ax.info[i].name}.{r.part}", LETTER if name else DERIVED,
-                               r.size if r.size is not None else d, "part",
+        ax.parts[key] = ax.new(name or f"{ax.info[i].name}.{r.part}", LETTER if name else DERIVED, size, "part",
                                node.id, (i,))
     return ax.parts[key]
 
