@@ -161,3 +161,70 @@ class MLP(nn.Module):
         for lin in self.hidden:
             x = F.relu(lin(x))
         return F.log_softmax(self.head(x), dim=-1)
+
+
+# -- MobileNetV3-Small, as torchvision writes it (torchvision/models/mobilenetv3.py) ------------------
+def _make_divisible(v: float, divisor: int = 8) -> int:
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+def _conv_bn_act(c_in, c_out, kernel, stride=1, groups=1, act=nn.Hardswish):
+    layers = [nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+              nn.BatchNorm2d(c_out, eps=0.001, momentum=0.01)]
+    if act is not None:
+        layers.append(act(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class SqueezeExcitation(nn.Module):
+    def __init__(self, c, squeeze):
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(c, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, c, 1)
+        self.activation = nn.ReLU()
+        self.scale_activation = nn.Hardsigmoid()
+
+    def forward(self, x):
+        s = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
+        return s * x
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, c_in, kernel, c_exp, c_out, use_se, act, stride):
+        super().__init__()
+        self.use_res_connect = stride == 1 and c_in == c_out
+        layers = []
+        if c_exp != c_in:
+            layers.append(_conv_bn_act(c_in, c_exp, 1, act=act))
+        layers.append(_conv_bn_act(c_exp, c_exp, kernel, stride, groups=c_exp, act=act))
+        if use_se:
+            layers.append(SqueezeExcitation(c_exp, _make_divisible(c_exp // 4, 8)))
+        layers.append(_conv_bn_act(c_exp, c_out, 1, act=None))
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x):
+        y = self.block(x)
+        return y + x if self.use_res_connect else y
+
+
+class MobileNetV3Small(nn.Module):
+    CONFIG = [(16, 3, 16, 16, True, "RE", 2), (16, 3, 72, 24, False, "RE", 2), (24, 3, 88, 24, False, "RE", 1),
+              (24, 5, 96, 40, True, "HS", 2), (40, 5, 240, 40, True, "HS", 1), (40, 5, 240, 40, True, "HS", 1),
+              (40, 5, 120, 48, True, "HS", 1), (48, 5, 144, 48, True, "HS", 1), (48, 5, 288, 96, True, "HS", 2),
+              (96, 5, 576, 96, True, "HS", 1), (96, 5, 576, 96, True, "HS", 1)]
+
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        layers = [_conv_bn_act(3, 16, 3, 2)]
+        for c_in, k, c_exp, c_out, se, act, s in self.CONFIG:
+            layers.append(InvertedResidual(c_in, k, c_exp, c_out, se, nn.Hardswish if act == "HS" else nn.ReLU, s))
+        layers.append(_conv_bn_act(96, 576, 1))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Linear(576, 1024), nn.Hardswish(inplace=True), nn.Dropout(0.2),
+                                        nn.Linear(1024, num_classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))

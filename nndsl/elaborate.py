@@ -315,10 +315,17 @@ class Elaborator:
         if not ctx.outputs and not any(isinstance(s, A.Output) for s in bd.body):
             self.sink.error("E0303", f"`{bd.name}` has no `output`", bd.name_span, label="defines no output",
                             help="add `output <expr>` at the end of the body")
+        written: set[str] | None = None
         for name, b in scope.names.items():
             if failed:
                 break  # after an error, "unused" is mostly noise from the statement that failed
             if not b.used and b.kind in ("binding", "input"):
+                if b.kind == "binding" and not isinstance(b.value, (TensorVal, TupleVal)):
+                    # a number used only where this instance does not go (an `if` not taken, `repeat 0`)
+                    # is still used: nothing was computed for it
+                    written = _names_in([bd.body, *bd.params]) if written is None else written
+                    if name in written:
+                        continue
                 if b.kind == "input":
                     w = Diagnostic(code="W0301", severity="warning", message=f"input `{name}` is never used",
                                    span=b.span, label="declared here")
@@ -1018,7 +1025,7 @@ class Elaborator:
     def _pipe(self, e: A.Pipe, scope: Scope, name: str | None):
         base = _local_name(name, "pipe")
         head_is_stage = isinstance(e.head, A.Call) and not self.evaluator.is_builtin(e.head)
-        counts = [self._repeat_count(st, scope) if isinstance(st, A.Repeat) else 1 for st in e.stages]
+        counts = [self._stage_count(st, scope) for st in e.stages]
         total = sum(counts) + (1 if head_is_stage else 0)
         if head_is_stage:
             v = self.ev(e.head, scope, base if total == 1 else f"{base}.0")
@@ -1032,7 +1039,7 @@ class Elaborator:
         name = lambda i: base if total == 1 else f"{base}.{i}"  # noqa: E731
         for st, n in zip(stages, counts):
             if isinstance(st, A.Repeat):
-                body_counts = [self._repeat_count(b, scope) if isinstance(b, A.Repeat) else 1 for b in st.stages]
+                body_counts = [self._stage_count(b, scope) for b in st.stages]
                 before = len(self.ir)
                 names = self._iteration_names(st, n, scope)
                 for j in range(n):
@@ -1051,10 +1058,27 @@ class Elaborator:
                     it_name = f"{base}.{names[j]}" if names is not None else name(k + j)
                     v = self._chain(st.stages, body_counts, v, vspan, sc, it_name, 0, sum(body_counts))
                 k += n
+            elif isinstance(st, A.IfStage):
+                if n:         # the branch taken is one stage; its own stages nest under it, as a repeat's do
+                    branch = self._branch(st, scope)
+                    counts = [self._stage_count(b, scope) for b in branch]
+                    v = self._chain(branch, counts, v, vspan, scope, name(k), 0, sum(counts))
+                k += n
             else:
                 v = self._stage(st, v, vspan, scope, name(k))
                 k += 1
         return v
+
+    def _stage_count(self, st: A.Expr, scope: Scope) -> int:
+        """How many stages of a chain `st` stands for: a repeat's count, 1 or 0 for an `if` stage."""
+        if isinstance(st, A.Repeat):
+            return self._repeat_count(st, scope)
+        if isinstance(st, A.IfStage):
+            return 1 if self._branch(st, scope) else 0
+        return 1
+
+    def _branch(self, st: A.IfStage, scope: Scope) -> list:
+        return st.then if self._cond(st.cond, scope) else (st.orelse or [])
 
     _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\s*(?:([+-])\s*(\d{1,9}))?\}")
 
@@ -1112,7 +1136,7 @@ class Elaborator:
             return self._call(call, scope, name, piped)
         if isinstance(st, A.Pipe):  # a nested chain, `x |> (conv |> bn) |> relu`: its stages are `name.0`, ...
             stages = [st.head, *st.stages]
-            counts = [self._repeat_count(s, scope) if isinstance(s, A.Repeat) else 1 for s in stages]
+            counts = [self._stage_count(s, scope) for s in stages]
             return self._chain(stages, counts, v, vspan, scope, name, 0, sum(counts))
         self.fail("E0106", "a pipeline stage must be an operation, a block, `repeat` or a chain in parentheses",
                   st.span, help="write `x |> relu`, `x |> conv2d(64, kernel=3)`, `x |> repeat 2 { Block(64) }` "

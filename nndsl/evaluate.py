@@ -252,8 +252,9 @@ class Evaluator:
             return self.host.pipe(e, scope, name)
         if k == "attr":
             self.fail("E0101", f"unknown name `{_dotted(e)}`", e.span)
-        if k == "repeat":
-            self.fail("E0106", "`repeat` is a pipeline stage: write `x |> repeat N { ... }`", e.span)
+        if k in ("repeat", "if_stage"):
+            self.fail("E0106", f"`{'repeat' if k == 'repeat' else 'if { ... }'}` is a pipeline stage: write "
+                      f"`x |> {'repeat N' if k == 'repeat' else 'if cond'} {{ ... }}`", e.span)
         raise AssertionError(f"unhandled expression {k}")
 
     def _is_builtin(self, e: A.Call) -> bool:

@@ -98,6 +98,8 @@ class Estimator:
             body = sum(self.stage(x, scope) for x in s.stages)
             n = s.count.value if isinstance(s.count, A.Num) and isinstance(s.count.value, int) else 1
             return min(self.cap, max(n, 0) * body)
+        if isinstance(s, A.IfStage):
+            return min(sum(self.stage(x, scope) for x in b) for b in (s.then, s.orelse or []))
         if isinstance(s, A.Call):
             return self.expr(s, scope)
         if isinstance(s, (A.Name, A.Attr)):

@@ -12,7 +12,8 @@ import nndsl
 import references as R
 from conftest import EXAMPLES
 
-GOLDEN = {"resnet18": 11_689_512, "resnet50": 25_557_032, "vit_b16": 86_567_656, "gpt2_small": 124_439_808}
+GOLDEN = {"resnet18": 11_689_512, "resnet50": 25_557_032, "vit_b16": 86_567_656, "gpt2_small": 124_439_808,
+          "mobilenet_v3_small": 2_542_856}
 INPUTS = {
     "mlp": lambda: torch.randn(3, 784),
     "resnet18": lambda: torch.randn(2, 3, 64, 64),
@@ -20,6 +21,7 @@ INPUTS = {
     "vit_b16": lambda: torch.randn(1, 3, 224, 224),
     "gpt2_small": lambda: torch.randint(0, 50257, (2, 12)),
     "unet": lambda: torch.randn(1, 3, 256, 256),
+    "mobilenet_v3_small": lambda: torch.randn(2, 3, 96, 96),
 }
 ALL = sorted(INPUTS)
 
@@ -59,6 +61,29 @@ def test_resnet_loads_torchvision_state_dict_strictly(name, ref):
     x = torch.randn(1, 3, 96, 96) if name == "resnet18" else torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(m(x), tv(x), rtol=1e-5, atol=1e-5)
+
+
+def test_mobilenet_v3_small_loads_the_reference_state_dict_strictly_and_agrees():
+    """Optional layers as `if` stages: the indices after them shift as in torchvision's nn.Sequential
+    (`features.1.block.0` is a depthwise conv, `features.2.block.0` an expansion conv)."""
+    m = nndsl.load(EXAMPLES / "mobilenet_v3_small.nn", seed=0).eval()
+    torch.manual_seed(1)
+    ref = R.MobileNetV3Small().eval()
+    with torch.no_grad():            # batchnorm statistics that are not the identity
+        for k, v in ref.state_dict().items():
+            if v.is_floating_point():
+                v.copy_(torch.rand_like(v) + 0.5 if "running_var" in k else torch.randn_like(v) * 0.2)
+    assert {k: v.shape for k, v in m.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    assert m.get_submodule("features.1.block.0.0").groups == 16
+    assert m.get_submodule("features.2.block.0.0").kernel_size == (1, 1)
+    m.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_reference_mobilenet_counts_the_published_figure():
+    assert nparams(R.MobileNetV3Small()) == GOLDEN["mobilenet_v3_small"]
 
 
 def _copy_by_order(src: torch.nn.Module, dst: torch.nn.Module) -> None:
@@ -343,3 +368,32 @@ model M {
     # both operands come from `t`: one caret there, with both shapes, and no repeated labels
     assert err.code == "E0201" and err.span.line == 4 and err.label == "[B, 4] and [B, 4]"
     assert len({(s.span, s.message) for s in err.secondary}) == len(err.secondary) == 1
+
+
+def test_an_if_stage_is_there_only_when_its_condition_holds(torch):
+    """MobileNet's optional layers: `|> if cond { ... }` is one stage of the chain when the condition holds
+    (its own stages nest under it, as a repeat's do), none otherwise, so the indices after it shift as in an
+    nn.Sequential built with `if`; `else { ... }` gives the other branch."""
+    import nndsl
+    from nndsl.syntax import parse_text
+    from nndsl.syntax.unparse import unparse
+
+    src = ("block B(expand: bool, se: bool) {\n  input x: [N, 8]\n  hidden = 16\n"
+           "  block = x\n    |> if expand { (linear(hidden) |> relu) } else { linear(8) }\n"
+           "    |> if se { sigmoid } |> linear(4)\n  output block\n}\n"
+           "model M {\n  input x: [N, 8]\n  a = B(x, true, false)\n  b = B(x, false, true)\n  output a, b\n}\n")
+    res = nndsl.check(source=src)
+    assert res.ok and res.diagnostics == [], [d.message for d in res.diagnostics]   # `hidden`: no W0302
+    m = nndsl.load(source=src, seed=0)
+    keys = [k for k in m.state_dict() if k.endswith("weight")]
+    assert keys == ["a.block.0.0.weight", "a.block.1.weight", "b.block.0.weight", "b.block.2.weight"]
+    a, b = m(torch.randn(3, 8))
+    assert a.shape == b.shape == (3, 4)
+    assert unparse(parse_text(unparse(parse_text(src)))) == unparse(parse_text(src))
+    assert "|> if expand { (linear(hidden) |> relu) } else { linear(8) } |> if se { sigmoid }" in \
+        unparse(parse_text(src))
+    for cond, code, message in (("hidden + 1", "E0106", "a condition must be a bool, got an int"),
+                                ("N == 2", "E0115",
+                                 "this condition depends on dims that are only known from input shapes")):
+        d = nndsl.check(source=src.replace("if expand {", f"if {cond} {{")).errors[0]
+        assert (d.code, d.message, d.span.line) == (code, message, 5)

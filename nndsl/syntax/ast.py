@@ -198,6 +198,16 @@ class Repeat(Node):
 
 
 @node
+class IfStage(Node):
+    """`if cond { stages }` (optionally `else { stages }`) in a chain: one stage of the chain when the
+    branch taken has stages, none otherwise (`if` with no `else` and a false condition)."""
+    kind: Literal["if_stage"] = "if_stage"
+    cond: "Expr"
+    then: list["Expr"]
+    orelse: Optional[list["Expr"]] = None
+
+
+@node
 class Pipe(Node):
     kind: Literal["pipe"] = "pipe"
     head: "Expr"
@@ -206,7 +216,7 @@ class Pipe(Node):
 
 Expr = Annotated[
     Union[Num, Str, Bool, Name, Ellipsis, ListExpr, Call, Attr, Index, BinOp, Compare, BoolOp, Not, Neg, Cond,
-          Repeat, Pipe],
+          Repeat, IfStage, Pipe],
     Field(discriminator="kind"),
 ]
 

@@ -4,7 +4,9 @@ The layout is the unparser's (nndsl/syntax/unparse.py): one statement a line, tw
 spaces around operators and after commas, no trailing whitespace, one blank line between top-level items
 (imports, groups and acts of one kind stay together), at most one blank line between statements (where the
 source had one or more). Nothing is wrapped or joined but statements: a statement written over several
-lines comes out on one.
+lines comes out on one, unless it is a chain longer than 100 columns; then each stage takes a line of its own
+(indented four spaces, led by `|>`), and a stage still too long opens up: an `if` or `repeat` stage with its
+body inside the braces, a chain in parentheses with one stage a line.
 
 Comments stay in order and next to the code they were next to: a comment on a line of its own stays on a
 line of its own before the statement (or the closing brace) that followed it; a comment after code stays
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 from . import ast as A
 from .parser import _STRINGS_COMMENTS
-from .unparse import expr, stmt
+from .unparse import _init, _sparsity, expr, stage, stmt
 
 ALIGN_LIMIT = 100
 
@@ -194,7 +196,57 @@ def _stmt(s, ind: str) -> list[str]:
     line per entry; everything else one line."""
     if s.kind in ("init", "sparsity") and len(s.entries) > 1:
         return [f"{ind}{s.kind} {{"] + [f"{ind}  {'.'.join(e.key)}: {expr(e.rule)}" for e in s.entries] + [f"{ind}}}"]
-    return stmt(s, ind)
+    lines = stmt(s, ind)
+    if len(lines) == 1 and len(lines[0]) > ALIGN_LIMIT:     # a long chain: one stage a line
+        if s.kind == "bind" and s.value.kind == "pipe":
+            return _chain(f"{ind}{', '.join(s.targets)} = ", s.value, ind, _init(s.init) + _sparsity(s.sparsity))
+        if s.kind == "output" and len(s.items) == 1 and s.items[0].value.kind == "pipe":
+            it = s.items[0]
+            return _chain(f"{ind}output {it.name + ' = ' if it.name else ''}", it.value, ind,
+                          _init(it.init) + _sparsity(it.sparsity))
+    return lines
+
+
+def _chain(prefix: str, pipe, ind: str, tail: str) -> list[str]:
+    """A chain too long for one line: the head after the binding, then each stage on a line of its own,
+    indented four spaces and led by `|>`; a stage still too long opens up in turn (`_stage_lines`)."""
+    lines = [prefix + expr(pipe.head, 1)]
+    for st in pipe.stages:
+        lines += _stage_lines(st, ind + "    ", "|> ")
+    lines[-1] += tail
+    return lines
+
+
+def _stage_lines(st, ind: str, lead: str) -> list[str]:
+    """One stage: on one line if it fits; else an `if` or `repeat` stage with its body one stage a line
+    inside the braces, a chain in parentheses with a stage a line inside them."""
+    one = stage(st)
+    if len(ind) + len(lead) + len(one) <= ALIGN_LIMIT or st.kind not in ("if_stage", "repeat", "pipe"):
+        return [ind + lead + one]
+    if st.kind == "pipe":
+        head = "(" + expr(st.head, 1)
+        out = [ind + lead + head]
+        for s in st.stages:
+            out += _stage_lines(s, ind + "    ", "|> ")
+        out[-1] += ")"
+        return out
+    if st.kind == "repeat":
+        var = f" as {st.var}" if st.var else ""
+        if st.var and st.names is not None:
+            var += " " + expr(A.Str(span=st.span, value=st.names))
+        out = [f"{ind}{lead}repeat {expr(st.count, 1)}{var} {{"] + _seq_lines(st.stages, ind + "  ")
+    else:
+        out = [f"{ind}{lead}if {expr(st.cond, 1)} {{"] + _seq_lines(st.then, ind + "  ")
+        if st.orelse is not None:
+            out += [f"{ind}}} else {{"] + _seq_lines(st.orelse, ind + "  ")
+    return out + [f"{ind}}}"]
+
+
+def _seq_lines(stages, ind: str) -> list[str]:
+    out: list[str] = []
+    for k, s in enumerate(stages):
+        out += _stage_lines(s, ind, "|> " if k else "")
+    return out
 
 
 def _else_line(s: A.If) -> int:

@@ -586,6 +586,12 @@ class _ToAST:
             names = _unquote(rest.pop(0))
         return A.Repeat(span=self._s(ch), count=count, var=var, names=names, stages=rest)
 
+    def if_stage(self, ch):
+        cut = next((i for i, c in enumerate(ch) if isinstance(c, str) and c.type == "ELSE"), len(ch))
+        then = _vals(ch[:cut])
+        orelse = _vals(ch[cut:]) if cut < len(ch) else None
+        return A.IfStage(span=self._s(ch), cond=then[0], then=then[1:], orelse=orelse)
+
     def or_expr(self, ch):
         v = _vals(ch)
         left = v[0]

@@ -68,6 +68,11 @@ def stage(st) -> str:
         if st.var and st.names is not None:
             var += f" {_q(st.names)}"
         return f"repeat {expr(st.count, 1)}{var} {{ {' |> '.join(stage(s) for s in st.stages)} }}"
+    if st.kind == "if_stage":
+        out = f"if {expr(st.cond, 1)} {{ {' |> '.join(stage(s) for s in st.then)} }}"
+        if st.orelse is not None:
+            out += f" else {{ {' |> '.join(stage(s) for s in st.orelse)} }}"
+        return out
     return expr(st, 9)
 
 
