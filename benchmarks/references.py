@@ -169,9 +169,9 @@ def _make_divisible(v: float, divisor: int = 8) -> int:
     return new_v + divisor if new_v < 0.9 * v else new_v
 
 
-def _conv_bn_act(c_in, c_out, kernel, stride=1, groups=1, act=nn.Hardswish):
+def _conv_bn_act(c_in, c_out, kernel, stride=1, groups=1, act=nn.Hardswish, eps=0.001, momentum=0.01):
     layers = [nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
-              nn.BatchNorm2d(c_out, eps=0.001, momentum=0.01)]
+              nn.BatchNorm2d(c_out, eps=eps, momentum=momentum)]
     if act is not None:
         layers.append(act(inplace=True))
     return nn.Sequential(*layers)
@@ -225,6 +225,57 @@ class MobileNetV3Small(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Linear(576, 1024), nn.Hardswish(inplace=True), nn.Dropout(0.2),
                                         nn.Linear(1024, num_classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+# -- EfficientNet-B0, as torchvision writes it (torchvision/models/efficientnet.py) ------------------
+class MBConv(nn.Module):
+    def __init__(self, c_in, c_out, expand, kernel, stride, p):
+        super().__init__()
+        self.use_res_connect = stride == 1 and c_in == c_out
+        c_exp = c_in * expand
+        layers = []
+        if c_exp != c_in:
+            layers.append(_conv_bn_act(c_in, c_exp, 1, act=nn.SiLU, eps=1e-5, momentum=0.1))
+        layers.append(_conv_bn_act(c_exp, c_exp, kernel, stride, groups=c_exp, act=nn.SiLU, eps=1e-5, momentum=0.1))
+        se = SqueezeExcitation(c_exp, max(1, c_in // 4))
+        se.activation, se.scale_activation = nn.SiLU(), nn.Sigmoid()
+        layers.append(se)
+        layers.append(_conv_bn_act(c_exp, c_out, 1, act=None, eps=1e-5, momentum=0.1))
+        self.block = nn.Sequential(*layers)
+        self.p = p
+
+    def forward(self, x):
+        y = self.block(x)
+        if not self.use_res_connect:
+            return y
+        if self.training and self.p > 0:
+            keep = y.new_empty((y.shape[0], 1, 1, 1)).bernoulli_(1 - self.p)
+            y = y * keep / (1 - self.p)
+        return y + x
+
+
+class EfficientNetB0(nn.Module):
+    STAGES = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
+              (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]
+
+    def __init__(self, num_classes=1000, stochastic_depth_prob=0.2):
+        super().__init__()
+        layers = [_conv_bn_act(3, 32, 3, 2, act=nn.SiLU, eps=1e-5, momentum=0.1)]
+        total, b = sum(s[-1] for s in self.STAGES), 0
+        for expand, k, stride, c_in, c_out, n in self.STAGES:
+            stage = []
+            for j in range(n):
+                stage.append(MBConv(c_in if j == 0 else c_out, c_out, expand, k, stride if j == 0 else 1,
+                                    stochastic_depth_prob * b / total))
+                b += 1
+            layers.append(nn.Sequential(*stage))
+        layers.append(_conv_bn_act(320, 1280, 1, act=nn.SiLU, eps=1e-5, momentum=0.1))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, num_classes))
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))

@@ -1034,9 +1034,11 @@ class Elaborator:
         return self._chain(e.stages, counts, v, e.head.span, scope, base, 1 if head_is_stage else 0, total)
 
     def _chain(self, stages, counts, v, vspan: Span, scope: Scope, base: str, k: int, total: int):
-        """Apply stages to v. Stage k is named `base.k` (just `base` when the chain has one stage);
-        `repeat N { S }` counts as N stages, exactly as if S were written N times."""
-        name = lambda i: base if total == 1 else f"{base}.{i}"  # noqa: E731
+        """Apply stages to v. Stage k is named `base.k` (just `base` when the chain has one stage, unless a
+        `repeat` made it: an nn.Sequential built by a loop numbers even one layer); `repeat N { S }` counts
+        as N stages, exactly as if S were written N times."""
+        single = total == 1 and not any(isinstance(st, A.Repeat) for st in stages)
+        name = lambda i: base if single else f"{base}.{i}"  # noqa: E731
         for st, n in zip(stages, counts):
             if isinstance(st, A.Repeat):
                 body_counts = [self._stage_count(b, scope) for b in st.stages]

@@ -250,7 +250,8 @@ def _assemble(head: list[str], body: list[str], out: str) -> str:
 def _as_block(head: list[str], body: list[str], out: str, r: random.Random) -> str:
     """The same statements as the body of a block, called from the model (once, or twice in a chain)."""
     block = "block Body {\n" + "\n".join(head + body + [f"  output {out}"]) + "\n}\n"
-    call = r.choice(["Body(x)", "x |> Body", "x |> Body |> Body"])
+    call = r.choice(["Body(x)", "x |> Body", "x |> Body |> Body", "x |> if true { Body }",
+                     "x |> if false { Body } else { Body |> Body }", "x |> (repeat 1 as i { Body })"])
     return _groups(block + "model M {\n" + head[0] + f"\n  y = {call}\n  output y\n}}\n")
 
 

@@ -13,7 +13,7 @@ import references as R
 from conftest import EXAMPLES
 
 GOLDEN = {"resnet18": 11_689_512, "resnet50": 25_557_032, "vit_b16": 86_567_656, "gpt2_small": 124_439_808,
-          "mobilenet_v3_small": 2_542_856}
+          "mobilenet_v3_small": 2_542_856, "efficientnet_b0": 5_288_548}
 INPUTS = {
     "mlp": lambda: torch.randn(3, 784),
     "resnet18": lambda: torch.randn(2, 3, 64, 64),
@@ -22,6 +22,7 @@ INPUTS = {
     "gpt2_small": lambda: torch.randint(0, 50257, (2, 12)),
     "unet": lambda: torch.randn(1, 3, 256, 256),
     "mobilenet_v3_small": lambda: torch.randn(2, 3, 96, 96),
+    "efficientnet_b0": lambda: torch.randn(1, 3, 64, 64),
 }
 ALL = sorted(INPUTS)
 
@@ -63,27 +64,31 @@ def test_resnet_loads_torchvision_state_dict_strictly(name, ref):
         torch.testing.assert_close(m(x), tv(x), rtol=1e-5, atol=1e-5)
 
 
-def test_mobilenet_v3_small_loads_the_reference_state_dict_strictly_and_agrees():
-    """Optional layers as `if` stages: the indices after them shift as in torchvision's nn.Sequential
-    (`features.1.block.0` is a depthwise conv, `features.2.block.0` an expansion conv)."""
-    m = nndsl.load(EXAMPLES / "mobilenet_v3_small.nn", seed=0).eval()
+@pytest.mark.parametrize("name,ref", [("mobilenet_v3_small", R.MobileNetV3Small),
+                                      ("efficientnet_b0", R.EfficientNetB0)])
+def test_mobile_nets_load_the_reference_state_dict_strictly_and_agree(name, ref):
+    """References written after torchvision's code. Optional layers are `if` stages, so the indices after
+    them shift as in torchvision's nn.Sequential (`features.1.block.0` of MobileNetV3 is a depthwise conv,
+    `features.2.block.0` an expansion conv); EfficientNet's stages are `(repeat N { ... })`, numbered even
+    when N is 1 (`features.1.0`)."""
+    m = nndsl.load(EXAMPLES / f"{name}.nn", seed=0).eval()
     torch.manual_seed(1)
-    ref = R.MobileNetV3Small().eval()
+    r = ref().eval()
     with torch.no_grad():            # batchnorm statistics that are not the identity
-        for k, v in ref.state_dict().items():
+        for k, v in r.state_dict().items():
             if v.is_floating_point():
                 v.copy_(torch.rand_like(v) + 0.5 if "running_var" in k else torch.randn_like(v) * 0.2)
-    assert {k: v.shape for k, v in m.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
-    assert m.get_submodule("features.1.block.0.0").groups == 16
-    assert m.get_submodule("features.2.block.0.0").kernel_size == (1, 1)
-    m.load_state_dict(ref.state_dict(), strict=True)
+    assert {k: v.shape for k, v in m.state_dict().items()} == {k: v.shape for k, v in r.state_dict().items()}
+    if name == "mobilenet_v3_small":
+        assert m.get_submodule("features.1.block.0.0").groups == 16
+        assert m.get_submodule("features.2.block.0.0").kernel_size == (1, 1)
+    else:
+        assert m.get_submodule("features.1.0.block.0.0").groups == 32
+    m.load_state_dict(r.state_dict(), strict=True)
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
-        torch.testing.assert_close(m(x), ref(x), rtol=1e-5, atol=1e-5)
-
-
-def test_reference_mobilenet_counts_the_published_figure():
-    assert nparams(R.MobileNetV3Small()) == GOLDEN["mobilenet_v3_small"]
+        torch.testing.assert_close(m(x), r(x), rtol=1e-5, atol=1e-5)
+    assert nparams(r) == GOLDEN[name]
 
 
 def _copy_by_order(src: torch.nn.Module, dst: torch.nn.Module) -> None:
@@ -397,3 +402,23 @@ def test_an_if_stage_is_there_only_when_its_condition_holds(torch):
                                  "this condition depends on dims that are only known from input shapes")):
         d = nndsl.check(source=src.replace("if expand {", f"if {cond} {{")).errors[0]
         assert (d.code, d.message, d.span.line) == (code, message, 5)
+
+
+def test_a_chain_made_by_a_repeat_is_numbered_even_with_one_stage(torch):
+    """An nn.Sequential built by a loop numbers even one layer (EfficientNet-B0's `features.1.0`); a chain
+    in parentheses may start with a `repeat` or an `if` stage."""
+    import nndsl
+    from nndsl.syntax import parse_text
+    from nndsl.syntax.unparse import unparse
+
+    src = ("model M {\n  input x: [B, 8]\n  layer = x |> repeat 1 { linear(8) }\n"
+           "  features = layer |> linear(8) |> (repeat 1 as i { linear(8 + i) }) |> (linear(8) |> relu)"
+           " |> (if true { linear(8) } |> relu)\n  single = features |> linear(8)\n  output single\n}\n")
+    m = nndsl.load(source=src, seed=0)
+    assert [k for k in m.state_dict() if k.endswith("weight")] == [
+        "layer.0.weight", "features.0.weight", "features.1.0.weight", "features.2.0.weight", "features.3.0.weight",
+        "single.weight"]
+    assert m(torch.randn(2, 8)).shape == (2, 8)
+    assert unparse(parse_text(unparse(parse_text(src)))) == unparse(parse_text(src))
+    d = nndsl.check(source=src.replace("single = features |> linear(8)", "single = (repeat 1 { linear(8) })")).errors[0]
+    assert (d.code, d.span.line) == ("E0106", 5) and "pipeline stage" in d.message

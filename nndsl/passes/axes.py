@@ -251,14 +251,14 @@ def verify_axes(ir: IR) -> list[str]:
         ins = [ir.node(u).axes[p] for u, p in ir.inputs_of(n.id)]
         for ids, rules in zip(n.axes, n.recipe.sig.outs):
             for i, rule in zip(ids, rules):
-                out += [f"{n.id}: {m}" for m in _follows(ir, n.id, ins, i, rule)]
+                out += [f"{n.id}: {m}" for m in _follows(ir, n.id, ins, i, rule, ids.count(i) > 1)]
         for group in n.recipe.sig.contracted:
             if len({ins[r.arg][r.axis] for r in group}) != 1:
                 out.append(f"{n.id}: contracted axes are not one wire")
     return out
 
 
-def _follows(ir: IR, nid: str, ins: list, i: int, rule) -> list[str]:
+def _follows(ir: IR, nid: str, ins: list, i: int, rule, twin: bool = False) -> list[str]:
     info = ir.axes[i]
     if rule.kind == KEEP and rule.refs and all(r.parts == 1 for r in rule.refs):
         return [] if all(ins[r.arg][r.axis] == i for r in rule.refs) else ["a kept axis changed identity"]
@@ -291,6 +291,11 @@ def _follows(ir: IR, nid: str, ins: list, i: int, rule) -> list[str]:
     if rule.kind == DERIVE and not info.parents:       # joined with its own source: one wire again
         return [] if all(ins[r.arg][r.axis] == i for r in rule.refs) and info.name != "?" else \
             ["a derived axis lost its sources"]
-    if rule.kind == DERIVE and (info.kind != DERIVE or len(info.parents) != len(rule.refs) or info.how != rule.how):
+    if rule.kind == DERIVE and (info.kind != DERIVE or info.how != rule.how):
         return [f"a derived ({rule.how}) axis is recorded as {info.kind} ({info.how})"]
+    # its sources, less itself where a broadcast joined it to one of them later (`reshape` of [4, B] to
+    # [1, -1, 4] met by [B, 4]: the last axis is its own source's wire); joined to another axis of the same
+    # tensor (two pooled axes of size 1 contracted by a matmul), the record is that axis's
+    if rule.kind == DERIVE and not twin and set(info.parents) != {ins[r.arg][r.axis] for r in rule.refs} - {i}:
+        return [f"a derived ({rule.how}) axis is not made from its sources"]
     return []    # a new axis has nothing to follow: a later broadcast may join it to another

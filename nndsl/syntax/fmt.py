@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from . import ast as A
 from .parser import _STRINGS_COMMENTS
-from .unparse import _init, _sparsity, expr, stage, stmt
+from .unparse import _init, _sparsity, expr, head, stage, stmt
 
 ALIGN_LIMIT = 100
 
@@ -210,7 +210,12 @@ def _stmt(s, ind: str) -> list[str]:
 def _chain(prefix: str, pipe, ind: str, tail: str) -> list[str]:
     """A chain too long for one line: the head after the binding, then each stage on a line of its own,
     indented four spaces and led by `|>`; a stage still too long opens up in turn (`_stage_lines`)."""
-    lines = [prefix + expr(pipe.head, 1)]
+    if pipe.head.kind in ("repeat", "if_stage"):        # `(repeat 2 { ... } |> ...)`: one stage, opened up
+        lines = _stage_lines(pipe, ind, "")
+        lines[0] = prefix + lines[0][len(ind):]
+        lines[-1] += tail
+        return lines
+    lines = [prefix + head(pipe)]
     for st in pipe.stages:
         lines += _stage_lines(st, ind + "    ", "|> ")
     lines[-1] += tail
@@ -224,8 +229,11 @@ def _stage_lines(st, ind: str, lead: str) -> list[str]:
     if len(ind) + len(lead) + len(one) <= ALIGN_LIMIT or st.kind not in ("if_stage", "repeat", "pipe"):
         return [ind + lead + one]
     if st.kind == "pipe":
-        head = "(" + expr(st.head, 1)
-        out = [ind + lead + head]
+        if st.head.kind in ("repeat", "if_stage"):
+            first = _stage_lines(st.head, ind, lead + "(")
+        else:
+            first = [ind + lead + "(" + expr(st.head, 1)]
+        out = first
         for s in st.stages:
             out += _stage_lines(s, ind + "    ", "|> ")
         out[-1] += ")"

@@ -57,9 +57,17 @@ def expr(e, prec: int = 0) -> str:
         s = f"if {expr(e.cond)} then {expr(e.then)} else {expr(e.orelse)}"
         return f"({s})" if prec > 0 else s
     if k == "pipe":
-        s = " |> ".join([expr(e.head, 1)] + [stage(st) for st in e.stages])
-        return f"({s})" if prec > 0 else s
+        s = " |> ".join([head(e)] + [stage(st) for st in e.stages])
+        return f"({s})" if prec > 0 or e.head.kind in _STAGES else s
     raise ValueError(f"cannot unparse {k}")
+
+
+_STAGES = ("repeat", "if_stage")
+
+
+def head(e) -> str:
+    """The head of a chain: a value, or (in parentheses) a `repeat` or `if` stage."""
+    return stage(e.head) if e.head.kind in _STAGES else expr(e.head, 1)
 
 
 def stage(st) -> str:
