@@ -279,3 +279,70 @@ class EfficientNetB0(nn.Module):
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+# -- a LLaMA decoder, as Hugging Face's modeling_llama.py computes it ----------------------------------
+class RMSNorm(nn.Module):
+    def __init__(self, d, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rotary(x, base=10000.0):
+    hd, t = x.shape[-1], x.shape[-2]
+    inv_freq = 1.0 / (base ** (torch.arange(0, hd, 2).float() / hd))
+    freqs = torch.outer(torch.arange(t).float(), inv_freq)
+    emb = torch.cat([freqs, freqs], -1)
+    x1, x2 = x[..., :hd // 2], x[..., hd // 2:]
+    return x * emb.cos() + torch.cat([-x2, x1], -1) * emb.sin()
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads = heads
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (nn.Linear(d, d, bias=False) for _ in range(4))
+
+    def forward(self, x):
+        b, t, d = x.shape
+        split = lambda z: z.view(b, t, self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+        q, k, v = rotary(split(self.q_proj(x))), rotary(split(self.k_proj(x))), split(self.v_proj(x))
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.o_proj(a.transpose(1, 2).reshape(b, t, d))
+
+
+class LlamaMLP(nn.Module):
+    def __init__(self, d, hidden):
+        super().__init__()
+        self.gate_proj, self.up_proj = nn.Linear(d, hidden, bias=False), nn.Linear(d, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, d, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LlamaDecoderLayer(nn.Module):
+    def __init__(self, d, heads, hidden):
+        super().__init__()
+        self.input_layernorm, self.self_attn = RMSNorm(d), LlamaAttention(d, heads)
+        self.post_attention_layernorm, self.mlp = RMSNorm(d), LlamaMLP(d, hidden)
+
+    def forward(self, x):
+        h = x + self.self_attn(self.input_layernorm(x))
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+class Llama(nn.Module):
+    def __init__(self, vocab=32000, d=512, heads=8, hidden=1376, depth=4):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(vocab, d)
+        self.layers = nn.Sequential(*[LlamaDecoderLayer(d, heads, hidden) for _ in range(depth)])
+        self.norm = RMSNorm(d)
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+
+    def forward(self, tokens):
+        return self.lm_head(self.norm(self.layers(self.embed_tokens(tokens))))

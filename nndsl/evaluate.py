@@ -26,7 +26,9 @@ from .limits import DEFAULT, Limits
 from .syntax import ast as A
 from .values import SizedList, TensorVal, TupleVal, describe, value_size
 
-BUILTINS = {"shape", "len", "min", "max_of", "int", "float", "rank", "sqrt"}
+BUILTINS = {"shape", "len", "min", "max_of", "int", "float", "rank", "sqrt", "exp", "log", "cos", "abs"}
+# elementwise math: on numbers computed when the spec is checked, on a tensor the op of the same name
+MATH = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "cos": math.cos, "abs": abs}
 
 
 class Deferred(Exception):
@@ -190,6 +192,9 @@ class Evaluator:
         if k == "name":                  # the commonest two first: an argument, a layer
             return self._name(e, scope, ensure)
         if k == "call":
+            f = e.func
+            if type(f) is A.Name and f.id in MATH and f.id not in scope.blocks:
+                return self._math(f.id, e, scope, name, const, ensure)
             if const and not ensure and not self.is_builtin(e):
                 self.fail("E0115", "a layer cannot be created here: this position needs a value known at "
                           "compile time", e.span)
@@ -373,12 +378,36 @@ class Evaluator:
             return self._tensor_binary(CMP_OPS[e.op], e.op, a, b, e, name, scope)
         return compare(e.op, a, b, lambda: self.fail("E0106", f"cannot compare {describe(a)} with {describe(b)}", e.span))
 
+    def _math(self, fname: str, e: A.Call, scope: Scope, name, const: bool, ensure: bool):
+        """`exp`, `log`, `sqrt`, `cos`, `abs` of a number (a number) or of a tensor (the elementwise op)."""
+        if len(e.args) != 1 or e.args[0].name is not None:
+            self.fail("E0106", f"`{fname}` takes one argument, a number or a tensor", e.span)
+        a = e.args[0].value
+        v = self.ev(a, scope, _sub(name), const, ensure)
+        if isinstance(v, TensorVal):
+            if const:
+                self.fail("E0115", "a tensor cannot be used here: this position needs a value known at compile "
+                          "time", e.span)
+            return self.host.tensor_op(fname, [v], {}, name, scope, e.span, [a.span])
+        if isinstance(v, Dim) and v.is_const:
+            v = v.value
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            self.fail("E0106", f"`{fname}` takes a number or a tensor, got {describe(v)}", e.span)
+        try:
+            out = MATH[fname](v)
+        except ValueError:
+            self.fail("E0111", f"`{fname}` of {v} has no real value", e.span)
+        except OverflowError:
+            self.fail("E0112", f"`{fname}` of {v} is too large for a float", e.span)
+        return out
+
     def _numbers_only(self, fname: str, e: A.Call):
         self.fail("E0106", f"`{fname}` takes numbers known when the spec is checked, not tensors", e.span,
                   label="a tensor is given here", help=_numbers_only_help(fname))
 
     def builtin(self, fname: str, e: A.Call, scope: Scope, ensure: bool):
-        """`shape`, `rank` (in `ensure`), `len`, `min`, `max_of`, `int`, `float`, `sqrt`."""
+        """`shape`, `rank` (in `ensure`), `len`, `min`, `max_of`, `int`, `float` (`exp`, `log`, `sqrt`, `cos`,
+        `abs`: see `_math`)."""
         if fname in ("shape", "rank") and not ensure:
             self.fail("E0115", f"`{fname}` can only be used in `ensure`", e.span,
                       help="shapes are known after elaboration; to use a size, name it in the input "
@@ -404,12 +433,6 @@ class Evaluator:
             if not args or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
                 self.fail("E0106", f"`{fname}` takes numbers", e.span)
             return min(args) if fname == "min" else max(args)
-        if fname == "sqrt":
-            if len(args) != 1 or not isinstance(args[0], (int, float)) or isinstance(args[0], bool):
-                self.fail("E0106", "`sqrt` takes one number", e.span)
-            if args[0] < 0:
-                self.fail("E0111", f"`sqrt` of {args[0]} has no real value", e.span)
-            return math.sqrt(args[0])
         if fname in ("int", "float"):
             if len(args) != 1 or not isinstance(args[0], (int, float)) or isinstance(args[0], bool):
                 self.fail("E0106", f"`{fname}` takes one number", e.span)
@@ -425,9 +448,8 @@ class Evaluator:
 
 
 def _numbers_only_help(fname: str) -> str:
-    if fname == "sqrt":
-        return "on a tensor, define an act and call it: `act root(x) = sqrt(x)`, then `root(v + 1e-6)`"
-    return "built-ins compute with numbers known when the spec is checked (parameters, literals)"
+    return "built-ins compute with numbers known when the spec is checked (parameters, literals); on tensors, " \
+        "`exp`, `log`, `sqrt`, `cos`, `abs` and the activations are elementwise ops"
 
 
 def explain(e, ev: "Evaluator", scope: Scope) -> list[str]:

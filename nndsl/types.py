@@ -29,6 +29,23 @@ DimField = Annotated[Dim, BeforeValidator(_to_dim), PlainSerializer(_dump_dim),
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
 INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "bool")
 DTYPES = FLOAT_DTYPES + INT_DTYPES
+_INT_RANK = {"bool": 0, "uint8": 1, "int8": 1, "int16": 2, "int32": 3, "int64": 4}
+_FLOAT_RANK = {"float16": 1, "bfloat16": 1, "float32": 2, "float64": 3}
+
+
+def promote(a: str, b: str) -> str:
+    """The dtype of an elementwise op of two tensors, by PyTorch's promotion (torch.promote_types): a
+    float wins over an integer or bool, the wider of two of a kind wins; float16 with bfloat16 is float32,
+    uint8 with int8 is int16."""
+    if a == b:
+        return a
+    fa, fb = a in _FLOAT_RANK, b in _FLOAT_RANK
+    if fa != fb:
+        return a if fa else b
+    rank = _FLOAT_RANK if fa else _INT_RANK
+    if rank[a] == rank[b]:                     # float16/bfloat16, uint8/int8
+        return "float32" if fa else "int16"
+    return a if rank[a] > rank[b] else b
 _BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int64": 8, "int32": 4, "int16": 2, "int8": 1,
           "uint8": 1, "bool": 1}
 

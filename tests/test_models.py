@@ -422,3 +422,24 @@ def test_a_chain_made_by_a_repeat_is_numbered_even_with_one_stage(torch):
     assert unparse(parse_text(unparse(parse_text(src)))) == unparse(parse_text(src))
     d = nndsl.check(source=src.replace("single = features |> linear(8)", "single = (repeat 1 { linear(8) })")).errors[0]
     assert (d.code, d.span.line) == ("E0106", 5) and "pipeline stage" in d.message
+
+
+def test_llama_matches_a_reference_and_counts_llama_7b():
+    """RoPE written in the spec (`exp`/`log` on numbers and tensors, int64 positions times float32
+    frequencies), RMSNorm, SwiGLU; Hugging Face's names; LLaMA-7B's published 6,738,415,616 parameters."""
+    from nndsl.passes.ensures import param_count
+
+    big = nndsl.check(EXAMPLES / "llama.nn", D=4096, heads=32, hidden=11008, depth=32)
+    assert big.ok and param_count(big.ir) == 6_738_415_616
+    dims = dict(vocab=1000, D=128, heads=4, hidden=344, depth=2)
+    m = nndsl.load(EXAMPLES / "llama.nn", seed=0, **dims).eval()
+    torch.manual_seed(1)
+    ref = R.Llama(dims["vocab"], dims["D"], dims["heads"], dims["hidden"], dims["depth"]).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.copy_(torch.randn_like(p) * 0.05 + (1.0 if p.dim() == 1 else 0.0))
+    assert list(m.state_dict()) == list(ref.state_dict())          # inv_freq is not persistent
+    m.load_state_dict(ref.state_dict(), strict=True)
+    tokens = torch.randint(0, dims["vocab"], (2, 24))
+    with torch.no_grad():
+        torch.testing.assert_close(m(tokens), ref(tokens), rtol=1e-4, atol=1e-4)

@@ -44,6 +44,11 @@ CASES = {
     "silu": ("silu(x)", {"x": [2, 5]}),
     "tanh": ("tanh(x)", {"x": [2, 5]}),
     "sin": ("sin(x)", {"x": [2, 5]}),
+    "exp": ("exp(x)", {"x": [2, 5]}),
+    "log": ("log(x)", {"x": [2, 5]}),
+    "sqrt": ("sqrt(x)", {"x": [2, 5]}),
+    "cos": ("cos(x)", {"x": [2, 5]}),
+    "abs": ("abs(x)", {"x": [2, 5]}),
     "sigmoid": ("sigmoid(x)", {"x": [2, 5]}),
     "softplus": ("softplus(x)", {"x": [2, 5]}),
     "fn": ('fn(x, expr=["b", "*", ["x"], ["f", "sigmoid", ["x"]]])', {"x": [2, 5]}),
@@ -484,15 +489,57 @@ def test_a_block_parameter_that_names_an_axis_is_that_axis_in_axes():
     assert idx.ok and str(idx.ir.node(idx.ir.meta.outputs[0].node).outputs[0]) == "[B, 5]"
 
 
-def test_a_number_builtin_given_a_tensor_says_how_to_compute_on_tensors():
-    src = "model M {\n  input x: [B, 6]\n  v = mean(x * x, axes=[1], keepdim=true)\n  output x / sqrt(v + 1e-6)\n}\n"
-    (d,) = nndsl.check(source=src).errors
-    assert d.code == "E0106" and d.message == "`sqrt` takes numbers known when the spec is checked, not tensors"
-    assert (d.span.line, d.span.col) == (4, 14) and "act root(x) = sqrt(x)" in d.help
-    (d,) = nndsl.check(source=src.replace("sqrt(v + 1e-6)", "sqrt(v)")).errors
-    assert d.message == "`sqrt` takes numbers known when the spec is checked, not tensors"
+def test_elementwise_math_takes_numbers_and_tensors():
+    """`exp`, `log`, `sqrt`, `cos`, `abs` compute on a number when the spec is checked and are elementwise
+    ops on a tensor (RoPE's inverse frequencies: `exp(arange(half) * (-2.0 * log(base) / head_dim))`)."""
+    src = ("model M(base: float = 10000.0) {\n  input x: [B, 6]\n  v = mean(x * x, axes=[1], keepdim=true)\n"
+           "  inv = buffer(exp(arange(3) * (-2.0 * log(base) / 6)), persistent=false)\n"
+           "  output x / sqrt(v + 1e-6) * cos(inv) + abs(x) * reshape(inv, [1, 3]) |> sum(axes=[1])\n}\n")
+    src = src.replace(" + abs(x) * reshape(inv, [1, 3]) |> sum(axes=[1])", " + abs(x)")
+    x = torch.randn(2, 6)
+    inv = 10000.0 ** (-torch.arange(0, 6, 2) / 6)
+    want = x / torch.sqrt((x * x).mean(1, keepdim=True) + 1e-6) * torch.cos(inv.repeat(2)) + x.abs()
+    src2 = src.replace("cos(inv)", "cos(concat(inv, inv, axis=0))")
+    m = nndsl.load(source=src2, seed=0)
+    torch.testing.assert_close(m(x), want, rtol=1e-5, atol=1e-6)
+    assert list(m.state_dict()) == []                       # persistent=false: no key
+    res = nndsl.check(source=src2)
+    assert [n.op for n in res.ir.nodes() if n.op in ("exp", "sqrt", "cos", "abs")] == ["exp", "sqrt", "cos", "abs"]
+    assert "log" not in [n.op for n in res.ir.nodes()]      # log(base) is a number
+    for expr, code, message in (("log(0)", "E0111", "`log` of 0 has no real value"),
+                                ("sqrt(-4)", "E0111", "`sqrt` of -4 has no real value"),
+                                ("exp(1e6)", "E0112", "`exp` of 1000000.0 is too large for a float"),
+                                ('exp("a")', "E0106", "`exp` takes a number or a tensor, got a string"),
+                                ("abs(1, 2)", "E0106", "`abs` takes one argument, a number or a tensor")):
+        (d,) = nndsl.check(source=f"model M(k: float = {expr}) {{\n  input x: [B, 6]\n  output x\n}}\n").errors
+        assert (d.code, d.message) == (code, message)
+    (d,) = nndsl.check(source="model M {\n  input x: [B, 6]\n  v = sum(x)\n  output x\n  ensure sqrt(v) > 0\n}\n"
+                       ).errors
+    assert d.code == "E0115"
     (d,) = nndsl.check(source=src.replace("sqrt(v + 1e-6)", "float(v)")).errors
     assert d.message == "`float` takes numbers known when the spec is checked, not tensors"
+
+
+def test_tensors_of_two_dtypes_promote_as_in_pytorch():
+    """int64 positions times float32 frequencies is float32 (RoPE's angle table); a mask times a float
+    tensor is float; `-` with a bool tensor is refused, as PyTorch refuses it."""
+    src = ("model M {\n  input x: [B, T, 4]\n  t = positions(x, axis=1)\n"
+           "  f = reshape(t, [-1, 1]) * sum(x, axes=[0, 1], keepdim=true)\n  m = x > 0\n  output f, m * x, t / t\n}\n")
+    res = nndsl.check(source=src)
+    assert res.ok, [d.message for d in res.diagnostics]
+    assert [res.ir.node(o.node).outputs[o.port].dtype for o in res.ir.meta.outputs] == ["float32"] * 3
+    x = torch.randn(2, 3, 4)
+    f, mx, _ = nndsl.load(source=src)(x)
+    torch.testing.assert_close(f[0], torch.arange(3.0)[:, None] * x.sum((0, 1))[None, :])
+    torch.testing.assert_close(mx, (x > 0) * x)
+    (d,) = nndsl.check(source=src.replace("m * x", "x - m")).errors
+    assert (d.code, d.message) == ("E0208", "`-` with a bool tensor is not defined")
+    from nndsl.types import promote
+    assert [promote(a, b) for a, b in (("int64", "float32"), ("float16", "bfloat16"), ("int32", "int64"),
+                                       ("uint8", "int8"), ("bool", "int32"), ("float64", "float16"))] == \
+        ["float32", "float32", "int64", "int16", "int32", "float64"]
+    for a, b in (("int64", "float32"), ("float16", "bfloat16"), ("uint8", "int8"), ("bool", "int32")):
+        assert str(torch.promote_types(getattr(torch, a), getattr(torch, b))) == f"torch.{promote(a, b)}"
 
 
 def _node_of(src, op):

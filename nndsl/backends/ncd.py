@@ -433,6 +433,15 @@ def _label_spots(waypoints: list, tw: float, src: str, dst: str):
     yield (max(min(first[0] + 4 + tw / 2, xe - 4 - tw / 2), x0 + 4 + tw / 2), first[1] - 5)   # within its span
     runs = [(xa, xb, ya) for (xa, ya), (xb, yb) in zip(waypoints, waypoints[1:])
             if abs(ya - yb) < 0.5 and xb - xa >= tw + 8]
+    level: list[list[float]] = []           # level stretches, consecutive level pieces joined: a wire that
+    for (xa, ya), (xb, yb) in zip(waypoints, waypoints[1:]):        # passes several columns level has room
+        if abs(ya - yb) >= 0.5:                                     # across them
+            continue
+        if level and abs(level[-1][1] - xa) < 0.5 and abs(level[-1][2] - ya) < 0.5:
+            level[-1][1] = xb
+        else:
+            level.append([xa, xb, ya])
+    runs += [(xa, xb, y) for xa, xb, y in level if xb - xa >= tw + 8 and (xa, xb, y) not in runs]
     for xa, xb, y in runs[::-1] if fans else runs:
         yield from ((xa + 4 + tw / 2, y - 5), (xb - 4 - tw / 2, y - 5), ((xa + xb) / 2, y - 5))
     for xa, xb, y in runs:

@@ -67,6 +67,17 @@ _act("tanh", lambda c: f"torch.tanh({c.args[0]})", flops_per=4, doc="Hyperbolic 
      scalar=lambda x, a: math.tanh(x))
 _act("sin", lambda c: f"torch.sin({c.args[0]})", flops_per=4, doc="sine (SIREN's activation)",
      scalar=lambda x, a: math.sin(x))
+# elementwise math; on numbers the same names compute when the spec is checked (evaluate.MATH)
+_act("exp", lambda c: f"torch.exp({c.args[0]})", flops_per=4, doc="e**x (on a number: computed when checked)",
+     scalar=lambda x, a: math.exp(min(x, 700.0)))
+_act("log", lambda c: f"torch.log({c.args[0]})", flops_per=4,
+     doc="natural logarithm (on a number: computed when checked)")
+_act("sqrt", lambda c: f"torch.sqrt({c.args[0]})", flops_per=4,
+     doc="square root (on a number: computed when checked)")
+_act("cos", lambda c: f"torch.cos({c.args[0]})", flops_per=4, doc="cosine (RoPE's tables)",
+     scalar=lambda x, a: math.cos(x))
+_act("abs", lambda c: f"torch.abs({c.args[0]})", doc="|x| (on a number: computed when checked)",
+     scalar=lambda x, a: abs(x))
 _act("sigmoid", lambda c: f"torch.sigmoid({c.args[0]})", flops_per=4, doc="1 / (1 + exp(-x))",
      scalar=lambda x, a: _sigmoid(x))
 _act("softplus", lambda c: f"F.softplus({c.args[0]}, beta={pyval(c.a['beta'])}, threshold={pyval(c.a['threshold'])})",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 from ..dims import Dim
-from ..types import FLOAT_DTYPES, TensorType
+from ..types import FLOAT_DTYPES, TensorType, promote
 from .. import signal as S
 from .registry import pyval, Attr, Lowered, OpDef, OpError, broadcast, prod, register
 
@@ -95,14 +95,15 @@ def _make(name: str):
             return [x.with_shape(x.shape, x.axis_names()).model_copy(update={"dtype": result_dtype(x.dtype, a["scalar"])})]
         if len(ins) != 2:
             raise OpError("E0104", f"`{name}` takes two tensors, or a tensor and a scalar")
-        if ins[0].dtype != ins[1].dtype:
-            raise OpError("E0208", f"`{sym}` of {ins[0].dtype} and {ins[1].dtype}",
-                          arg_labels={0: ins[0].dtype, 1: ins[1].dtype})
-        if name in ("sub", "floordiv", "mod") and ins[0].dtype == "bool":
+        if name in ("sub", "floordiv", "mod") and ins[0].dtype == ins[1].dtype == "bool":
             raise OpError("E0208", f"`{sym}` of two bool tensors is not defined", arg_labels={0: "bool", 1: "bool"},
                           help="use `logical` ops, or convert to an integer dtype first")
-        out = broadcast(ins[0], ins[1], sym)
-        return [out.model_copy(update={"dtype": result_dtype(out.dtype, None)})]
+        if name == "sub" and "bool" in (ins[0].dtype, ins[1].dtype):       # PyTorch refuses it too
+            k = 0 if ins[0].dtype == "bool" else 1
+            raise OpError("E0208", "`-` with a bool tensor is not defined", arg=k, label="bool tensor",
+                          help="invert a mask with `where`, or convert it to numbers first")
+        out = broadcast(ins[0], ins[1], sym)        # PyTorch's promotion: int64 * float32 is float32
+        return [out.model_copy(update={"dtype": result_dtype(promote(ins[0].dtype, ins[1].dtype), None)})]
 
     def check(a):
         _number(name, a)
@@ -135,9 +136,9 @@ def _make_cmp(name: str):
             return [TensorType.make(x.shape, "bool", x.axis_names())]
         if len(ins) != 2:
             raise OpError("E0104", f"`{name}` takes two tensors, or a tensor and a number")
-        if ins[0].dtype != ins[1].dtype:
-            raise OpError("E0208", f"`{sym}` of {ins[0].dtype} and {ins[1].dtype}",
-                          arg_labels={0: ins[0].dtype, 1: ins[1].dtype})
+        if "bool" in (ins[0].dtype, ins[1].dtype) and ins[0].dtype != ins[1].dtype and sym not in ("==", "!="):
+            k = 0 if ins[0].dtype == "bool" else 1
+            raise OpError("E0208", f"`{sym}` of a bool tensor is not defined", arg=k, label="bool tensor")
         out = broadcast(ins[0], ins[1], sym)
         return [TensorType.make(out.shape, "bool", out.axis_names())]
 
