@@ -346,3 +346,100 @@ class Llama(nn.Module):
 
     def forward(self, tokens):
         return self.lm_head(self.norm(self.layers(self.embed_tokens(tokens))))
+
+
+# -- Swin-T, as torchvision writes it (torchvision/models/swin_transformer.py, v1) --------------------
+def shifted_window_attention(x, qkv, proj, table, index, heads, ws, shift):
+    b, h, w, c = x.shape
+    if ws >= h:                    # the window covers the feature map: nothing to shift
+        shift = 0
+    if shift > 0:
+        x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+    nw = (h // ws) * (w // ws)
+    x = x.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b * nw, ws * ws, c)
+    q, k, v = qkv(x).reshape(x.size(0), x.size(1), 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+    attn = (q * (c // heads) ** -0.5).matmul(k.transpose(-2, -1))
+    n = ws * ws
+    attn = attn + table[index].view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
+    if shift > 0:
+        mask = x.new_zeros((h, w))
+        count = 0
+        for hs in ((0, -ws), (-ws, -shift), (-shift, None)):
+            for wsl in ((0, -ws), (-ws, -shift), (-shift, None)):
+                mask[hs[0]:hs[1], wsl[0]:wsl[1]] = count
+                count += 1
+        mask = mask.view(h // ws, ws, w // ws, ws).permute(0, 2, 1, 3).reshape(nw, n)
+        mask = mask.unsqueeze(1) - mask.unsqueeze(2)
+        mask = mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+        attn = attn.view(x.size(0) // nw, nw, heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
+        attn = attn.view(-1, heads, n, n)
+    x = F.softmax(attn, dim=-1).matmul(v).transpose(1, 2).reshape(x.size(0), n, c)
+    x = proj(x).view(b, h // ws, w // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
+    return torch.roll(x, shifts=(shift, shift), dims=(1, 2)) if shift > 0 else x
+
+
+class ShiftedWindowAttention(nn.Module):
+    def __init__(self, dim, heads, ws=7, shift=0):
+        super().__init__()
+        self.heads, self.ws, self.shift = heads, ws, shift
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * ws - 1) ** 2, heads))
+        coords = torch.flatten(torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")), 1)
+        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+        rel[:, :, 0] += ws - 1
+        rel[:, :, 1] += ws - 1
+        rel[:, :, 0] *= 2 * ws - 1
+        self.register_buffer("relative_position_index", rel.sum(-1).flatten())
+
+    def forward(self, x):
+        return shifted_window_attention(x, self.qkv, self.proj, self.relative_position_bias_table,
+                                        self.relative_position_index, self.heads, self.ws, self.shift)
+
+
+class SwinBlock(nn.Module):
+    def __init__(self, dim, heads, shift):
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim), ShiftedWindowAttention(dim, heads, 7, shift)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(0.0), nn.Linear(4 * dim, dim),
+                                 nn.Dropout(0.0))
+
+    def forward(self, x):                     # stochastic depth is the identity in eval mode
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchMerging(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.reduction, self.norm = nn.Linear(4 * dim, 2 * dim, bias=False), nn.LayerNorm(4 * dim)
+
+    def forward(self, x):
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+        return self.reduction(self.norm(x))
+
+
+class SwinT(nn.Module):
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        layers = [nn.Sequential(nn.Conv2d(3, 96, 4, 4), _Permute(0, 2, 3, 1), nn.LayerNorm(96))]
+        for i, (depth, heads) in enumerate(zip((2, 2, 6, 2), (3, 6, 12, 24))):
+            dim = 96 * 2 ** i
+            layers.append(nn.Sequential(*[SwinBlock(dim, heads, 0 if j % 2 == 0 else 3) for j in range(depth)]))
+            if i < 3:
+                layers.append(PatchMerging(dim))
+        self.features = nn.Sequential(*layers)
+        self.norm = nn.LayerNorm(768)
+        self.head = nn.Linear(768, num_classes)
+
+    def forward(self, x):
+        return self.head(self.norm(self.features(x)).mean((1, 2)))
+
+
+class _Permute(nn.Module):
+    def __init__(self, *dims):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return x.permute(*self.dims)

@@ -344,9 +344,12 @@ def _roles(it: _Item, ir: IR, kind: str, in_ranks: list[int], out_ranks: list[in
 
 
 # -------------------------------------------------------------------------------------------- layout
+MAX_SYMBOL = 16          # a longer axis name (`relative_position_bias_table`) is labelled by its size
+
+
 def axis_label(ir: IR, aid: int, sizes: bool = True) -> str:
     """What a wire says: the axis name, with `=size` when the size is known; a generated name (`x[1]`)
-    gives way to the size alone."""
+    or a name longer than MAX_SYMBOL gives way to the size alone."""
     a = ir.axes.get(aid)
     if a is None:
         return "?"
@@ -369,8 +372,8 @@ def axis_label(ir: IR, aid: int, sizes: bool = True) -> str:
     if primes:
         expr = str(size)
         name = expr if not known and len(expr) <= 8 else name + ("′" * primes if primes < 3 else f"⁽{primes}⁾")
-    if known and name.endswith("]") and "[" in name:
-        return str(size.value)
+    if known and (name.endswith("]") and "[" in name or len(name) > MAX_SYMBOL):
+        return str(size.value)     # a generated name, or one too long to be a symbol: the size says more
     if sizes and known and name != str(size.value):
         return f"{name}={size.value}"
     return name
