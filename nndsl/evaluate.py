@@ -85,7 +85,7 @@ def _sub(name: str | None) -> str | None:
 
 
 REQUIRED = object()
-TENSOR_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod"}
+TENSOR_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod", "**": "pow"}
 CMP_OPS = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 
 
@@ -288,7 +288,7 @@ class Evaluator:
             opname = TENSOR_OPS.get(op)
             if opname is None:
                 self.fail("E0106", f"`{op}` is not defined on tensors", e.op_span,
-                          help="tensors support `+ - * / // % @` and comparisons")
+                          help="tensors support `+ - * / // % ** @` and comparisons")
             return self._tensor_binary(opname, op, a, b, e, name, scope)
         return self._arith(op, a, b, e)
 
@@ -316,6 +316,8 @@ class Evaluator:
                         self.too_big(value_size(a) + value_size(b), e.span)
                     return SizedList(a + b) if isinstance(a, list) else a + b
                 self.fail("E0106", f"cannot apply `{op}` to {describe(v)}", sp)
+        if op == "**":
+            return self._power(a, b, e)
         if isinstance(a, float) or isinstance(b, float):
             a = float(a.value) if isinstance(a, Dim) and a.is_const else a
             b = float(b.value) if isinstance(b, Dim) and b.is_const else b
@@ -367,6 +369,34 @@ class Evaluator:
             return r.value if r.is_const else r
         except ZeroDivisionError:
             self.fail("E0111", "division by zero", e.span)
+
+    def _power(self, a, b, e: A.BinOp):
+        """`a ** b` of numbers (an int for ints and a non-negative exponent, else a float), or of a symbolic
+        dim and a small constant exponent (`S ** 2`). The size of an integer result is bounded before it is
+        computed: `2 ** 1000000000` is refused, not attempted."""
+        a = a.value if isinstance(a, Dim) and a.is_const else a
+        b = b.value if isinstance(b, Dim) and b.is_const else b
+        if isinstance(a, Dim) or isinstance(b, Dim):
+            if not (isinstance(a, Dim) and isinstance(b, int) and 0 <= b <= 8):
+                self.fail("E0106", "`**` of a symbolic dim takes a constant integer exponent from 0 to 8", e.span,
+                          label=f"`{a if isinstance(a, Dim) else b}` is known only from the input shapes")
+            r = Dim.const(1)
+            for _ in range(b):
+                r = self.facts.simplify(r * a) if self.facts is not None else r * a
+            return r.value if r.is_const else r
+        if isinstance(a, int) and isinstance(b, int) and b >= 0:
+            if abs(a) > 1 and b * math.log2(abs(a)) > 62:
+                self.fail("E0112", "integer too large", e.span, label="more than 2**62")
+            return a ** b
+        try:
+            r = float(a) ** float(b)
+        except ZeroDivisionError:
+            self.fail("E0111", "division by zero", e.span, label=f"`0 ** {b}`")
+        except OverflowError:
+            self.fail("E0112", "too large for a float", e.span)
+        if isinstance(r, complex):
+            self.fail("E0111", f"`{f'({a})' if a < 0 else a} ** {b}` has no real value", e.span)
+        return r
 
     def _compare(self, e: A.Compare, scope: Scope, ensure: bool, name=None, const: bool = True):
         a = self.ev(e.left, scope, _sub(name), const, ensure)

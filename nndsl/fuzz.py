@@ -256,7 +256,7 @@ def _as_block(head: list[str], body: list[str], out: str, r: random.Random) -> s
 
 
 # -- mutation of the examples ----------------------------------------------------------------------
-TOKENS = ["(", ")", "[", "]", "{", "}", ",", "=", "|>", "+", "-", "*", "//", "%", "@", "==", "<=", "\n", ";",
+TOKENS = ["(", ")", "[", "]", "{", "}", ",", "=", "|>", "+", "-", "*", "**", "//", "%", "@", "==", "<=", "\n", ";",
           "input", "output", "ensure", "if", "else", "then", "repeat", "as", "block", "model", "import", "true",
           "x", "B", "H", "0", "-1", "3M", "1e-3", "1e999", "99999999999999999999", '"s"', "params", "shape(x)",
           "relu", "linear", "conv2d", "rearrange", "tie=x", " acted by S", " invariant under S", "group S = perm(N)\n",

@@ -91,6 +91,7 @@ CASES = {
     "positions": ("embedding(positions(t, axis=1), 8, 3)", {"t": ("int64", [2, 5])}),
     "floordiv": ("x // 3", {"x": ("int64", [2, 5])}),
     "mod": ("x % 3", {"x": ("int64", [2, 5])}),
+    "pow": ("x ** y", {"x": [2, 1, 5], "y": [3, 1]}),
     "eq": ("x == y", {"x": [2, 5], "y": [5]}),
     "ne": ("x != 0.5", {"x": [2, 5]}),
     "lt": ("x < y", {"x": [2, 5], "y": [2, 1]}),
@@ -518,6 +519,35 @@ def test_elementwise_math_takes_numbers_and_tensors():
     assert d.code == "E0115"
     (d,) = nndsl.check(source=src.replace("sqrt(v + 1e-6)", "float(v)")).errors
     assert d.message == "`float` takes numbers known when the spec is checked, not tensors"
+
+
+def test_power_of_numbers_dims_and_tensors():
+    """`**` as in Python: right-associative, tighter than a unary minus on its left (`-x ** 2`), a unary
+    minus allowed on its right (`d ** -0.5`); ints stay ints, a symbolic dim takes a small constant
+    exponent, a tensor either side is the elementwise op; results are bounded before they are computed."""
+    src = ("model M(d: int = 64, base: float = 10000.0) {\n  input x: [B, S, 4]\n  scale = d ** -0.5\n"
+           "  inv = buffer(base ** (arange(4) * -2.0 / 4), persistent=false)\n"
+           "  y = x ** 2 * scale + 2 ** x - inv |> sum(axes=[2])\n  ensure S ** 2 >= 1\n"
+           "  ensure 2 ** 3 ** 2 == 512 and 4 ** 0.5 == 2.0 and -2 ** 2 == -4\n  output y, -x ** 2, x ** x\n}\n")
+    m = nndsl.load(source=src)
+    x = torch.rand(2, 3, 4)
+    y, neg, xx = m(x)
+    inv = 10000.0 ** (torch.arange(4) * -2.0 / 4)
+    torch.testing.assert_close(y, (x ** 2 * 64 ** -0.5 + 2 ** x - inv).sum(2))
+    torch.testing.assert_close(neg, -x ** 2)
+    torch.testing.assert_close(xx, x ** x)
+    for expr, code, message in (("2 ** 1000000000", "E0112", "integer too large"),
+                                ("0 ** -1", "E0111", "division by zero"),
+                                ("(-8) ** 0.5", "E0111", "`(-8) ** 0.5` has no real value"),
+                                ("10.0 ** 400", "E0112", "too large for a float")):
+        (d,) = nndsl.check(source=f"model M(k: float = {expr}) {{\n  input x: [B, 6]\n  output x\n}}\n").errors
+        assert (d.code, d.message) == (code, message), expr
+    (d,) = nndsl.check(source=src.replace("S ** 2 >= 1", "S ** 9 >= 1")).errors
+    assert d.code == "E0106" and "constant integer exponent from 0 to 8" in d.message
+    ints = "model M {\n  input t: [B, 4] int64\n  output t ** -1\n}\n"
+    (d,) = nndsl.check(source=ints).errors
+    assert d.code == "E0208" and d.help == "write the exponent as a float: `** -1.0`"
+    assert nndsl.check(source=ints.replace("** -1", "** -1.0")).ok
 
 
 def test_tensors_of_two_dtypes_promote_as_in_pytorch():

@@ -118,8 +118,8 @@ def test_every_grammar_rule_has_an_ast_builder():
 
     rules = {r.alias or r.origin.name for r in _lark().rules}
     rules = {str(getattr(r, "name", r)) for r in rules}
-    inlined = {n for n in rules if n.startswith("_") or n in {"expr", "pipe", "stage", "postfix", "unary", "term",
-                                                              "arith", "comparison", "atom", "arg"}}
+    inlined = {n for n in rules if n.startswith("_") or n in {"expr", "pipe", "stage", "postfix", "unary", "power",
+                                                              "term", "arith", "comparison", "atom", "arg"}}
     missing = [r for r in rules - inlined if not hasattr(_ToAST, r)]
     assert not missing, missing
 

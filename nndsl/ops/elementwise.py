@@ -7,7 +7,7 @@ from ..types import FLOAT_DTYPES, TensorType, promote
 from .. import signal as S
 from .registry import pyval, Attr, Lowered, OpDef, OpError, broadcast, prod, register
 
-_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%"}
+_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%", "pow": "**"}
 _CMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 
@@ -89,6 +89,10 @@ def _make(name: str):
             if len(ins) != 1:
                 raise OpError("E0104", f"`{sym}` with a scalar takes one tensor")
             x = ins[0]
+            if name == "pow" and not a["reverse"] and x.dtype not in FLOAT_DTYPES and _int(a["scalar"]) \
+                    and a["scalar"] < 0:                      # PyTorch refuses it when it runs
+                raise OpError("E0208", "an integer tensor to a negative integer power is not defined", arg=0,
+                              label=f"{x.dtype} tensor", help=f"write the exponent as a float: `** {a['scalar']}.0`")
             if x.dtype == "bool" and name == "sub":
                 raise OpError("E0208", "`-` with a bool tensor is not defined", arg=0, label="bool tensor",
                               help="invert a mask with `where`, or convert it to numbers first")

@@ -14,7 +14,7 @@ from . import ast as A
 MAX_NESTING = 96
 
 # Newlines after these tokens, or before the second group, do not end a statement.
-_CONTINUE_AFTER = {"{", "(", "[", ",", "=", "|>", "+", "-", "*", "/", "//", "%", "@", "==", "!=", "<=",
+_CONTINUE_AFTER = {"{", "(", "[", ",", "=", "|>", "+", "-", "*", "**", "/", "//", "%", "@", "==", "!=", "<=",
                    ">=", "<", ">", "and", "or", "not", "if", "then", "else", ":", "repeat", "as", "."}
 _CONTINUE_BEFORE = {"}", "|>", "else", "then", ")", "]"}
 _OPEN, _CLOSE = {"(", "["}, {")", "]"}
@@ -379,7 +379,7 @@ def parse_number(text: str) -> int | float:
     return v
 
 
-_VALUE_TOKENS = {"NAME", "NUMBER", "STRING", "COMP_OP", "PLUS", "MINUS", "MUL_OP", "ELLIPSIS"}
+_VALUE_TOKENS = {"NAME", "NUMBER", "STRING", "COMP_OP", "PLUS", "MINUS", "MUL_OP", "POW", "ELLIPSIS"}
 
 
 class _Seq(list):

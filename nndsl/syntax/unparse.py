@@ -4,7 +4,7 @@ from __future__ import annotations
 from . import ast as A
 
 _PREC = {"or": 1, "and": 2, "not": 3, "compare": 4, "+": 5, "-": 5, "*": 6, "/": 6, "//": 6, "%": 6, "@": 6,
-         "neg": 7}
+         "neg": 7, "**": 8}
 
 
 def _q(s: str) -> str:
@@ -32,6 +32,9 @@ def expr(e, prec: int = 0) -> str:
         return f"{expr(e.value, 9)}.{e.name}"
     if k == "index":
         return f"{expr(e.value, 9)}[{expr(e.index)}]"
+    if k == "binop" and e.op == "**":          # right-associative; its right side may be a unary minus
+        s = f"{expr(e.left, 9)} ** {expr(e.right, 7)}"
+        return f"({s})" if 8 < prec else s
     if k == "binop":
         p = _PREC[e.op]
         left = expr(e.left, p)
