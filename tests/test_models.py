@@ -425,7 +425,7 @@ def test_a_chain_made_by_a_repeat_is_numbered_even_with_one_stage(torch):
 
 
 def test_llama_matches_a_reference_and_counts_llama_7b():
-    """RoPE written in the spec (`exp`/`log` on numbers and tensors, int64 positions times float32
+    """RoPE written in the spec (`**` of a number and a tensor, int64 positions times float32
     frequencies), RMSNorm, SwiGLU; Hugging Face's names; LLaMA-7B's published 6,738,415,616 parameters."""
     from nndsl.passes.ensures import param_count
 
