@@ -381,8 +381,11 @@ class Evaluator:
                 self.fail("E0106", "`**` of a symbolic dim takes a constant integer exponent from 0 to 8", e.span,
                           label=f"`{a if isinstance(a, Dim) else b}` is known only from the input shapes")
             r = Dim.const(1)
-            for _ in range(b):
+            for _ in range(b):              # the terms are counted after each product, as for `*`
                 r = self.facts.simplify(r * a) if self.facts is not None else r * a
+                if len(r.terms) > self.limits.dim_terms:
+                    self.fail("E0112", f"this size expression has {len(r.terms)} terms, more than the limit of "
+                              f"{self.limits.dim_terms}", e.span)
             return r.value if r.is_const else r
         if isinstance(a, int) and isinstance(b, int) and b >= 0:
             if abs(a) > 1 and b * math.log2(abs(a)) > 62:

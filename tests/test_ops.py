@@ -544,6 +544,9 @@ def test_power_of_numbers_dims_and_tensors():
         assert (d.code, d.message) == (code, message), expr
     (d,) = nndsl.check(source=src.replace("S ** 2 >= 1", "S ** 9 >= 1")).errors
     assert d.code == "E0106" and "constant integer exponent from 0 to 8" in d.message
+    wide = "model M {\n  input x: [A, B, C, D, E, F]\n  ensure (A + B + C + D + E + F) ** 8 >= 1\n  output x\n}\n"
+    (d,) = nndsl.check(source=wide).errors         # bounded after each product, never expanded in full
+    assert d.code == "E0112" and d.message.endswith("more than the limit of 64")
     ints = "model M {\n  input t: [B, 4] int64\n  output t ** -1\n}\n"
     (d,) = nndsl.check(source=ints).errors
     assert d.code == "E0208" and d.help == "write the exponent as a float: `** -1.0`"
