@@ -464,3 +464,24 @@ def test_swin_t_loads_the_reference_state_dict_strictly_and_agrees():
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(m(x), ref(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name,count,keys", [
+    ("convnext_t", 28_589_128, ["features.0.1.weight", "features.1.0.layer_scale", "features.1.0.block.3.weight",
+                                "features.2.0.weight", "classifier.2.weight"]),
+    ("densenet121", 7_978_856, ["features.denseblock1.denselayer1.norm1.weight",
+                                "features.denseblock4.denselayer16.conv2.weight", "features.transition3.conv.weight",
+                                "features.norm5.running_var", "classifier.weight"]),
+    ("bert_base", 109_482_240, ["embeddings.LayerNorm.weight", "encoder.layer.0.attention.self.query.weight",
+                                "encoder.layer.11.attention.output.LayerNorm.bias",
+                                "encoder.layer.5.output.dense.weight", "pooler.dense.weight"])])
+def test_published_architectures_count_their_published_parameters(name, count, keys):
+    """Written from the papers and the reference code (ConvNeXt-T and DenseNet-121 as torchvision writes
+    them, BERT-base as Hugging Face does): the published count, checked before anything is built, and the
+    reference implementation's key names on the built module."""
+    from nndsl.passes.ensures import param_count
+
+    res = nndsl.check(EXAMPLES / f"{name}.nn")
+    assert res.ok and param_count(res.ir) == count
+    m = nndsl.load(EXAMPLES / f"{name}.nn", seed=0)
+    assert nparams(m) == count and set(keys) <= set(m.state_dict())
