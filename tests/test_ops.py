@@ -551,6 +551,11 @@ def test_power_of_numbers_dims_and_tensors():
     (d,) = nndsl.check(source=ints).errors
     assert d.code == "E0208" and d.help == "write the exponent as a float: `** -1.0`"
     assert nndsl.check(source=ints.replace("** -1", "** -1.0")).ok
+    masks = "model M {\n  input x: [B, 4]\n  m = x > 0\n  output m ** m, m ** 2\n}\n"
+    (d,) = nndsl.check(source=masks).errors          # PyTorch has no pow of two bools (found by the fuzzer)
+    assert (d.code, d.message) == ("E0208", "`**` of two bool tensors is not defined")
+    res = nndsl.check(source=masks.replace("m ** m, ", ""))
+    assert res.ok and res.ir.node(res.ir.meta.outputs[0].node).outputs[0].dtype == "int64"
 
 
 def test_tensors_of_two_dtypes_promote_as_in_pytorch():

@@ -99,7 +99,7 @@ def _make(name: str):
             return [x.with_shape(x.shape, x.axis_names()).model_copy(update={"dtype": result_dtype(x.dtype, a["scalar"])})]
         if len(ins) != 2:
             raise OpError("E0104", f"`{name}` takes two tensors, or a tensor and a scalar")
-        if name in ("sub", "floordiv", "mod") and ins[0].dtype == ins[1].dtype == "bool":
+        if name in ("sub", "floordiv", "mod", "pow") and ins[0].dtype == ins[1].dtype == "bool":
             raise OpError("E0208", f"`{sym}` of two bool tensors is not defined", arg_labels={0: "bool", 1: "bool"},
                           help="use `logical` ops, or convert to an integer dtype first")
         if name == "sub" and "bool" in (ins[0].dtype, ins[1].dtype):       # PyTorch refuses it too
