@@ -74,6 +74,37 @@ def test_onnx_round_trip(name):
             assert (od.dim_param != "") == (not d.is_const), (name, mi.name)       # free dims are dynamic
 
 
+def test_a_stated_range_starts_past_sizes_that_make_a_map_one_wide():
+    """`ensure H >= 8` with a stride-8 conv: at H = 8 ... 15 the map inside is 1 wide, which torch.export
+    specialises; the program takes H from 16 (it used to be refused as "Constraints violated")."""
+    src = ("model M {\n  input x: [B, 3, H, W]\n  ensure H >= 8\n  ensure W >= 8\n"
+           "  c = conv2d(x, 4, kernel=8, stride=8)\n  output c |> conv2d(4, kernel=1) |> mean(axes=[2, 3])\n}\n")
+    ir = nndsl.check(source=src).ir
+    m = nndsl.load(source=src, seed=0).eval()
+    prog = export_program(m, ir)
+    assert sorted(int(r.lower) for r in prog.range_constraints.values()) == [2, 16, 16]
+    for h, w in ((16, 24), (40, 17)):
+        x = torch.randn(2, 3, h, w)
+        with torch.no_grad():
+            assert torch.allclose(prog.module()(x), m(x), atol=1e-6)
+
+
+def test_a_stated_range_torch_export_cannot_prove_is_left_to_it():
+    """ConvNeXt's stem and layer scale under `ensure W >= 16`: torch.export makes guards it cannot prove
+    over the stated range ("Constraints violated"); the dims are then Dim.AUTO and both exporters work."""
+    src = ("model M {\n  input x: [B, 3, H, W]\n  ensure H >= 16\n  ensure W >= 16\n"
+           "  c = conv2d(x, 8, kernel=4, stride=4)\n"
+           "  h = c |> permute(dims=[0, 2, 3, 1]) |> layernorm |> linear(8) |> permute(dims=[0, 3, 1, 2])\n"
+           "  scale = param([8, 1, 1], fill=0.5)\n  output mean(scale * h + c, axes=[2, 3])\n}\n")
+    ir = nndsl.check(source=src).ir
+    m = nndsl.load(source=src, seed=0).eval()
+    prog = export_program(m, ir)
+    x = torch.randn(2, 3, 36, 52)
+    with torch.no_grad():
+        assert torch.allclose(prog.module()(x), m(x), atol=1e-5)
+    assert verify_onnx(onnx_bytes(m, ir), m, ir) < 1e-4
+
+
 def test_the_command(tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "nndsl", "export", *map(str, args)], capture_output=True,

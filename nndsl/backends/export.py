@@ -40,6 +40,9 @@ def _dims(ir, sizes: dict):
             name = d.symbol_name() or str(d)
             lo, hi = ir.meta.dim_bounds.get(name, [1, None])
             lo = max(lo, 2)                              # torch.export specialises sizes 0 and 1
+            if (lo, hi) != (2, None) and name not in made:
+                lo = _past_ones(ir, name, lo, hi, sizes)     # ... of the tensors inside too
+                sizes[name] = max(sizes[name], lo)
             if hi is not None and hi <= lo:
                 continue                                 # one size only: static
             if hi is None and lo == 2:                   # no stated range: the smallest the layers take is
@@ -50,6 +53,25 @@ def _dims(ir, sizes: dict):
             spec[k] = made[name]
         shapes.append(spec or None)
     return shapes, sizes
+
+
+def _past_ones(ir, name: str, lo: int, hi, sizes: dict, limit: int = 4096) -> int:
+    """The smallest size of free dim `name` from `lo` at which no size inside the graph is 0 or 1 (the
+    others at their example sizes). torch.export specialises such sizes, so a stated range that reaches
+    them (`ensure H >= 32` where ConvNeXt's last map is then 1 x 1) is refused as a violated constraint;
+    the exported program takes the range from here. `lo` itself when no such size depends on `name`."""
+    from ..dims import Dim
+
+    exprs = {d for n in ir.nodes() for t in n.outputs for d in getattr(t, "shape", ())
+             if not d.is_const and name in {str(x) for x in d.free_symbols()}}
+    env = {k: Dim.const(v) for k, v in sizes.items()}
+    for v in range(lo, lo + limit):
+        if hi is not None and v > hi:
+            break
+        env[name] = Dim.const(v)
+        if all(not (r := d.subs(env)).is_const or r.value >= 2 for d in exprs):
+            return v
+    return lo
 
 
 def example_inputs(ir, sizes: dict, generator=None):
@@ -76,9 +98,23 @@ def export_program(model, ir, sizes: dict | None = None):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.export.export(model, tuple(xs), dynamic_shapes=tuple(dyn))
+            return _unless_unprovable(lambda d: torch.export.export(model, tuple(xs), dynamic_shapes=d), dyn)
     except Exception as e:                # noqa: BLE001 - the exporter's reasons are many; say them
         raise ExportError(f"torch.export: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+
+
+def _unless_unprovable(run, dyn: list):
+    """`run(dynamic_shapes)`; when torch.export cannot prove its own guards over a stated range ("Constraints
+    violated": ConvNeXt's layer scale gives it `1 % (96 * (W // 4)) != 0`), again with every free dim left
+    to it (Dim.AUTO): the program's range_constraints then say what it takes."""
+    try:
+        return run(tuple(dyn))
+    except Exception as e:                # noqa: BLE001
+        if "Constraints violated" not in str(e):
+            raise
+    from torch.export import Dim
+
+    return run(tuple({k: Dim.AUTO for k in spec} if spec else None for spec in dyn))
 
 
 def save_torch_export(model, ir, path: Path, sizes: dict | None = None) -> None:
@@ -100,8 +136,8 @@ def onnx_bytes(model, ir, sizes: dict | None = None, opset: int | None = None) -
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             kw = {"opset_version": opset} if opset else {}
-            prog = torch.onnx.export(model, tuple(xs), input_names=names, output_names=outs,
-                                     dynamic_shapes=tuple(dyn), dynamo=True, **kw)
+            prog = _unless_unprovable(lambda d: torch.onnx.export(
+                model, tuple(xs), input_names=names, output_names=outs, dynamic_shapes=d, dynamo=True, **kw), dyn)
             data = prog.model_proto.SerializeToString()
     except Exception as e:                # noqa: BLE001
         raise ExportError(f"ONNX: {_reason(e)}") from None
