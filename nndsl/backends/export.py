@@ -65,13 +65,24 @@ def _past_ones(ir, name: str, lo: int, hi, sizes: dict, limit: int = 4096) -> in
     exprs = {d for n in ir.nodes() for t in n.outputs for d in getattr(t, "shape", ())
              if not d.is_const and name in {str(x) for x in d.free_symbols()}}
     env = {k: Dim.const(v) for k, v in sizes.items()}
-    for v in range(lo, lo + limit):
-        if hi is not None and v > hi:
-            break
+
+    def wide(v: int) -> bool:
         env[name] = Dim.const(v)
-        if all(not (r := d.subs(env)).is_const or r.value >= 2 for d in exprs):
-            return v
-    return lo
+        return all(not (r := d.subs(env)).is_const or r.value >= 2 for d in exprs)
+
+    top = lo + limit if hi is None else min(hi, lo + limit)
+    if wide(lo):
+        return lo
+    step = 1                 # sizes grow with the input's (strided windows, products): double, then halve
+    while lo + step <= top and not wide(lo + step):
+        step *= 2
+    if lo + step > top:
+        return lo
+    a, b = lo + step // 2, lo + step              # not wide at a (or a == lo), wide at b
+    while b - a > 1:
+        mid = (a + b) // 2
+        a, b = (a, mid) if wide(mid) else (mid, b)
+    return b
 
 
 def example_inputs(ir, sizes: dict, generator=None):
