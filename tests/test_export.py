@@ -16,9 +16,10 @@ from nndsl.backends.export import ExportError, example_inputs, export_program, o
 from nndsl.passes.ensures import sample_dims
 
 ROOT = Path(__file__).resolve().parents[1]
-# Conv nets whose ops the others cover, and whose export takes 15-70 s here (`nndsl export` takes them:
-# DenseNet-121's 58 concatenations are the slowest); left out to keep the suite short
-HEAVY = {"densenet121", "convnext_t", "efficientnet_b0"}
+# Examples whose export takes 15-70 s here, left out to keep the suite short (`nndsl export` takes them):
+# conv nets whose ops the others cover (DenseNet-121's 58 concatenations are the slowest), and Swin-T,
+# whose blocks test_swin_blocks_export exports at a small width
+HEAVY = {"densenet121", "convnext_t", "efficientnet_b0", "swin_t"}
 EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.nn") if p.stem not in HEAVY)
 # the large examples at a smaller width (the same layers, fewer parameters to serialise)
 SMALL = {"gpt2_small": dict(vocab=512, n_ctx=64, D=64, depth=2, heads=4),
@@ -103,6 +104,24 @@ def test_a_stated_range_torch_export_cannot_prove_is_left_to_it():
     with torch.no_grad():
         assert torch.allclose(prog.module()(x), m(x), atol=1e-5)
     assert verify_onnx(onnx_bytes(m, ir), m, ir) < 1e-4
+
+
+def test_swin_blocks_export(tmp_path):
+    """Swin-T's shifted-window blocks (roll, window partition, the relative position index buffer, the
+    mask buffer, take) through both exporters, at a small width: the whole model takes 30 s here."""
+    spec = tmp_path / "swin_small.nn"
+    spec.write_text(f'import "{ROOT / "examples" / "swin_t.nn"}"\n'
+                    "model Small {\n  input x: [B, 14, 14, 24]\n"
+                    "  blocks = x |> SwinBlock(24, 3, 14, false, 0.0) |> SwinBlock(24, 3, 14, true, 0.0)\n"
+                    "  output blocks\n}\n")
+    res = nndsl.check(spec)
+    assert res.ok, [d.message for d in res.diagnostics]
+    m = nndsl.load(spec, seed=0).eval()
+    prog = export_program(m, res.ir)
+    x = torch.randn(3, 14, 14, 24)
+    with torch.no_grad():
+        assert torch.allclose(prog.module()(x), m(x), atol=1e-5)
+    assert verify_onnx(onnx_bytes(m, res.ir), m, res.ir) < 1e-4
 
 
 def test_the_command(tmp_path):
