@@ -289,8 +289,8 @@ def _follows(ir: IR, nid: str, ins: list, i: int, rule, twin: bool = False) -> l
                 return [f"parts of sizes {[str(d) for d in sizes]} merged into {info.size}"]
         return []
     if rule.kind == DERIVE and not info.parents:       # joined with its own source: one wire again
-        return [] if all(ins[r.arg][r.axis] == i for r in rule.refs) and info.name != "?" else \
-            ["a derived axis lost its sources"]
+        ok = twin or all(ins[r.arg][r.axis] == i for r in rule.refs)     # (or a twin's record: see below)
+        return [] if ok and info.name != "?" else ["a derived axis lost its sources"]
     if rule.kind == DERIVE and (info.kind != DERIVE or info.how != rule.how):
         return [f"a derived ({rule.how}) axis is recorded as {info.kind} ({info.how})"]
     # its sources, less itself where a broadcast joined it to one of them later (`reshape` of [4, B] to
