@@ -26,9 +26,9 @@ from .limits import DEFAULT, Limits
 from .syntax import ast as A
 from .values import SizedList, TensorVal, TupleVal, describe, value_size
 
-BUILTINS = {"shape", "len", "min", "max_of", "int", "float", "rank", "sqrt", "exp", "log", "cos", "abs"}
 # elementwise math: on numbers computed when the spec is checked, on a tensor the op of the same name
 MATH = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "cos": math.cos, "abs": abs}
+BUILTINS = {"shape", "len", "min", "max_of", "int", "float", "rank", *MATH}
 
 
 class Deferred(Exception):
@@ -363,12 +363,16 @@ class Evaluator:
                 r = A_.mod(B_, self.facts)
             else:
                 self.fail("E0106", "`@` needs tensors", e.op_span)
-            if len(r.terms) > self.limits.dim_terms:
-                self.fail("E0112", f"this size expression has {len(r.terms)} terms, more than the limit of "
-                          f"{self.limits.dim_terms}", e.span)
+            r = self._bounded(r, e.span)
             return r.value if r.is_const else r
         except ZeroDivisionError:
             self.fail("E0111", "division by zero", e.span)
+
+    def _bounded(self, r: Dim, span: Span) -> Dim:
+        if len(r.terms) > self.limits.dim_terms:
+            self.fail("E0112", f"this size expression has {len(r.terms)} terms, more than the limit of "
+                      f"{self.limits.dim_terms}", span)
+        return r
 
     def _power(self, a, b, e: A.BinOp):
         """`a ** b` of numbers (an int for ints and a non-negative exponent, else a float), or of a symbolic
@@ -382,10 +386,7 @@ class Evaluator:
                           label=f"`{a if isinstance(a, Dim) else b}` is known only from the input shapes")
             r = Dim.const(1)
             for _ in range(b):              # the terms are counted after each product, as for `*`
-                r = self.facts.simplify(r * a) if self.facts is not None else r * a
-                if len(r.terms) > self.limits.dim_terms:
-                    self.fail("E0112", f"this size expression has {len(r.terms)} terms, more than the limit of "
-                              f"{self.limits.dim_terms}", e.span)
+                r = self._bounded(self.facts.simplify(r * a) if self.facts is not None else r * a, e.span)
             return r.value if r.is_const else r
         if isinstance(a, int) and isinstance(b, int) and b >= 0:
             if abs(a) > 1 and b * math.log2(abs(a)) > 62:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from . import ast as A
 from .parser import _STRINGS_COMMENTS
-from .unparse import _init, _sparsity, expr, head, stage, stmt
+from .unparse import _STAGES, _init, _sparsity, branches, expr, head, opening, stage, stmt
 
 ALIGN_LIMIT = 100
 
@@ -210,7 +210,7 @@ def _stmt(s, ind: str) -> list[str]:
 def _chain(prefix: str, pipe, ind: str, tail: str) -> list[str]:
     """A chain too long for one line: the head after the binding, then each stage on a line of its own,
     indented four spaces and led by `|>`; a stage still too long opens up in turn (`_stage_lines`)."""
-    if pipe.head.kind in ("repeat", "if_stage"):        # `(repeat 2 { ... } |> ...)`: one stage, opened up
+    if pipe.head.kind in _STAGES:        # `(repeat 2 { ... } |> ...)`: one stage, opened up
         lines = _stage_lines(pipe, ind, "")
         lines[0] = prefix + lines[0][len(ind):]
         lines[-1] += tail
@@ -226,10 +226,10 @@ def _stage_lines(st, ind: str, lead: str) -> list[str]:
     """One stage: on one line if it fits; else an `if` or `repeat` stage with its body one stage a line
     inside the braces, a chain in parentheses with a stage a line inside them."""
     one = stage(st)
-    if len(ind) + len(lead) + len(one) <= ALIGN_LIMIT or st.kind not in ("if_stage", "repeat", "pipe"):
+    if len(ind) + len(lead) + len(one) <= ALIGN_LIMIT or st.kind not in (*_STAGES, "pipe"):
         return [ind + lead + one]
     if st.kind == "pipe":
-        if st.head.kind in ("repeat", "if_stage"):
+        if st.head.kind in _STAGES:
             first = _stage_lines(st.head, ind, lead + "(")
         else:
             first = [ind + lead + "(" + expr(st.head, 1)]
@@ -238,15 +238,10 @@ def _stage_lines(st, ind: str, lead: str) -> list[str]:
             out += _stage_lines(s, ind + "    ", "|> ")
         out[-1] += ")"
         return out
-    if st.kind == "repeat":
-        var = f" as {st.var}" if st.var else ""
-        if st.var and st.names is not None:
-            var += " " + expr(A.Str(span=st.span, value=st.names))
-        out = [f"{ind}{lead}repeat {expr(st.count, 1)}{var} {{"] + _seq_lines(st.stages, ind + "  ")
-    else:
-        out = [f"{ind}{lead}if {expr(st.cond, 1)} {{"] + _seq_lines(st.then, ind + "  ")
-        if st.orelse is not None:
-            out += [f"{ind}}} else {{"] + _seq_lines(st.orelse, ind + "  ")
+    body, orelse = branches(st)
+    out = [f"{ind}{lead}{opening(st)} {{"] + _seq_lines(body, ind + "  ")
+    if orelse is not None:
+        out += [f"{ind}}} else {{"] + _seq_lines(orelse, ind + "  ")
     return out + [f"{ind}}}"]
 
 

@@ -673,10 +673,6 @@ class _ToAST:
     def list(self, ch):
         return A.ListExpr(span=self._s(ch), items=_vals(ch))
 
-    def stage_chain(self, ch):          # `(repeat 2 { ... } |> ...)`: a nested chain that starts with a repeat
-        v = _vals(ch)
-        return A.Pipe(span=self._s(ch), head=v[0], stages=v[1:])
-
     def paren(self, ch):
         return _vals(ch)[0]
 

@@ -73,16 +73,27 @@ def head(e) -> str:
     return stage(e.head) if e.head.kind in _STAGES else expr(e.head, 1)
 
 
-def stage(st) -> str:
+def opening(st) -> str:
+    """What a `repeat` or `if` stage says before its braces."""
     if st.kind == "repeat":
         var = f" as {st.var}" if st.var else ""
         if st.var and st.names is not None:
             var += f" {_q(st.names)}"
-        return f"repeat {expr(st.count, 1)}{var} {{ {' |> '.join(stage(s) for s in st.stages)} }}"
-    if st.kind == "if_stage":
-        out = f"if {expr(st.cond, 1)} {{ {' |> '.join(stage(s) for s in st.then)} }}"
-        if st.orelse is not None:
-            out += f" else {{ {' |> '.join(stage(s) for s in st.orelse)} }}"
+        return f"repeat {expr(st.count, 1)}{var}"
+    return f"if {expr(st.cond, 1)}"
+
+
+def branches(st) -> tuple:
+    """The stages in the braces of a `repeat` or `if` stage, and of its `else` (None if it has none)."""
+    return (st.stages, None) if st.kind == "repeat" else (st.then, st.orelse)
+
+
+def stage(st) -> str:
+    if st.kind in _STAGES:
+        body, orelse = branches(st)
+        out = f"{opening(st)} {{ {' |> '.join(stage(s) for s in body)} }}"
+        if orelse is not None:
+            out += f" else {{ {' |> '.join(stage(s) for s in orelse)} }}"
         return out
     return expr(st, 9)
 
