@@ -303,6 +303,16 @@ def problems(src: str, run: bool = True, filename: str = FILE, stats: dict | Non
 
     out: list[str] = []
     try:
+        from .syntax.fastparse import parse_fast
+        from .syntax.parser import parse_recovering
+
+        fast, slow = parse_fast(src, filename), parse_recovering(src, filename, fast=False)[0]
+        if fast is not None and fast != slow:
+            out.append("the fast parser and the LALR parser disagree" if slow is not None else
+                       "the fast parser accepts text the LALR parser rejects")
+    except Exception:  # noqa: BLE001
+        return [f"parse raised:\n{traceback.format_exc()}"]
+    try:
         res = check(source=src, filename=filename, dims=BOUND, strict_dims=False)
         if res.ok and run:
             rest = [d for d in res.ir.meta.free_dims if d not in BOUND]

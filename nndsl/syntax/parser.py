@@ -746,11 +746,19 @@ MAX_SYNTAX_ERRORS = 10
 
 
 def parse_recovering(text: str, file: str = "<string>", max_errors: int = MAX_SYNTAX_ERRORS,
-                     max_nesting: int = MAX_NESTING) -> tuple[A.Module | None, list[Diagnostic]]:
+                     max_nesting: int = MAX_NESTING, fast: bool = True) -> tuple[A.Module | None, list[Diagnostic]]:
     """Parse, reporting every independent syntax error in one pass. After an error the parser drops the
     statement it was in (popping the LALR stack back to the last statement boundary), skips to the end
     of the line and resumes. It stops where recovery would guess: inside an open bracket, on a line with a
-    brace, at the end of the file, or after `max_errors`. The cost is one parse plus one line per error."""
+    brace, at the end of the file, or after `max_errors`. The cost is one parse plus one line per error.
+    Well-formed text takes the fast path (fastparse.py, the same AST) unless `fast` is False; the LALR
+    parser reports the rest."""
+    if fast:
+        from .fastparse import parse_fast
+
+        mod = parse_fast(text, file, max_nesting)
+        if mod is not None:
+            return mod, []
     diags: list[Diagnostic] = []
     seen: set[int] = set()
     _TRANSFORMER.file = file
