@@ -41,6 +41,7 @@ class _Axes:
         self.rank: list[int] = []         # name priority
         self.up: list[int] = []           # union-find parent
         self.parts: dict[tuple, int] = {}
+        self.joined = False                # whether any two identities were made one (union)
 
     def new(self, name: str, rank: int, size: Dim, kind: str, origin: str, parents=(), how="") -> int:
         i = len(self.info)
@@ -63,6 +64,7 @@ class _Axes:
             return a
         keep, drop = (a, b) if (self.rank[a], -a) >= (self.rank[b], -b) else (b, a)
         self.up[drop] = keep
+        self.joined = True
         return keep
 
     def offer(self, i: int, name: Optional[str], rank: int) -> None:
@@ -121,9 +123,11 @@ def assign_axes(ir: IR) -> dict[int, AxisInfo]:
                 for i in refs[1:]:
                     ax.union(refs[0], i)
         nd["axes"] = outs
-    # one identity per union: rewrite every reference to its representative
-    for node in ir.nodes():
-        node.__dict__["axes"] = [tuple(map(find, ids)) for ids in node.axes]
+    # one identity per union: rewrite every reference to its representative (without a union, every
+    # identity handed out is its own representative)
+    if ax.joined:
+        for node in ir.nodes():
+            node.__dict__["axes"] = [tuple(map(find, ids)) for ids in node.axes]
     return _names(ax)
 
 

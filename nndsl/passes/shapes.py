@@ -119,14 +119,15 @@ def _node(ctx: ShapeContext, node: Node) -> None:
                 raise O.OpError("E0203", f"`{at.name}` of `{od.name}` depends on the free dim `{v}`",
                                 help="attributes that size parameters must be known when the spec is checked")
             attrs[at.name] = v.value
-    if od.check_attrs is not None:
-        od.check_attrs(attrs)
     _put(node, "attrs", attrs)
     # a shape rule is a pure function of the input types, the attributes and the facts: layers repeated
-    # with the same types (every block of a stack) reuse its result; each node gets its own parameters
+    # with the same types (every block of a stack) reuse its result; each node gets its own parameters.
+    # So is the check of the attributes: equal attributes passed it when the result was stored.
     key = _memo_key(od.name, ins, attrs, ctx.facts)
     hit = ctx.memo.get(key) if key is not None else None
     if hit is None:
+        if od.check_attrs is not None:
+            od.check_attrs(attrs)
         hit = _rule(ctx, od, ins, attrs)
         if key is not None:
             ctx.memo[key] = hit + (ins,)       # the key's input types stay alive while their ids key it

@@ -97,21 +97,19 @@ def tokens(text: str, max_nesting: int = MAX_NESTING):
     for m in finditer(text):
         k = m.lastindex
         typ = names[k]
-        if typ == "WS" or typ == "COMMENT":
-            continue
-        if typ == "BAD":                    # no terminal matches here (the last alternative takes any character)
-            raise _GiveUp
         v = m.group(k)
-        s = m.start(k)
-        if typ == "_NL":
-            if depth == 0 and prev_value is not None and prev_value not in continue_after and pending is None:
-                pending = (line, s - line_start + 1, v)
-            if "\n" in v:
-                line += v.count("\n")
-                line_start = s + v.rindex("\n") + 1
-            continue
         if typ == "NAME":
             typ = keywords.get(v, "NAME")
+        elif typ in _RARE:
+            if typ == "BAD":                # no terminal matches here (the last alternative takes any character)
+                raise _GiveUp
+            if typ == "_NL":
+                if depth == 0 and prev_value is not None and prev_value not in continue_after and pending is None:
+                    pending = (line, m.start(k) - line_start + 1, v)
+                if "\n" in v:
+                    line += v.count("\n")
+                    line_start = m.start(k) + v.rindex("\n") + 1
+            continue                        # blanks, comments and new lines are not tokens of their own
         if pending is not None:
             if v not in continue_before:
                 if held >= 0:
@@ -140,7 +138,7 @@ def tokens(text: str, max_nesting: int = MAX_NESTING):
         tp(typ)
         vp(v)
         lp(line)
-        cp(s - line_start + 1)
+        cp(m.start(k) - line_start + 1)
         if typ not in special:
             prev_type = typ
             continue
@@ -168,6 +166,7 @@ def tokens(text: str, max_nesting: int = MAX_NESTING):
 
 
 _BRACKETS = {"(": True, "[": True, ")": False, "]": False}
+_RARE = frozenset(("WS", "COMMENT", "_NL", "BAD"))
 
 
 def parse_fast(text: str, file: str = "<string>", max_nesting: int = MAX_NESTING) -> A.Module | None:
