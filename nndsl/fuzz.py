@@ -306,7 +306,7 @@ def problems(src: str, run: bool = True, filename: str = FILE, stats: dict | Non
         from .syntax.fastparse import parse_fast
         from .syntax.parser import parse_recovering
 
-        fast, slow = parse_fast(src, filename), parse_recovering(src, filename, fast=False)[0]
+        fast, slow = parse_fast(src, filename, strict=True), parse_recovering(src, filename, fast=False)[0]
         if fast is not None and fast != slow:
             out.append("the fast parser and the LALR parser disagree" if slow is not None else
                        "the fast parser accepts text the LALR parser rejects")

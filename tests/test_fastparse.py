@@ -25,7 +25,7 @@ def lalr(text: str):
 
 def agree(text: str) -> bool:
     """The two parsers agree on `text`; True when the fast one built the AST itself."""
-    fast, slow = parse_fast(text, "t.nn"), lalr(text)
+    fast, slow = parse_fast(text, "t.nn", strict=True), lalr(text)
     if fast is None:
         return False
     assert slow is not None, f"the fast parser accepts what the LALR parser rejects:\n{text}"

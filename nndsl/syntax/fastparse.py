@@ -169,12 +169,19 @@ _BRACKETS = {"(": True, "[": True, ")": False, "]": False}
 _RARE = frozenset(("WS", "COMMENT", "_NL", "BAD"))
 
 
-def parse_fast(text: str, file: str = "<string>", max_nesting: int = MAX_NESTING) -> A.Module | None:
+def parse_fast(text: str, file: str = "<string>", max_nesting: int = MAX_NESTING,
+               strict: bool = False) -> A.Module | None:
     """The AST of `text` as the LALR parser builds it, or None where this parser is not certain (then
-    parse with `parse_recovering`, which reports)."""
+    parse with `parse_recovering`, which reports). Any other exception in here is a bug of this parser:
+    with `strict` (the tests and the fuzzer) it propagates; otherwise the LALR parser, the reference,
+    parses the text instead."""
     try:
         return _Parser(file, *tokens(text, max_nesting)).module()
     except (_GiveUp, RecursionError, IndexError):
+        return None
+    except Exception:
+        if strict:
+            raise
         return None
 
 
