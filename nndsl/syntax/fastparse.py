@@ -187,6 +187,7 @@ def parse_fast(text: str, file: str = "<string>", max_nesting: int = MAX_NESTING
 
 # binary operators: precedence, and the least precedence of their right operand (left-associative: one
 # more; `**` takes a unary operand, which may be `-x` or another `**`)
+_CLAUSES = frozenset(("INIT", "SPARSITY", "STRUCTURE"))
 _PREC = {"OR": 1, "AND": 2, "COMP_OP": 4, "PLUS": 5, "MINUS": 5, "MUL_OP": 6, "POW": 8}
 _RIGHT = {1: 2, 2: 3, 4: 5, 5: 6, 6: 7, 8: 7}
 
@@ -365,7 +366,11 @@ class _Parser:
             names.append(j - 1)
         j = self.expect(j, "EQUAL")
         value, j = self.expr(j)
-        init, sparsity, j, end = self.clauses(j, value.span)
+        if T[j] in _CLAUSES:
+            init, sparsity, j, end = self.clauses(j, value.span)
+        else:
+            init = sparsity = None
+            end = value.span
         return A.Bind(span=self.from_tok(i, end), targets=[V[k] for k in names],
                       target_spans=[self.tspan(k) for k in names], value=value, init=init, sparsity=sparsity), j
 
@@ -618,9 +623,15 @@ class _Parser:
         return self.seq(i, "RPAR", self.arg)
 
     def arg(self, j: int):
-        if self.T[j] == "NAME" and self.T[j + 1] == "EQUAL":
-            value, k = self.expr(j + 2)
-            return A.Arg(span=self.from_tok(j, value.span), name=self.V[j], value=value), k
+        T = self.T
+        if T[j] == "NAME":
+            t = T[j + 1]
+            if t == "EQUAL":
+                value, k = self.expr(j + 2)
+                return A.Arg(span=self.from_tok(j, value.span), name=self.V[j], value=value), k
+            if t == "COMMA" or t == "RPAR":           # a name and nothing more: the commonest argument
+                span = self.tspan(j)
+                return A.Arg(span=span, name=None, value=A.Name(span=span, id=self.V[j])), j + 1
         value, k = self.expr(j)
         return A.Arg(span=value.span, name=None, value=value), k
 
