@@ -37,6 +37,7 @@ class Elaborator:
         self._block_cost: dict[tuple, int] = {}   # (block, params) -> nodes its body created
         self._kw_spans: dict[str, Span] = {}      # keyword -> where it is written, in the latest call
         self._slots: dict[str, tuple] = {}       # op -> its attributes as call slots (_op_slots)
+        self._bound: dict[tuple, dict] = {}      # attribute values as given -> as bound and checked (_op_call)
         self.ir: IR | None = None
         self.facts = Facts()
         self.used_ids: set[str] = set()
@@ -933,6 +934,13 @@ class Elaborator:
             self.fail("E0104", f"`{od.name}` takes {n_fixed} tensor input{'s' if n_fixed != 1 else ''} "
                       f"({', '.join(od.inputs)}) but {len(tensors)} {'was' if len(tensors) == 1 else 'were'} given", span)
         free_attrs, kw_attr, slots = self._op_slots(od)
+        # Binding and checking attributes is a function of the values given: a call with the values of an
+        # earlier one (every layer of a stack) takes its result
+        key = _bind_key(od.name, rest, kw) if kw_attr is None else None
+        hit = self._bound.get(key) if key is not None else None
+        if hit is not None:
+            return self._make_node(od, tensors, dict(hit), name, scope, span, tspans, tie=tie,
+                                   attr_spans=_attr_spans(rest, slots, kw))
         sizes: dict[str, Any] = {}
 
         def too_many(n):
@@ -952,15 +960,7 @@ class Elaborator:
                           if kw_attr else None)
         if kw_attr is not None:      # `rearrange(x, "...", p=16)`: the keywords no attribute has are sizes
             attrs[kw_attr.name] = sizes
-        attr_spans = None           # where string attributes are written, for errors inside them
-        for (v, sp), slot in zip(rest, slots):
-            if v.__class__ is str:
-                attr_spans = attr_spans or {}
-                attr_spans[slot.name] = sp
-        for k, (v, sp) in kw.items():
-            if v.__class__ is str:
-                attr_spans = attr_spans or {}
-                attr_spans[k] = sp
+        attr_spans = _attr_spans(rest, slots, kw)
         if od.check_attrs is not None and _concrete_attrs(attrs):
             try:
                 od.check_attrs(attrs)
@@ -969,6 +969,8 @@ class Elaborator:
                 self.fail(err.code, err.message, at, label=label,
                           secondary=[Label(span=span, message=f"in this `{od.name}`")] if at is not span else [],
                           help=err.help)
+        if key is not None:
+            self._bound[key] = dict(attrs)
         return self._make_node(od, tensors, attrs, name, scope, span, tspans, tie=tie, attr_spans=attr_spans)
 
     def _op_slots(self, od: O.OpDef) -> tuple:
@@ -1254,6 +1256,36 @@ def _names_in(e) -> set[str]:
             stack.extend(getattr(x, f) for f in A.fields_of(x))
         elif isinstance(x, A.Arg):
             stack.append(x.value)
+    return out
+
+
+_KEYED = frozenset((int, str, float, bool, type(None), Dim))
+
+
+def _bind_key(op: str, rest: list, kw: dict) -> tuple | None:
+    """The attribute values of an op call as a dict key (each with its type: 1, 1.0 and True are equal
+    keys in a dict, not here); None when one is not a plain value."""
+    for v, _sp in rest:
+        if v.__class__ not in _KEYED:
+            return None
+    for v, _sp in kw.values():
+        if v.__class__ not in _KEYED:
+            return None
+    return (op, tuple((v.__class__, v) for v, _sp in rest),
+            tuple((k, v.__class__, v) for k, (v, _sp) in kw.items()))
+
+
+def _attr_spans(rest: list, slots, kw: dict) -> dict | None:
+    """Where string attributes are written, for errors inside them (None: no string attribute)."""
+    out = None
+    for (v, sp), slot in zip(rest, slots):
+        if v.__class__ is str:
+            out = out or {}
+            out[slot.name] = sp
+    for k, (v, sp) in kw.items():
+        if v.__class__ is str:
+            out = out or {}
+            out[k] = sp
     return out
 
 
