@@ -54,12 +54,12 @@ class SpecGen:
 
     def _pattern(self, t) -> str:
         r = self.rng
-        letters = "abcdefgh"[:t.rank]
+        letters = "abcdefghijklmnopqrstuvwxyz"[:t.rank]   # (a rank beyond 26 makes a pattern that does not fit)
         left = list(letters)
         right = list(letters)
         r.shuffle(right)
-        if t.rank >= 2 and r.random() < 0.5:  # merge two neighbours on the right
-            i = r.randrange(t.rank - 1)
+        if len(right) >= 2 and r.random() < 0.5:  # merge two neighbours on the right
+            i = r.randrange(len(right) - 1)
             right = right[:i] + [f"({right[i]} {right[i + 1]})"] + right[i + 2:]
         return f'"{" ".join(left)} -> {" ".join(right)}"'
 
@@ -169,7 +169,8 @@ class SpecGen:
         rank = r.choice([1, 2, 2, 3, 3, 4, 4, 5])
         dims = []
         for i in range(rank):
-            dims.append(r.choice(["B", "T", "N"]) if i == 0 or r.random() < 0.2 else str(r.choice([1, 2, 4, 4, 6, 8, 8])))
+            named = i == 0 or r.random() < 0.2
+            dims.append(r.choice(["B", "T", "N"]) if named else str(r.choice([1, 2, 4, 4, 6, 8, 8])))
         # distinct free names per axis keep declared shapes consistent
         seen: set[str] = set()
         for i, d in enumerate(dims):
