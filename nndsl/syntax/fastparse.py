@@ -371,8 +371,12 @@ class _Parser:
         else:
             init = sparsity = None
             end = value.span
-        return A.Bind(span=self.from_tok(i, end), targets=[V[k] for k in names],
-                      target_spans=[self.tspan(k) for k in names], value=value, init=init, sparsity=sparsity), j
+        if len(names) == 1:
+            targets, spans = [V[i]], [self.tspan(i)]
+        else:
+            targets, spans = [V[k] for k in names], [self.tspan(k) for k in names]
+        return A.Bind(span=self.from_tok(i, end), targets=targets, target_spans=spans, value=value, init=init,
+                      sparsity=sparsity), j
 
     def clauses(self, j: int, end: Span):
         """`[init { ... }] [sparsity rule]` after a binding or an output; the span's new end."""
