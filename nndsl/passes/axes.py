@@ -79,6 +79,8 @@ def assign_axes(ir: IR) -> dict[int, AxisInfo]:
     """Fill `node.axes` for every node whose shapes are known; return the identities by id."""
     ax = _Axes()
     find = ax.find
+    ranks = ax.rank
+    name_rank: dict[str, int] = {}   # a declared dim or a pattern letter (_declared), per name
     for node in ir.nodes():
         nd = node.__dict__            # the pass writes a computed field (hot loop: no re-validation)
         if not node.outputs:
@@ -115,7 +117,11 @@ def assign_axes(ir: IR) -> dict[int, AxisInfo]:
                 ids.append(_one(ax, node, rule, in_ids, d, k))
             for i, rule, name in zip(ids, rules, t.axes):
                 if name and rule.kind is KEEP:
-                    ax.offer(i, name, DECLARED if _declared(name) else LETTER)
+                    rank = name_rank.get(name)
+                    if rank is None:
+                        rank = name_rank[name] = DECLARED if _declared(name) else LETTER
+                    if rank > ranks[find(i)]:     # ax.offer, without the call where it would change nothing
+                        ax.offer(i, name, rank)
             outs.append(tuple(ids))
         if sig is not None:
             for group in sig.contracted:

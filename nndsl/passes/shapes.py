@@ -23,6 +23,7 @@ class ShapeContext:
         # shape rule results by (op, input types, attributes, facts); the types are interned (one object
         # per distinct type), so a key names the input types by identity and hashes no shape
         self.memo: dict = {}
+        self.int_attrs: dict[str, tuple[str, ...]] = {}    # op -> its attributes of type int
         self.types: dict[TensorType, TensorType] = {}
         # facts stated in blocks are about block-local dims; as unification binds those to the caller's
         # dims, each fact is carried over (`ensure D % heads == 0` becomes `E % 4 == 0` for the caller)
@@ -112,14 +113,18 @@ def _node(ctx: ShapeContext, node: Node) -> None:
         return
     od = O.get(node.op)
     attrs = ctx.subst(node.attrs)
-    for at in od.attrs:
-        v = attrs.get(at.name)
-        if at.type == "int" and isinstance(v, Dim):
+    ints = ctx.int_attrs.get(od.name)
+    if ints is None:
+        ints = ctx.int_attrs[od.name] = tuple(at.name for at in od.attrs if at.type == "int")
+    for a in ints:
+        v = attrs.get(a)
+        if isinstance(v, Dim):
             if not v.is_const:
-                raise O.OpError("E0203", f"`{at.name}` of `{od.name}` depends on the free dim `{v}`",
+                raise O.OpError("E0203", f"`{a}` of `{od.name}` depends on the free dim `{v}`",
                                 help="attributes that size parameters must be known when the spec is checked")
-            attrs[at.name] = v.value
-    _put(node, "attrs", attrs)
+            attrs[a] = v.value
+    nd = node.__dict__               # fields this pass computes (the hot loop: no re-validation)
+    nd["attrs"] = attrs
     # a shape rule is a pure function of the input types, the attributes and the facts: layers repeated
     # with the same types (every block of a stack) reuse its result; each node gets its own parameters.
     # So is the check of the attributes: equal attributes passed it when the result was stored.
@@ -132,12 +137,12 @@ def _node(ctx: ShapeContext, node: Node) -> None:
         if key is not None:
             ctx.memo[key] = hit + (ins,)       # the key's input types stay alive while their ids key it
     attrs, sig, outs, params, fan, flops = hit[:6]
-    _put(node, "outputs", list(outs))          # a list of its own; the types are frozen and shared
-    _put(node, "params", [_fresh(p) for p in params])
+    nd["outputs"] = list(outs)                 # a list of its own; the types are frozen and shared
+    nd["params"] = [_fresh(p) for p in params]
     # the resolved attributes are the memo's, shared by the nodes that hit it: read-only (a pass that
     # changes one node's replaces its recipe's dict)
-    _put(node, "recipe", from_fields(Recipe, {"attrs": attrs, "sig": sig, "fan": fan}))
-    _put(node, "flops", flops)
+    nd["recipe"] = from_fields(Recipe, {"attrs": attrs, "sig": sig, "fan": fan})
+    nd["flops"] = flops
     if node.tie:
         _tie(ctx, node)
 
