@@ -165,3 +165,34 @@ def test_token_soup_agrees_or_falls_back(toks):
     text = " ".join(toks)
     agree("model M { input x: [B, D]\n y = " + text + "\n output y }")
     agree(text)
+
+
+_LEAVES = st.sampled_from(["x", "B", "D", "1", "2.5", "3k", ".5", "1e-3", '"s"', "true", "false", "[]", "[1, x]",
+                           "input", "by", "init", "sparsity", "shape(x)"])
+_BINARY = ["+", "-", "*", "/", "//", "%", "@", "**", "==", "!=", "<", "<=", ">", ">=", "and", "or", "|>"]
+_GAPS = st.sampled_from([" ", " ", " ", "  ", "\n", "\t", " # c\n"])
+
+
+def _compose(inner):
+    """Expressions of every form, printed with optional parentheses and blanks or new lines between
+    tokens (where a new line does not end the statement the post-lexer drops it; elsewhere it is an
+    error both parsers must agree on)."""
+    return st.one_of(
+        st.tuples(inner, st.sampled_from(_BINARY), inner, _GAPS).map(lambda t: f"{t[0]}{t[3]}{t[1]} {t[2]}"),
+        st.tuples(st.sampled_from(["-", "not ", "- ", "not not "]), inner).map("".join),
+        inner.map(lambda e: f"({e})"),
+        st.tuples(inner, st.lists(inner, max_size=3), st.booleans()).map(
+            lambda t: f"{t[0]}({', '.join(t[1])}{', ' if t[2] and t[1] else ''})"),
+        st.tuples(inner, st.sampled_from(["a", "weight", "input"])).map(lambda t: f"{t[0]}.{t[1]}"),
+        st.tuples(inner, inner).map(lambda t: f"{t[0]}[{t[1]}]"),
+        st.tuples(inner, inner, inner).map(lambda t: f"if {t[0]} then {t[1]} else {t[2]}"),
+        st.tuples(inner, inner).map(lambda t: f"f(k={t[0]}, {t[1]})"),
+        st.tuples(inner, inner).map(lambda t: f"{t[0]} |> repeat 2 as i {{ relu |> {t[1]} }}"),
+        st.tuples(inner, inner).map(lambda t: f"(if {t[0]} {{ relu }} else {{ gelu }} |> {t[1]})"),
+    )
+
+
+@SETTINGS
+@given(st.recursive(_LEAVES, _compose, max_leaves=12), st.sampled_from(["y = ", "output ", "ensure ", "y, z = "]))
+def test_expressions_agree_or_fall_back(e, head):
+    agree("model M { input x: [B, D]\n " + head + e + "\n output x }")
