@@ -79,19 +79,24 @@ def infer_shapes(ir: IR, sink: Sink, dim_overrides: dict[str, int] | None = None
     # the declared model inputs now carry the --dim bindings
     for mi in ir.meta.inputs:
         mi.type = ir.node(mi.node).outputs[0] if ir.node(mi.node).outputs else mi.type
-    _fill_edges(ir)
     return ctx
 
 
-def _fill_edges(ir: IR) -> None:
-    """Each edge's type: its producer's output at the edge's port (None where the producer failed)."""
-    nodes = ir.g._node
-    for u, nbrs in ir.g._succ.items():
+def _in_types(ir: IR, nid: str) -> list:
+    """The types of a node's inputs in port order (None where the producer failed), written on its
+    incoming edges too (an edge's type is its producer's output at the edge's port). The producers come
+    first in creation order, so their outputs are known: every edge is typed when its consumer is."""
+    nodes, items = ir.g._node, []
+    for u, keys in ir.g._pred[nid].items():
         outs = nodes[u]["node"].outputs
-        for keys in nbrs.values():
-            for data in keys.values():
-                a = data["attr"]
-                _put(a, "type", outs[a.src_port] if a.src_port < len(outs) else None)
+        for k, data in keys.items():
+            a = data["attr"]
+            t = outs[a.src_port] if a.src_port < len(outs) else None
+            a.__dict__["type"] = t
+            items.append((k, t))
+    if len(items) > 1:
+        items.sort(key=lambda x: x[0])
+    return [t for _k, t in items]
 
 
 def _node(ctx: ShapeContext, node: Node) -> None:
@@ -103,7 +108,7 @@ def _node(ctx: ShapeContext, node: Node) -> None:
         node.outputs = [ctx.intern(TensorType.make(shape, a["dtype"], a["axes"]))]
         node.flops = Dim.const(0)
         return
-    ins = ir.in_types(node.id)
+    ins = _in_types(ir, node.id)
     for t in ins:
         if t is None:
             return  # an upstream node failed and was reported
@@ -268,12 +273,6 @@ def index_range(t) -> str | None:
     if t.vmin is not None and t.vmin.is_const and t.vmin.value < 0:
         return f"negative: they go down to {t.vmin.value}"
     return None
-
-
-def _put(node, field: str, value) -> None:
-    """Set a field the pass computes on a node or an edge (the value is built from validated parts; this is
-    the hot loop)."""
-    node.__dict__[field] = value
 
 
 def _tie(ctx: ShapeContext, node: Node) -> None:

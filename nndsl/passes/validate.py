@@ -24,13 +24,21 @@ def check_names(ir: IR, sink: Sink) -> None:
     """Names that become module attributes must be ones PyTorch accepts (state-dict keys keep them)."""
     owns: dict[str, bool] = {}
     for n in ir.nodes():
-        o = owns.get(n.op)
-        if o is None:
-            o = owns[n.op] = owns_module(n.op)
-        if o:
-            seg = (n.local or n.id).split(".")[0]
-            if reserved_by_torch(seg):
-                _reserved(sink, seg, "a layer", n.span, n.scope)
+        _check_layer_name(n, owns, sink)
+    _check_instance_names(ir, sink)
+
+
+def _check_layer_name(n, owns: dict, sink: Sink) -> None:
+    o = owns.get(n.op)
+    if o is None:
+        o = owns[n.op] = owns_module(n.op)
+    if o:
+        seg = (n.local or n.id).split(".")[0]
+        if reserved_by_torch(seg):
+            _reserved(sink, seg, "a layer", n.span, n.scope)
+
+
+def _check_instance_names(ir: IR, sink: Sink) -> None:
     for path, inst in ir.meta.instances.items():
         if path:
             parent = inst.parent or ""
@@ -57,10 +65,11 @@ def constant_nodes(ir: IR) -> set[str]:
     return const
 
 
-def check_buffers(ir: IR, sink: Sink) -> None:
-    """Every buffer is made of values known when the module is built; records those nodes on the IR."""
+def check_buffers(ir: IR, sink: Sink, buffers=None) -> None:
+    """Every buffer is made of values known when the module is built; records those nodes on the IR.
+    `buffers`: the buffer nodes, when the caller has them."""
     const = None
-    for n in ir.nodes():
+    for n in ir.nodes() if buffers is None else buffers:
         if n.op != "buffer":
             continue
         if const is None:
@@ -109,10 +118,12 @@ def model_bytes(ir: IR, kinds=("param", "buffer")) -> tuple[int, object]:
     return total, biggest
 
 
-def check_size(ir: IR, sink: Sink, limits: Limits) -> None:
+def check_size(ir: IR, sink: Sink, limits: Limits, total: int | None = None) -> None:
+    """At most `limits.params` parameters (`total`: their count, when the caller has it)."""
     from .ensures import param_count
 
-    total = param_count(ir)
+    if total is None:
+        total = param_count(ir)
     if total > limits.params:
         _, biggest = model_bytes(ir, ("param",))
         sink.error("E0112", f"the model has {total:,} parameters, more than the limit of {limits.params:,}",
@@ -130,11 +141,32 @@ def _creation_order_is_topological(ir: IR) -> bool:
 
 
 def validate(ir: IR, sink: Sink, limits: Limits = DEFAULT) -> None:
-    if not _creation_order_is_topological(ir):
+    """The checks above in one walk over the nodes (on a large graph the walks, each reading every node's
+    records from memory again, cost more than the checks): creation order topological (every producer
+    seen before its consumer), layer names, buffers, size."""
+    seen: set[str] = set()
+    pred = ir.g._pred
+    topological = True
+    owns: dict[str, bool] = {}
+    buffers = []
+    total = 0
+    for n in ir.nodes():
+        nid = n.id
+        for u in pred[nid]:
+            if u not in seen:              # made later (or the node itself): an edge against the order
+                topological = False
+        seen.add(nid)
+        _check_layer_name(n, owns, sink)
+        if n.op == "buffer":
+            buffers.append(n)
+        for p in n.params:
+            if p.kind == "param" and p.tied_to is None:
+                total += p.numel
+    if not topological:
         sink.error("E9999", "internal compiler error: an edge runs against the graph's creation order")
-    check_names(ir, sink)
-    check_buffers(ir, sink)
-    check_size(ir, sink, limits)
+    _check_instance_names(ir, sink)
+    check_buffers(ir, sink, buffers)
+    check_size(ir, sink, limits, total)
     if not ir.meta.outputs:
         return
     for o in ir.meta.outputs:
