@@ -12,3 +12,7 @@ if ! command -v dot >/dev/null 2>&1; then
 fi
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[test]"
+# An editable install compiles nothing, and with PYTHONDONTWRITEBYTECODE set (as CI sets it) every new
+# process would compile nndsl from source again (about 0.3 s each; the CLI and LSP tests start many):
+# compile it once, as a wheel install would.
+python -m compileall -q nndsl >/dev/null
