@@ -210,6 +210,10 @@ class _Parser:
     def to_tok(self, start: Span, k: int) -> Span:
         return Span(self.file, start.line, start.col, self.L[k], self.C[k] + len(self.V[k]))
 
+    def join(self, a: Span, b: Span) -> Span:
+        """From the start of span `a` to the end of span `b`."""
+        return Span(self.file, a.line, a.col, b.end_line, b.end_col)
+
     def between(self, a: int, b: int) -> Span:
         return Span(self.file, self.L[a], self.C[a], self.L[b], self.C[b] + len(self.V[b]))
 
@@ -412,8 +416,7 @@ class _Parser:
             key_span = self.between(k0, j - 1)
             j = self.expect(j, "COLON")
             rule, j = self.expr(j)
-            entries.append(A.InitEntry(span=Span(self.file, key_span.line, key_span.col, rule.span.end_line,
-                                                 rule.span.end_col), key=parts, key_span=key_span, rule=rule))
+            entries.append(A.InitEntry(span=self.join(key_span, rule.span), key=parts, key_span=key_span, rule=rule))
             if T[j] == "COMMA" or T[j] == "_NL":
                 j += 1
             elif T[j] != "RBRACE":
@@ -464,16 +467,12 @@ class _Parser:
                 j += 2
             value, j = self.expr(j)
             init, sparsity, j, end = self.clauses(j, value.span)
-            start = self.L[k], self.C[k]
-            if name is None:
-                start = value.span.line, value.span.col
-            items.append(A.OutputItem(span=Span(self.file, *start, end.end_line, end.end_col), name=name, value=value,
-                                      init=init, sparsity=sparsity))
+            span = self.join(value.span, end) if name is None else self.from_tok(k, end)
+            items.append(A.OutputItem(span=span, name=name, value=value, init=init, sparsity=sparsity))
             if T[j] != "COMMA":
                 break
             j += 1
-        return A.Output(span=Span(self.file, self.L[i], self.C[i], items[-1].span.end_line, items[-1].span.end_col),
-                        items=items), j
+        return A.Output(span=self.from_tok(i, items[-1].span), items=items), j
 
     def ensure_stmt(self, i: int):
         T, V = self.T, self.V
@@ -516,12 +515,16 @@ class _Parser:
         head, j = self.or_expr(i)
         if T[j] != "__ANON_0":
             return head, j
-        stages = []
+        stages, j = self.more_stages(j)
+        return A.Pipe(span=self.join(head.span, stages[-1].span), head=head, stages=stages), j
+
+    def more_stages(self, j: int):
+        """`(|> stage)*`: the stages and the index after them."""
+        T, out = self.T, []
         while T[j] == "__ANON_0":
             s, j = self.stage(j + 1)
-            stages.append(s)
-        hs, es = head.span, stages[-1].span
-        return A.Pipe(span=Span(self.file, hs.line, hs.col, es.end_line, es.end_col), head=head, stages=stages), j
+            out.append(s)
+        return out, j
 
     def stage(self, i: int):
         t = self.T[i]
@@ -582,8 +585,7 @@ class _Parser:
         while prec is not None and prec >= min_prec:
             k = j
             right, j = self.or_expr(k + 1, _RIGHT[prec])
-            ls, rs = left.span, right.span
-            span = Span(self.file, ls.line, ls.col, rs.end_line, rs.end_col)
+            span = self.join(left.span, right.span)
             if prec <= 2:
                 op = "or" if prec == 1 else "and"
                 vals = list(left.values) if type(left) is A.BoolOp and left.op == op and left.span.line > 0 else [left]
@@ -684,10 +686,7 @@ class _Parser:
             if T[j] != "RPAR":
                 raise _GiveUp
             return e, j + 1
-        stages = []
-        while T[j] == "__ANON_0":
-            s, j = self.stage(j + 1)
-            stages.append(s)
+        stages, j = self.more_stages(j)
         if T[j] != "RPAR":
             raise _GiveUp
         return A.Pipe(span=self.between(i, j), head=head, stages=stages), j + 1
