@@ -15,11 +15,10 @@ from .fastmodel import make
 from .ir import IR, ModelOutput
 from .limits import DEFAULT, Limits
 from .loader import Loader, Program, file_span
-from .facets.layout import fill_layouts
-from .passes.axes import assign_axes
+from .passes.axes import AxesWalk
 from .passes.ensures import check_ensures
-from .passes.shapes import infer_shapes
-from .passes.validate import validate
+from .passes.shapes import ShapeWalk, infer_shapes
+from .passes.validate import NodeChecks, validate
 from .syntax import ast as A
 
 
@@ -53,17 +52,33 @@ class CheckResult:
 
 # The ordered pass pipeline after elaboration; each pass takes (ir, state, sink).
 PIPELINE: tuple[tuple[str, Callable], ...] = (
-    ("shapes", lambda ir, st, sink: st.__setitem__("shapes", infer_shapes(ir, sink, st["dims"]))),
-    ("axes", lambda ir, st, sink: setattr(ir, "axes", assign_axes(ir))),
+    ("walk", lambda ir, st, sink: node_walk(ir, st, sink)),
     ("ensures", lambda ir, st, sink: check_ensures(ir, st["shapes"], sink)),
     ("equivariance", lambda ir, st, sink: _symmetry(ir, sink)),
-    ("validate", lambda ir, st, sink: validate(ir, sink, st["limits"])),
+    ("validate", lambda ir, st, sink: validate(ir, sink, st["limits"], st["checks"])),
     ("sparsity", lambda ir, st, sink: _resolve_sparsity(ir, sink)),
-    ("layout", lambda ir, st, sink: fill_layouts(ir)),
     ("init", lambda ir, st, sink: _resolve_inits(ir, sink)),
     ("parametrize", lambda ir, st, sink: _parametrize(ir, st, sink)),
     ("signal", lambda ir, st, sink: _signal(ir, st, sink)),
 )
+
+
+def node_walk(ir: IR, st: dict, sink: Sink) -> None:
+    """The passes that compute, node by node, from a node and its producers: shapes (which make the
+    parameters, dense), axes, and what validation reads. They share one walk over the nodes
+    in creation order (producers first): each visits a node right after the one before it, while the
+    node's records are still in the CPU's caches. A walk per pass read every record from memory again; on
+    a large graph that, not the work, was the cost. Each keeps what it gathers until its `finish` or its
+    place in PIPELINE."""
+    shapes, axes, checks = ShapeWalk(ir, sink, st["dims"]), AxesWalk(ir), NodeChecks()
+    shape, axis, check = shapes.visit, axes.visit, checks.visit
+    for node in ir.nodes():
+        shape(node)
+        axis(node)
+        check(node)
+    st["shapes"] = shapes.finish()
+    ir.axes = axes.finish()
+    st["checks"] = checks
 
 
 def _parametrize(ir: IR, st: dict, sink: Sink) -> None:

@@ -214,12 +214,17 @@ class IR:
         self.order: list[str] = []      # node ids in the order elaboration created them
         self.signal = None              # passes.signal.Report, when the signal pass ran
         self.topology = None            # passes.topology.Topology, when a pass needed it
+        # whether every edge add_edge made ran from an earlier node into the newest one: then creation
+        # order is topological by construction (validation reports an IR where it is not)
+        self.forward = True
 
     # -- construction
     # Elaboration adds one node and its edges per op, tens of thousands for a large spec: these write the
     # graph's adjacency as networkx's own add_node / add_edge do (a node's successor, predecessor and
     # attribute dicts; one key dict shared by both directions of a pair), without their per-call checks.
     # Nodes and edges come only from here; tests compare the result with a graph networkx built.
+    # An edge goes into the node made last, from one made before it: what keeps creation order
+    # topological, checked here for one comparison per edge.
     def add_node(self, node: Node) -> Node:
         g, nid = self.g, node.id
         if nid in g._succ:
@@ -235,6 +240,8 @@ class IR:
     def add_edge(self, src: str, src_port: int, dst: str, dst_port: int) -> None:
         """An edge from `src`'s output `src_port` into `dst`'s input `dst_port` (both nodes exist)."""
         g = self.g
+        if dst != self.order[-1] or src == dst:
+            self.forward = False
         keys = g._succ[src].get(dst)
         if keys is None:
             keys = g._succ[src][dst] = g._pred[dst][src] = {}

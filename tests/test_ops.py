@@ -274,6 +274,57 @@ def test_validation_proves_the_creation_order_topological():
     assert [d.code for d in sink.sorted()][:1] == ["E9999"]
 
 
+def test_an_edge_against_creation_order_is_caught_where_it_is_made():
+    """`IR.add_edge` keeps creation order topological by construction (an edge goes into the node made
+    last, from one made before it); the pipeline's validation reports an IR where that did not hold."""
+    from nndsl.diagnostics import Sink
+    from nndsl.passes.validate import NodeChecks, validate
+
+    ir = nndsl.check("examples/mlp.nn").ir
+    assert ir.forward
+    ids = ir.order
+    ir.add_edge(ids[1], 0, ids[-1], 9)         # into the newest node, from an earlier one: forward
+    assert ir.forward
+    ir.add_edge(ids[-1], 0, ids[1], 9)         # into an older node
+    assert not ir.forward
+    sink = Sink()
+    validate(ir, sink, checks=NodeChecks())
+    assert [d.code for d in sink.sorted()][:1] == ["E9999"]
+
+
+@pytest.mark.parametrize("spec", ["resnet18", "gpt2_small", "swin_t", "unet", "edge_gnn", "sparse_mlp",
+                                  "frame_averaged_pointnet", "llama"])
+def test_the_shared_walk_computes_what_the_passes_compute_alone(spec):
+    """compiler.node_walk runs shapes, axes and validation's gathering in one walk over the nodes; each
+    pass run on its own over a fresh elaboration of the same model gives the same IR and diagnostics."""
+    from nndsl import compiler as C
+    from nndsl.diagnostics import Sink
+    from nndsl.elaborate import Elaborator
+    from nndsl.limits import DEFAULT
+    from nndsl.loader import Loader
+    from nndsl.passes.axes import assign_axes
+    from nndsl.passes.shapes import infer_shapes
+    from nndsl.passes.validate import validate
+
+    def elaborated():
+        sink = Sink(DEFAULT)
+        prog = Loader(sink, DEFAULT, None).load_path(f"examples/{spec}.nn")
+        return Elaborator(prog, sink, DEFAULT).build(C._pick_model(prog, None, sink), {}), sink
+
+    walked, s1 = elaborated()
+    st = {"dims": {}, "limits": DEFAULT}
+    C.node_walk(walked, st, s1)
+    validate(walked, s1, DEFAULT, st["checks"])
+    alone, s2 = elaborated()
+    infer_shapes(alone, s2, {})
+    alone.axes = assign_axes(alone)
+    validate(alone, s2, DEFAULT)
+    assert [d.model_dump() for d in s1.sorted()] == [d.model_dump() for d in s2.sorted()]
+    assert walked.to_json() == alone.to_json()
+    assert sum(len(n.params) for n in walked.nodes()) > 0
+    assert all(p.facets["layout"].kind == "dense" for n in walked.nodes() for p in n.params)
+
+
 def test_the_ir_builds_the_graph_networkx_would():
     """IR.add_node / add_edge write networkx's adjacency directly; the graph must equal the one networkx's
     own add_node / add_edge build from the same nodes and edges (adjacency, keys, attributes, order), and

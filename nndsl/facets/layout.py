@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from ..ir import IR
 from ..types import dtype_bytes
 from . import Facet
 
@@ -56,16 +55,19 @@ class Structure(Facet, slot="structure", on=("node",)):
         return self.energy[1] if family == "uniform" else self.energy[0]
 
 
-def fill_layouts(ir: IR) -> None:
-    """Give every parameter without a layout the dense one (a pass that knows better runs before)."""
-    from ..fastmodel import make
+class DenseLayouts:
+    """The dense layout of a parameter, one object per size and dtype (facets are frozen). Shape inference
+    gives it to every parameter it makes: a parameter is dense until the sparsity pass, later, replaces
+    the layout of the weights it stores otherwise."""
 
-    dense: dict[tuple, Layout] = {}      # facets are frozen: equal layouts are one object
-    for n in ir.nodes():
-        for p in n.params:
-            if "layout" not in p.facets:     # from checked ints: built without validation (hot: one per parameter)
-                key = (p.numel, p.dtype)
-                lay = dense.get(key)
-                if lay is None:
-                    lay = dense[key] = make(Layout, stored=p.numel, bytes=p.numel * dtype_bytes(p.dtype))
-                p.facets["layout"] = lay
+    def __init__(self) -> None:
+        self.dense: dict[tuple, Layout] = {}
+
+    def of(self, p) -> Layout:
+        key = (p.numel, p.dtype)
+        lay = self.dense.get(key)
+        if lay is None:                       # from checked ints: built without validation
+            from ..fastmodel import make
+
+            lay = self.dense[key] = make(Layout, stored=p.numel, bytes=p.numel * dtype_bytes(p.dtype))
+        return lay

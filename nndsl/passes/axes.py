@@ -77,31 +77,46 @@ class _Axes:
 
 def assign_axes(ir: IR) -> dict[int, AxisInfo]:
     """Fill `node.axes` for every node whose shapes are known; return the identities by id."""
-    ax = _Axes()
-    find = ax.find
-    ranks = ax.rank
-    name_rank: dict[str, int] = {}   # a declared dim or a pattern letter (_declared), per name
+    walk = AxesWalk(ir)
     for node in ir.nodes():
+        walk.visit(node)
+    return walk.finish()
+
+
+class AxesWalk:
+    """The pass node by node (`visit` each node after its producers and after its shapes are known;
+    `finish` once), so that it can share one walk over the nodes with shape inference
+    (compiler.node_walk)."""
+
+    def __init__(self, ir: IR) -> None:
+        self.ir = ir
+        self.ax = _Axes()
+        self.name_rank: dict[str, int] = {}   # a declared dim or a pattern letter (_declared), per name
+
+    def visit(self, node) -> None:
         nd = node.__dict__            # the pass writes a computed field (hot loop: no re-validation)
         if not node.outputs:
-            continue
+            return
+        ax = self.ax
         if node.op == "input" or node.recipe is None and node.op != "block_input":
             nd["axes"] = _all_fresh(ax, node)
-            continue
+            return
+        ir = self.ir
         in_ids = []
         for u, p in ir.inputs_of(node.id):
             src = ir.node(u).axes
             in_ids.append(src[p] if p < len(src) else None)
         if None in in_ids:            # an upstream node failed: this one starts afresh
             nd["axes"] = _all_fresh(ax, node)
-            continue
+            return
         if node.op == "block_input":
             ids = tuple(in_ids[0][:node.outputs[0].rank])
             for i, name in zip(ids, node.outputs[0].axis_names()):
                 if name:
                     ax.offer(i, name, DECLARED)
             nd["axes"] = [ids]
-            continue
+            return
+        find, ranks, name_rank = ax.find, ax.rank, self.name_rank
         sig = node.recipe.sig
         outs = []
         for o, t in enumerate(node.outputs):
@@ -129,12 +144,16 @@ def assign_axes(ir: IR) -> dict[int, AxisInfo]:
                 for i in refs[1:]:
                     ax.union(refs[0], i)
         nd["axes"] = outs
-    # one identity per union: rewrite every reference to its representative (without a union, every
-    # identity handed out is its own representative)
-    if ax.joined:
-        for node in ir.nodes():
-            node.__dict__["axes"] = [tuple(map(find, ids)) for ids in node.axes]
-    return _names(ax)
+
+    def finish(self) -> dict[int, AxisInfo]:
+        """The identities by id. An identity that a later union joined to another is rewritten to its
+        representative everywhere (without a union, every identity handed out is its own)."""
+        ax = self.ax
+        if ax.joined:
+            find = ax.find
+            for node in self.ir.nodes():
+                node.__dict__["axes"] = [tuple(map(find, ids)) for ids in node.axes]
+        return _names(ax)
 
 
 def _declared(name: str) -> bool:

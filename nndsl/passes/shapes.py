@@ -1,5 +1,5 @@
 """Shape inference: unify block inputs with their declared shapes, run every op's shape rule, fill
-edge types, parameter shapes (with weight tying) and FLOPs. Errors become Diagnostics."""
+edge types, parameters (shapes, weight tying, the dense layout) and FLOPs. Errors become Diagnostics."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,6 +7,7 @@ from typing import Any
 from .. import ops as O
 from ..diagnostics import Diagnostic, Label, Sink, Span
 from ..dims import Dim, Facts, display, parse_dim
+from ..facets.layout import DenseLayouts
 from ..fastmodel import from_fields, make
 from ..ir import IR, Node
 from ..recipe import Out, Recipe, default_signature
@@ -25,6 +26,7 @@ class ShapeContext:
         self.memo: dict = {}
         self.int_attrs: dict[str, tuple[str, ...]] = {}    # op -> its attributes of type int
         self.types: dict[TensorType, TensorType] = {}
+        self.layouts = DenseLayouts()
         # facts stated in blocks are about block-local dims; as unification binds those to the caller's
         # dims, each fact is carried over (`ensure D % heads == 0` becomes `E % 4 == 0` for the caller)
         self.stated: list[tuple[Dim, Dim]] = []
@@ -62,24 +64,42 @@ class ShapeContext:
 
 
 def infer_shapes(ir: IR, sink: Sink, dim_overrides: dict[str, int] | None = None) -> ShapeContext:
-    ctx = ShapeContext(ir, sink, dim_overrides or {})
+    walk = ShapeWalk(ir, sink, dim_overrides)
     for node in ir.nodes():
+        walk.visit(node)
+    return walk.finish()
+
+
+class ShapeWalk:
+    """The pass node by node (`visit` each node after its producers, `finish` once), so that the passes
+    that read what it writes can share one walk over the nodes with it (compiler.node_walk)."""
+
+    def __init__(self, ir: IR, sink: Sink, dim_overrides: dict[str, int] | None = None) -> None:
+        self.ctx = ShapeContext(ir, sink, dim_overrides or {})
+        self.sink = sink
+
+    def visit(self, node: Node) -> None:
+        sink = self.sink
         # what goes wrong here leads back through the calls of the node's instance; a block input's
         # mismatch is shown at the call, so through the calls of the caller
-        sink.context = _caller(ir, node.scope) if node.op == "block_input" else node.scope
+        sink.context = _caller(self.ctx.ir, node.scope) if node.op == "block_input" else node.scope
         try:
-            _node(ctx, node)
+            _node(self.ctx, node)
         except O.OpError as err:
-            sink.add(_diag(ctx, node, err))
+            sink.add(_diag(self.ctx, node, err))
         except ZeroDivisionError:
             sink.error("E0111", "division by zero in a shape", node.span)
-    sink.context = ""
-    # the facts as every later pass and backend sees them: stated, and carried through the calls
-    ir.meta.facts = sorted({(str(a), str(b)) for a, b in ctx.facts.pairs})
-    # the declared model inputs now carry the --dim bindings
-    for mi in ir.meta.inputs:
-        mi.type = ir.node(mi.node).outputs[0] if ir.node(mi.node).outputs else mi.type
-    return ctx
+        sink.context = ""
+
+    def finish(self) -> ShapeContext:
+        ctx = self.ctx
+        ir = ctx.ir
+        # the facts as every later pass and backend sees them: stated, and carried through the calls
+        ir.meta.facts = sorted({(str(a), str(b)) for a, b in ctx.facts.pairs})
+        # the declared model inputs now carry the --dim bindings
+        for mi in ir.meta.inputs:
+            mi.type = ir.node(mi.node).outputs[0] if ir.node(mi.node).outputs else mi.type
+        return ctx
 
 
 def _in_types(ir: IR, nid: str) -> list:
@@ -141,9 +161,9 @@ def _node(ctx: ShapeContext, node: Node) -> None:
         hit = _rule(ctx, od, ins, attrs)
         if key is not None:
             ctx.memo[key] = hit + (ins,)       # the key's input types stay alive while their ids key it
-    attrs, sig, outs, params, fan, flops = hit[:6]
+    attrs, sig, outs, params, fan, flops, layouts = hit[:7]
     nd["outputs"] = list(outs)                 # a list of its own; the types are frozen and shared
-    nd["params"] = [_fresh(p) for p in params]
+    nd["params"] = [_fresh(p, lay) for p, lay in zip(params, layouts)]
     # the resolved attributes are the memo's, shared by the nodes that hit it: read-only (a pass that
     # changes one node's replaces its recipe's dict)
     nd["recipe"] = from_fields(Recipe, {"attrs": attrs, "sig": sig, "fan": fan})
@@ -194,7 +214,9 @@ def _rule(ctx: ShapeContext, od, ins: list, attrs: dict) -> tuple:
             fan = (p.fan_in, p.fan_out)
     flops = od.flops(ins, outs, attrs) if od.flops else Dim.const(0)
     outs = [ctx.intern(t) for t in outs]
-    return dict(attrs), sig, outs, tuple(params), fan, flops     # nodes get copies (_fresh); these stay the memo's
+    layouts = tuple(ctx.layouts.of(p) for p in params)
+    # nodes get copies (_fresh); these stay the memo's
+    return dict(attrs), sig, outs, tuple(params), fan, flops, layouts
 
 
 _SCALARS = (str, int, type(None), Dim)
@@ -228,9 +250,9 @@ def _frozen(v):
     raise TypeError(t)
 
 
-def _fresh(p):
-    """A parameter spec of its own: later passes fill facets and ties per node."""
-    return from_fields(type(p), {**p.__dict__, "facets": {}})
+def _fresh(p, layout):
+    """A parameter spec of its own, dense (later passes fill facets and ties per node)."""
+    return from_fields(type(p), {**p.__dict__, "facets": {"layout": layout}})
 
 
 def _simplified(t: TensorType, facts: Facts) -> TensorType:

@@ -140,33 +140,50 @@ def _creation_order_is_topological(ir: IR) -> bool:
     return all(pos[u] < pos[v] for v, preds in ir.g._pred.items() for u in preds)
 
 
-def validate(ir: IR, sink: Sink, limits: Limits = DEFAULT) -> None:
-    """The checks above in one walk over the nodes (on a large graph the walks, each reading every node's
-    records from memory again, cost more than the checks): creation order topological (every producer
-    seen before its consumer), layer names, buffers, size."""
-    seen: set[str] = set()
-    pred = ir.g._pred
-    topological = True
-    owns: dict[str, bool] = {}
-    buffers = []
-    total = 0
-    for n in ir.nodes():
-        nid = n.id
-        for u in pred[nid]:
-            if u not in seen:              # made later (or the node itself): an edge against the order
-                topological = False
-        seen.add(nid)
-        _check_layer_name(n, owns, sink)
+class NodeChecks:
+    """What validation reads from each node, gathered node by node (`visit` in creation order), so that
+    it can share one walk over the nodes with shape inference (compiler.node_walk): layers with names
+    PyTorch reserves, buffers, the parameter count. `validate` reports from it at its place in the
+    pipeline."""
+
+    def __init__(self) -> None:
+        self.owns: dict[str, bool] = {}
+        self.reserved: list = []           # layers whose name PyTorch reserves
+        self.buffers: list = []
+        self.total = 0                     # trainable-or-not parameters, tied ones once
+
+    def visit(self, n) -> None:
+        o = self.owns.get(n.op)
+        if o is None:
+            o = self.owns[n.op] = owns_module(n.op)
+        if o and reserved_by_torch((n.local or n.id).split(".")[0]):
+            self.reserved.append(n)
         if n.op == "buffer":
-            buffers.append(n)
+            self.buffers.append(n)
         for p in n.params:
             if p.kind == "param" and p.tied_to is None:
-                total += p.numel
-    if not topological:
+                self.total += p.numel
+
+
+def validate(ir: IR, sink: Sink, limits: Limits = DEFAULT, checks: NodeChecks | None = None) -> None:
+    """Creation order topological (every producer made before its consumer), layer and instance names,
+    buffers, size. `checks`: what the walk over the nodes gathered, which also means the IR's edges all
+    came from `IR.add_edge`, which checks the order as it makes them (without it, the nodes are walked
+    here and the order checked edge by edge)."""
+    if checks is None:
+        checks = NodeChecks()
+        for n in ir.nodes():
+            checks.visit(n)
+        forward = _creation_order_is_topological(ir)
+    else:
+        forward = ir.forward
+    if not forward:
         sink.error("E9999", "internal compiler error: an edge runs against the graph's creation order")
+    for n in checks.reserved:
+        _check_layer_name(n, checks.owns, sink)
     _check_instance_names(ir, sink)
-    check_buffers(ir, sink, buffers)
-    check_size(ir, sink, limits, total)
+    check_buffers(ir, sink, checks.buffers)
+    check_size(ir, sink, limits, checks.total)
     if not ir.meta.outputs:
         return
     for o in ir.meta.outputs:
