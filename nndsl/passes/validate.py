@@ -20,24 +20,6 @@ def _reserved(sink: Sink, name: str, what: str, span, context: str) -> None:
                help=f"rename it, e.g. `{name}_` or `{name}_layer`")
 
 
-def check_names(ir: IR, sink: Sink) -> None:
-    """Names that become module attributes must be ones PyTorch accepts (state-dict keys keep them)."""
-    owns: dict[str, bool] = {}
-    for n in ir.nodes():
-        _check_layer_name(n, owns, sink)
-    _check_instance_names(ir, sink)
-
-
-def _check_layer_name(n, owns: dict, sink: Sink) -> None:
-    o = owns.get(n.op)
-    if o is None:
-        o = owns[n.op] = owns_module(n.op)
-    if o:
-        seg = (n.local or n.id).split(".")[0]
-        if reserved_by_torch(seg):
-            _reserved(sink, seg, "a layer", n.span, n.scope)
-
-
 def _check_instance_names(ir: IR, sink: Sink) -> None:
     for path, inst in ir.meta.instances.items():
         if path:
@@ -65,13 +47,11 @@ def constant_nodes(ir: IR) -> set[str]:
     return const
 
 
-def check_buffers(ir: IR, sink: Sink, buffers=None) -> None:
-    """Every buffer is made of values known when the module is built; records those nodes on the IR.
-    `buffers`: the buffer nodes, when the caller has them."""
+def check_buffers(ir: IR, sink: Sink, buffers: list) -> None:
+    """Every buffer (`buffers`: the buffer nodes) is made of values known when the module is built;
+    records those nodes on the IR."""
     const = None
-    for n in ir.nodes() if buffers is None else buffers:
-        if n.op != "buffer":
-            continue
+    for n in buffers:
         if const is None:
             const = constant_nodes(ir)
             ir.meta.constants = [nid for nid in ir.g.nodes if nid in const]
@@ -118,12 +98,8 @@ def model_bytes(ir: IR, kinds=("param", "buffer")) -> tuple[int, object]:
     return total, biggest
 
 
-def check_size(ir: IR, sink: Sink, limits: Limits, total: int | None = None) -> None:
-    """At most `limits.params` parameters (`total`: their count, when the caller has it)."""
-    from .ensures import param_count
-
-    if total is None:
-        total = param_count(ir)
+def check_size(ir: IR, sink: Sink, limits: Limits, total: int) -> None:
+    """At most `limits.params` parameters (`total`: their count, tied ones once)."""
     if total > limits.params:
         _, biggest = model_bytes(ir, ("param",))
         sink.error("E0112", f"the model has {total:,} parameters, more than the limit of {limits.params:,}",
@@ -148,7 +124,7 @@ class NodeChecks:
 
     def __init__(self) -> None:
         self.owns: dict[str, bool] = {}
-        self.reserved: list = []           # layers whose name PyTorch reserves
+        self.reserved: list = []           # (name, node) of layers whose name PyTorch reserves
         self.buffers: list = []
         self.total = 0                     # trainable-or-not parameters, tied ones once
 
@@ -156,8 +132,10 @@ class NodeChecks:
         o = self.owns.get(n.op)
         if o is None:
             o = self.owns[n.op] = owns_module(n.op)
-        if o and reserved_by_torch((n.local or n.id).split(".")[0]):
-            self.reserved.append(n)
+        if o:
+            seg = (n.local or n.id).split(".")[0]
+            if reserved_by_torch(seg):
+                self.reserved.append((seg, n))
         if n.op == "buffer":
             self.buffers.append(n)
         for p in n.params:
@@ -179,8 +157,8 @@ def validate(ir: IR, sink: Sink, limits: Limits = DEFAULT, checks: NodeChecks | 
         forward = ir.forward
     if not forward:
         sink.error("E9999", "internal compiler error: an edge runs against the graph's creation order")
-    for n in checks.reserved:
-        _check_layer_name(n, checks.owns, sink)
+    for seg, n in checks.reserved:
+        _reserved(sink, seg, "a layer", n.span, n.scope)
     _check_instance_names(ir, sink)
     check_buffers(ir, sink, checks.buffers)
     check_size(ir, sink, limits, checks.total)
